@@ -1,0 +1,98 @@
+package connector
+
+import (
+	"errors"
+
+	"time"
+)
+
+// Kind classifies a failure so that callers decide by kind, not by string.
+type Kind int
+
+const (
+	// Other is an unclassified failure.
+	Other Kind = iota
+	// Transient failures (network, 5xx, truncated bodies) are worth retrying soon.
+	Transient
+	// Throttled means Microsoft asked us to slow down; RetryAfter says for how long.
+	Throttled
+	// NeedsConsent means a person must consent again: revoked or expired refresh
+	// token, expired client secret, missing consent, MFA or Conditional Access.
+	NeedsConsent
+	// AccessDenied means the account has no rights to the mailbox.
+	AccessDenied
+	// NotFound means the mailbox, folder, message or attachment does not exist.
+	NotFound
+	// SyncReset means the delta state is gone; start a full sync.
+	SyncReset
+	// Invalid means the caller's input was rejected.
+	Invalid
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Transient:
+		return "transient"
+	case Throttled:
+		return "throttled"
+	case NeedsConsent:
+		return "needs_consent"
+	case AccessDenied:
+		return "access_denied"
+	case NotFound:
+		return "not_found"
+	case SyncReset:
+		return "sync_reset"
+	case Invalid:
+		return "invalid"
+	}
+	return "other"
+}
+
+// Error is a classified failure of an operation against Microsoft 365.
+type Error struct {
+	Op         string        // the operation, e.g. "graph: delta"
+	Kind       Kind          // what the caller should do about it
+	Code       string        // Microsoft's code, e.g. "ErrorAccessDenied" or "AADSTS50173"
+	RetryAfter time.Duration // for Throttled: how long Microsoft asked us to wait
+	Err        error         // the underlying error
+}
+
+func (e *Error) Error() string {
+	msg := e.Op + ": " + e.Kind.String()
+	if e.Code != "" {
+		msg += " (" + e.Code + ")"
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// E builds a classified error.
+func E(op string, kind Kind, err error) *Error {
+	return &Error{Op: op, Kind: kind, Err: err}
+}
+
+// KindOf reports the kind of the first *Error in err's chain, or Other.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return Other
+}
+
+// RetryAfter reports how long Microsoft asked to wait, or 0.
+func RetryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
+}
+
+// IsKind reports whether err is classified as kind.
+func IsKind(err error, kind Kind) bool { return KindOf(err) == kind }

@@ -1,0 +1,51 @@
+package connector
+
+import "time"
+
+// Message is the part of a Graph message the importer needs.
+type Message struct {
+	ID                string // Graph item id (immutable id when requested); NOT identity
+	InternetMessageID string // RFC 5322 Message-ID: identity of the mail
+	Subject           string
+	From              string // sender SMTP address
+	FromName          string
+	ReceivedAt        time.Time
+	HasAttachments    bool
+	IsRead            bool
+	BodyHTML          string   // body content when the body is HTML, used to find inline references
+	Categories        []string // current categories
+	ParentFolderID    string
+	Removed           bool // a delta "@removed" entry: never import it
+}
+
+// AttachmentType is Graph's @odata.type of an attachment.
+type AttachmentType string
+
+const (
+	FileAttachment      AttachmentType = "#microsoft.graph.fileAttachment"
+	ItemAttachment      AttachmentType = "#microsoft.graph.itemAttachment"
+	ReferenceAttachment AttachmentType = "#microsoft.graph.referenceAttachment"
+)
+
+// Attachment is an attachment's metadata. Content holds the bytes when Graph
+// returned them inline (contentBytes, small attachments); otherwise the
+// content is streamed with OpenAttachment.
+type Attachment struct {
+	ID          string
+	Type        AttachmentType
+	Name        string
+	ContentType string // declared by the sender: a hint only
+	Size        int64
+	IsInline    bool
+	ContentID   string
+	Content     []byte // nil when not returned inline
+}
+
+// DeltaPage is one page of a delta query over a mail folder. Exactly one of
+// NextLink (more pages follow) and DeltaLink (the round is complete; keep it
+// for the next round) is set.
+type DeltaPage struct {
+	Messages  []Message
+	NextLink  string
+	DeltaLink string
+}
