@@ -1,0 +1,95 @@
+package archive
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// publishTimeout bounds a publish whose context has no deadline.
+const publishTimeout = 10 * time.Second
+
+// Publisher sends archive events to the MAILGATE stream. Every publish waits
+// for the stream's acknowledgement, so a nil error means the event is stored;
+// an event published again with the same id within the stream's duplicate
+// window is acknowledged as a duplicate and stored once.
+type Publisher struct {
+	js     jetstream.JetStream
+	source string
+	now    func() time.Time
+}
+
+// NewPublisher returns a publisher whose events have the source
+// <source>/<customer>/<connection>; source is normally "mailgate".
+func NewPublisher(js jetstream.JetStream, source string) *Publisher {
+	return &Publisher{js: js, source: source, now: time.Now}
+}
+
+// Imported publishes a document.imported event; id is the document id.
+func (p *Publisher) Imported(ctx context.Context, id string, d Imported) error {
+	return p.publish(ctx, id, TypeImported, d.Customer, d.Connection, &d)
+}
+
+// Skipped publishes a document.skipped event; id is the document id.
+func (p *Publisher) Skipped(ctx context.Context, id string, d Skipped) error {
+	return p.publish(ctx, id, TypeSkipped, d.Customer, d.Connection, &d)
+}
+
+// ConnectionChanged publishes a connection.changed event under a new unique id.
+func (p *Publisher) ConnectionChanged(ctx context.Context, d ConnectionChanged) error {
+	id, err := NewEventID(p.now())
+	if err != nil {
+		return fmt.Errorf("archive: publish %s: %w", TypeConnectionChanged, err)
+	}
+	return p.publish(ctx, id, TypeConnectionChanged, d.Customer, d.Connection, &d)
+}
+
+func (p *Publisher) publish(ctx context.Context, id, typ, customer, connection string, data any) error {
+	if id == "" {
+		return fmt.Errorf("archive: publish %s: empty id", typ)
+	}
+	if err := ValidCustomer(customer); err != nil {
+		return fmt.Errorf("archive: publish %s %s: %w", typ, id, err)
+	}
+	ev := Event{
+		SpecVersion:     SpecVersion,
+		ID:              id,
+		Source:          p.source + "/" + customer + "/" + connection,
+		Type:            typ,
+		Time:            p.now().UTC(),
+		DataContentType: "application/json",
+		Data:            data,
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("archive: publish %s %s: %w", typ, id, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, publishTimeout)
+		defer cancel()
+	}
+	msg := &nats.Msg{Subject: Subject(customer, typ), Data: body, Header: nats.Header{}}
+	msg.Header.Set("Content-Type", "application/cloudevents+json")
+	// A PubAck with Duplicate set is success: the event is already stored.
+	if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamName)); err != nil {
+		return fmt.Errorf("archive: publish %s %s: %w", typ, id, err)
+	}
+	return nil
+}
+
+// NewEventID returns a unique id that sorts by time: 12 hex digits of Unix
+// milliseconds and 20 random hex digits.
+func NewEventID(now time.Time) (string, error) {
+	var b [10]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("event id: %w", err)
+	}
+	return fmt.Sprintf("%012x%s", now.UnixMilli(), hex.EncodeToString(b[:])), nil
+}

@@ -1,0 +1,202 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	abs "github.com/microsoft/kiota-abstractions-go"
+	"github.com/microsoftgraph/msgraph-sdk-go/models"
+	"github.com/microsoftgraph/msgraph-sdk-go/users"
+
+	"github.com/mailgate/mailgate/connector"
+)
+
+// InlineContentMax is the largest file attachment whose bytes Attachments
+// fetches with the metadata; larger ones are streamed with OpenAttachment.
+const InlineContentMax = 3 << 20
+
+// attachmentFields is the metadata of the attachment base type. contentId
+// and contentBytes exist on fileAttachment only and can't be selected on
+// the collection; listing without $select would return the bytes of every
+// attachment, however large.
+var attachmentFields = []string{"id", "name", "contentType", "size", "isInline", "lastModifiedDateTime"}
+
+// Attachments lists the attachments of a message. Content (and ContentID)
+// is filled for file attachments of at most InlineContentMax bytes; the
+// others are read with OpenAttachment.
+func (m *Mailbox) Attachments(ctx context.Context, messageID string) ([]connector.Attachment, error) {
+	op := m.op("attachments")
+	ctx, cancel, err := m.begin(ctx, op)
+	defer cancel()
+	if err != nil {
+		return nil, err
+	}
+	b := m.user().Messages().ByMessageId(messageID).Attachments()
+	resp, err := b.Get(ctx, &users.ItemMessagesItemAttachmentsRequestBuilderGetRequestConfiguration{
+		Headers:         m.headers(0),
+		QueryParameters: &users.ItemMessagesItemAttachmentsRequestBuilderGetQueryParameters{Select: attachmentFields},
+	})
+	var out []connector.Attachment
+	for {
+		if err != nil {
+			return nil, classify(op, err)
+		}
+		if resp == nil {
+			return nil, connector.E(op, connector.Transient, errors.New("empty attachments response"))
+		}
+		for _, ga := range resp.GetValue() {
+			if ga != nil {
+				out = append(out, toAttachment(ga))
+			}
+		}
+		next := deref(resp.GetOdataNextLink())
+		if next == "" {
+			break
+		}
+		if err := m.checkLink(next); err != nil {
+			return nil, connector.E(op, connector.Invalid, err)
+		}
+		resp, err = b.WithUrl(next).Get(ctx, &users.ItemMessagesItemAttachmentsRequestBuilderGetRequestConfiguration{Headers: m.headers(0)})
+	}
+	for i := range out {
+		a := &out[i]
+		if a.Type != connector.FileAttachment || a.Size > InlineContentMax || a.Content != nil {
+			continue
+		}
+		ga, err := m.user().Messages().ByMessageId(messageID).Attachments().ByAttachmentId(a.ID).Get(ctx,
+			&users.ItemMessagesItemAttachmentsAttachmentItemRequestBuilderGetRequestConfiguration{Headers: m.headers(0)})
+		if err != nil {
+			return nil, classify(op, err)
+		}
+		if fa, ok := ga.(models.FileAttachmentable); ok {
+			a.Content = fa.GetContentBytes()
+			a.ContentID = deref(fa.GetContentId())
+		}
+	}
+	return out, nil
+}
+
+func toAttachment(ga models.Attachmentable) connector.Attachment {
+	a := connector.Attachment{
+		ID:          deref(ga.GetId()),
+		Name:        deref(ga.GetName()),
+		ContentType: deref(ga.GetContentType()),
+		Size:        int64(deref(ga.GetSize())),
+		IsInline:    deref(ga.GetIsInline()),
+		Type:        connector.AttachmentType(deref(ga.GetOdataType())),
+	}
+	switch ga := ga.(type) {
+	case models.FileAttachmentable:
+		a.Type = connector.FileAttachment
+		// A server that ignores $select sends the bytes along.
+		if b := ga.GetContentBytes(); b != nil && a.Size <= InlineContentMax {
+			a.Content = b
+		}
+		a.ContentID = deref(ga.GetContentId())
+	case models.ItemAttachmentable:
+		a.Type = connector.ItemAttachment
+	case models.ReferenceAttachmentable:
+		a.Type = connector.ReferenceAttachment
+	}
+	return a
+}
+
+// OpenAttachment streams the raw content of an attachment
+// (…/attachments/{id}/$value). The caller must close the reader; until then
+// the request holds one of the mailbox's in-flight slots.
+func (m *Mailbox) OpenAttachment(ctx context.Context, messageID, attachmentID string) (io.ReadCloser, error) {
+	ri := abs.NewRequestInformationWithMethodAndUrlTemplateAndPathParameters(abs.GET,
+		"{+baseurl}/users/{user%2Did}/messages/{message%2Did}/attachments/{attachment%2Did}/$value",
+		map[string]string{"user%2Did": m.address, "message%2Did": messageID, "attachment%2Did": attachmentID})
+	return m.open(ctx, m.op("attachment"), ri)
+}
+
+// OpenMessage streams the MIME content of a message (…/messages/{id}/$value).
+// The caller must close the reader.
+func (m *Mailbox) OpenMessage(ctx context.Context, messageID string) (io.ReadCloser, error) {
+	op := m.op("message content")
+	if m.adapterErr != nil {
+		return nil, connector.E(op, connector.Other, m.adapterErr)
+	}
+	ri, err := m.user().Messages().ByMessageId(messageID).Content().ToGetRequestInformation(ctx, nil)
+	if err != nil {
+		return nil, connector.E(op, connector.Invalid, err)
+	}
+	return m.open(ctx, op, ri)
+}
+
+// headerTimeout bounds the wait for a content response's headers; the body
+// itself may take as long as the caller's context allows.
+const headerTimeout = DefaultTimeout
+
+var errHeaderTimeout = errors.New("timeout awaiting response headers")
+
+// open sends ri through the adapter (auth, middleware, limiter) and hands
+// back the unread response body: a response handler takes the response
+// before the adapter would read it whole.
+func (m *Mailbox) open(ctx context.Context, op string, ri *abs.RequestInformation) (io.ReadCloser, error) {
+	if m.adapterErr != nil {
+		return nil, connector.E(op, connector.Other, m.adapterErr)
+	}
+	ri.Headers = m.headers(0)
+	ri.Headers.Add("Accept", "*/*")
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(nil) }
+	timer := time.AfterFunc(headerTimeout, func() { cancelCause(errHeaderTimeout) })
+	var resp *http.Response
+	h := abs.NewRequestHandlerOption()
+	h.SetResponseHandler(func(r any, _ abs.ErrorMappings) (any, error) {
+		resp, _ = r.(*http.Response)
+		return nil, nil
+	})
+	ri.AddRequestOptions([]abs.RequestOption{h})
+	_, err := m.adapter.SendPrimitive(ctx, ri, "[]byte", nil)
+	timer.Stop()
+	if err != nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		cancel()
+		if errors.Is(context.Cause(ctx), errHeaderTimeout) {
+			return nil, connector.E(op, connector.Transient, errHeaderTimeout)
+		}
+		return nil, classify(op, err)
+	}
+	if resp == nil {
+		cancel()
+		return nil, connector.E(op, connector.Transient, errors.New("no response"))
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		err := responseError(op, resp)
+		cancel()
+		return nil, err
+	}
+	return &stream{body: resp.Body, cancel: cancel, op: op}, nil
+}
+
+// stream is a content body: read errors are classified like request errors,
+// and Close releases the limiter slot and the request's context.
+type stream struct {
+	body   io.ReadCloser
+	cancel context.CancelFunc
+	op     string
+	once   sync.Once
+}
+
+func (s *stream) Read(p []byte) (int, error) {
+	n, err := s.body.Read(p)
+	if err != nil && err != io.EOF {
+		err = classify(s.op, err)
+	}
+	return n, err
+}
+
+func (s *stream) Close() error {
+	err := s.body.Close()
+	s.once.Do(s.cancel)
+	return err
+}
