@@ -1,0 +1,41 @@
+// Package connector is mailgate's side of Microsoft 365: the identity
+// platform, the Connection model and its store, sealing of secrets at rest,
+// one-time connection codes, and the classification of token and Graph
+// errors. The Graph mailbox client built on msgraph-sdk-go lives in
+// connector/graph, so that packages which only need connections do not link
+// the SDK.
+//
+// # Connecting a mailbox
+//
+//  1. The portal starts an authorization with NewAuthRequest (state, nonce,
+//     PKCE verifier, kept single use in the session) and sends the browser to
+//     Identity.AuthCodeURL, or for app-only access to Identity.AdminConsentURL.
+//  2. On the callback, Identity.Exchange redeems the code with the verifier and
+//     verifies the id_token (signature, audience, issuer of the account's
+//     tenant, nonce). The refresh token is sealed with a Sealer (AES-256-GCM,
+//     key id inside the value so keys can rotate) and Store.Create saves a
+//     pending Connection.
+//  3. Codes.Issue makes a one-time code (115 random bits, Crockford base32 with
+//     a check symbol) that the person pastes into the DMS. Only its SHA-256 is
+//     stored, with a TTL.
+//  4. The DMS redeems it (Codes.Redeem; exactly one of many concurrent
+//     redeemers wins) and the connection is tested and moved to active.
+//
+// # Tokens
+//
+// Tokens.AccessToken hands out access tokens per connection, cached until
+// shortly before expiry. A refresh runs once per connection at a time, and
+// the refresh token Microsoft rotates on every use is stored with
+// compare-and-set, so replicas never overwrite a newer token with an older
+// one. Errors only a person can fix (revoked or expired grant, MFA or
+// Conditional Access, missing consent, expired secret) move the connection to
+// needs_consent once, and later calls fail at once without asking Microsoft
+// again. Tokens.RefreshIdle keeps idle delegated grants from expiring after
+// 90 days.
+//
+// # State
+//
+// Connections live in the JetStream KV bucket "connections", codes in
+// "codes". Every write is a compare-and-set on the KV revision; state changes
+// follow ValidTransition and are reported through StoreOptions.OnChange.
+package connector

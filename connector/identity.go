@@ -1,0 +1,382 @@
+package connector
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// Defaults of IdentityConfig.
+const (
+	DefaultTenant   = "organizations"
+	DefaultLoginURL = "https://login.microsoftonline.com"
+	DefaultGraphURL = "https://graph.microsoft.com/v1.0"
+)
+
+// DelegatedScopes are requested in the authorization code flow.
+var DelegatedScopes = []string{"openid", "profile", "email", "offline_access", "User.Read", "Mail.ReadWrite.Shared"}
+
+// IdentityConfig is mailgate's app registration with the Microsoft identity
+// platform.
+type IdentityConfig struct {
+	ClientID, ClientSecret string
+	Tenant                 string // default "organizations"
+	LoginURL               string // default https://login.microsoftonline.com
+	GraphURL               string // default https://graph.microsoft.com/v1.0; the ".default" resource is its scheme://host
+	RedirectURL            string // PUBLIC_URL + "/connect/callback"
+	HTTPClient             *http.Client
+}
+
+// Identity talks to the Microsoft identity platform: the authorization code
+// flow with PKCE for delegated connections, admin consent and client
+// credentials for app-only ones, and token refresh.
+type Identity struct {
+	cfg      IdentityConfig
+	oauth    oauth2.Config
+	resource string // scheme://host of GraphURL
+
+	mu       sync.Mutex
+	verifier *oidc.IDTokenVerifier // discovered on first use
+}
+
+// NewIdentity checks cfg and fills in defaults. It does no network I/O; the
+// OpenID configuration is discovered on the first Exchange.
+func NewIdentity(cfg IdentityConfig) (*Identity, error) {
+	if cfg.ClientID == "" {
+		return nil, errors.New("connector: identity: client id is empty")
+	}
+	if cfg.Tenant == "" {
+		cfg.Tenant = DefaultTenant
+	}
+	if cfg.LoginURL == "" {
+		cfg.LoginURL = DefaultLoginURL
+	}
+	if cfg.GraphURL == "" {
+		cfg.GraphURL = DefaultGraphURL
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = http.DefaultClient
+	}
+	cfg.LoginURL = strings.TrimSuffix(cfg.LoginURL, "/")
+	if _, err := url.Parse(cfg.LoginURL); err != nil {
+		return nil, fmt.Errorf("connector: identity: login url: %w", err)
+	}
+	g, err := url.Parse(cfg.GraphURL)
+	if err != nil || g.Scheme == "" || g.Host == "" {
+		return nil, fmt.Errorf("connector: identity: graph url %q is not an absolute URL", cfg.GraphURL)
+	}
+	i := &Identity{cfg: cfg, resource: g.Scheme + "://" + g.Host}
+	i.oauth = oauth2.Config{
+		ClientID:     cfg.ClientID,
+		ClientSecret: cfg.ClientSecret,
+		Endpoint:     i.endpoint(cfg.Tenant),
+		RedirectURL:  cfg.RedirectURL,
+		Scopes:       DelegatedScopes,
+	}
+	return i, nil
+}
+
+func (i *Identity) endpoint(tenant string) oauth2.Endpoint {
+	base := i.cfg.LoginURL + "/" + url.PathEscape(tenant) + "/oauth2/v2.0"
+	// AuthStyleInParams: Microsoft takes client_secret in the body; without
+	// it oauth2 would probe the header style first and send two requests.
+	return oauth2.Endpoint{AuthURL: base + "/authorize", TokenURL: base + "/token", AuthStyle: oauth2.AuthStyleInParams}
+}
+
+// DefaultScope is the client credentials scope for Graph: "<graph>/.default".
+func (i *Identity) DefaultScope() string { return i.resource + "/.default" }
+
+func (i *Identity) client(ctx context.Context) context.Context {
+	return context.WithValue(ctx, oauth2.HTTPClient, i.cfg.HTTPClient)
+}
+
+// NewAuthRequest returns fresh random state, nonce and PKCE verifier.
+func NewAuthRequest() AuthRequest {
+	return AuthRequest{State: randomToken(), Nonce: randomToken(), Verifier: oauth2.GenerateVerifier()}
+}
+
+func randomToken() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// AuthCodeURL is where the browser goes to sign in and consent: the
+// delegated scopes, PKCE (S256), the nonce and prompt=select_account, so a
+// person signed in with several accounts picks the mailbox's one.
+func (i *Identity) AuthCodeURL(req AuthRequest, loginHint string) string {
+	opts := []oauth2.AuthCodeOption{
+		oauth2.S256ChallengeOption(req.Verifier),
+		oidc.Nonce(req.Nonce),
+		oauth2.SetAuthURLParam("prompt", "select_account"),
+	}
+	if loginHint != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("login_hint", loginHint))
+	}
+	return i.oauth.AuthCodeURL(req.State, opts...)
+}
+
+// AdminConsentURL is where a tenant's admin grants mailgate's app its
+// application permissions. tenant may be a tenant id, a domain or
+// "organizations"; redirectURL defaults to the configured one.
+func (i *Identity) AdminConsentURL(tenant, state, redirectURL string) string {
+	if tenant == "" {
+		tenant = i.cfg.Tenant
+	}
+	if redirectURL == "" {
+		redirectURL = i.cfg.RedirectURL
+	}
+	q := url.Values{
+		"client_id":    {i.cfg.ClientID},
+		"redirect_uri": {redirectURL},
+		"state":        {state},
+		"scope":        {i.DefaultScope()},
+	}
+	return i.cfg.LoginURL + "/" + url.PathEscape(tenant) + "/v2.0/adminconsent?" + q.Encode()
+}
+
+// idClaims are the id_token claims mailgate reads.
+type idClaims struct {
+	TenantID string   `json:"tid"`
+	ObjectID string   `json:"oid"`
+	Username string   `json:"preferred_username"`
+	Name     string   `json:"name"`
+	Groups   []string `json:"groups"`
+}
+
+// multiTenant are the tenant aliases whose id_tokens carry the account's own
+// tenant in iss.
+var multiTenant = map[string]bool{"organizations": true, "common": true, "consumers": true}
+
+var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// Exchange redeems an authorization code with the PKCE verifier of req and
+// verifies the id_token: signature (JWKS from discovery), audience, expiry,
+// the issuer of the account's tenant and the nonce of req.
+func (i *Identity) Exchange(ctx context.Context, code string, req AuthRequest) (Consent, error) {
+	const op = "connector: identity: exchange code"
+	tok, err := i.oauth.Exchange(i.client(ctx), code, oauth2.VerifierOption(req.Verifier))
+	if err != nil {
+		return Consent{}, ClassifyTokenError(op, err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return Consent{}, &Error{Op: op, Kind: Other, Err: errors.New("token response has no id_token")}
+	}
+	v, err := i.idVerifier(ctx)
+	if err != nil {
+		return Consent{}, &Error{Op: op, Kind: Transient, Err: err}
+	}
+	idt, err := v.Verify(ctx, raw)
+	if err != nil {
+		return Consent{}, &Error{Op: op, Kind: Invalid, Err: fmt.Errorf("verify id_token: %w", err)}
+	}
+	var cl idClaims
+	if err := idt.Claims(&cl); err != nil {
+		return Consent{}, &Error{Op: op, Kind: Invalid, Err: fmt.Errorf("id_token claims: %w", err)}
+	}
+	if cl.TenantID == "" || idt.Issuer != i.cfg.LoginURL+"/"+cl.TenantID+"/v2.0" {
+		return Consent{}, &Error{Op: op, Kind: Invalid, Err: fmt.Errorf("id_token issuer %q does not match its tenant %q", idt.Issuer, cl.TenantID)}
+	}
+	if !multiTenant[strings.ToLower(i.cfg.Tenant)] && guidRE.MatchString(i.cfg.Tenant) && !strings.EqualFold(cl.TenantID, i.cfg.Tenant) {
+		return Consent{}, &Error{Op: op, Kind: Invalid, Err: fmt.Errorf("id_token tenant %q is not the configured tenant", cl.TenantID)}
+	}
+	if req.Nonce == "" || subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(req.Nonce)) != 1 {
+		return Consent{}, &Error{Op: op, Kind: Invalid, Err: errors.New("id_token nonce does not match")}
+	}
+	return Consent{
+		TenantID:     cl.TenantID,
+		ObjectID:     cl.ObjectID,
+		Username:     cl.Username,
+		Name:         cl.Name,
+		Groups:       cl.Groups,
+		RefreshToken: tok.RefreshToken,
+		Token:        tok,
+	}, nil
+}
+
+// idVerifier discovers the OpenID configuration of the configured tenant
+// once. For "organizations" the discovery document names the issuer
+// "{LoginURL}/{tenantid}/v2.0" with a placeholder, so go-oidc's issuer checks
+// are off and Exchange checks iss against the token's own tid instead.
+func (i *Identity) idVerifier(ctx context.Context) (*oidc.IDTokenVerifier, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.verifier != nil {
+		return i.verifier, nil
+	}
+	issuer := i.cfg.LoginURL + "/" + url.PathEscape(i.cfg.Tenant) + "/v2.0"
+	dctx := oidc.InsecureIssuerURLContext(oidc.ClientContext(ctx, i.cfg.HTTPClient), issuer)
+	p, err := oidc.NewProvider(dctx, issuer)
+	if err != nil {
+		return nil, fmt.Errorf("openid discovery: %w", err)
+	}
+	i.verifier = p.Verifier(&oidc.Config{ClientID: i.cfg.ClientID, SkipIssuerCheck: true})
+	return i.verifier, nil
+}
+
+// refresh redeems a delegated refresh token. Microsoft answers with a new
+// (rotated) refresh token, returned in the token.
+func (i *Identity) refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+	tok, err := i.oauth.TokenSource(i.client(ctx), &oauth2.Token{RefreshToken: refreshToken}).Token()
+	if err != nil {
+		return nil, ClassifyTokenError("connector: identity: refresh token", err)
+	}
+	return tok, nil
+}
+
+// AppTokenSource returns client credentials tokens for Graph (scope
+// "<graph>/.default") of an app registration in tenant. Its errors are
+// classified like ClassifyTokenError's. ctx carries the HTTP client only;
+// the source may be used after ctx ends.
+func (i *Identity) AppTokenSource(ctx context.Context, tenant, clientID, clientSecret string) oauth2.TokenSource {
+	cc := clientcredentials.Config{
+		ClientID:     clientID,
+		ClientSecret: clientSecret,
+		TokenURL:     i.endpoint(tenant).TokenURL,
+		Scopes:       []string{i.DefaultScope()},
+		AuthStyle:    oauth2.AuthStyleInParams,
+	}
+	return classifyingSource{src: cc.TokenSource(i.client(context.WithoutCancel(ctx)))}
+}
+
+type classifyingSource struct{ src oauth2.TokenSource }
+
+func (s classifyingSource) Token() (*oauth2.Token, error) {
+	tok, err := s.src.Token()
+	if err != nil {
+		return nil, ClassifyTokenError("connector: identity: client credentials", err)
+	}
+	return tok, nil
+}
+
+// needsConsentCodes are AADSTS codes that only a person can fix.
+var needsConsentCodes = map[string]string{
+	"AADSTS50173":   "the grant was revoked (password change or sign-out everywhere)",
+	"AADSTS70008":   "the refresh token expired",
+	"AADSTS700082":  "the refresh token expired after 90 days of inactivity",
+	"AADSTS700084":  "the refresh token expired",
+	"AADSTS50076":   "multi-factor authentication is required",
+	"AADSTS50079":   "multi-factor authentication registration is required",
+	"AADSTS50158":   "a Conditional Access policy requires interaction",
+	"AADSTS53003":   "a Conditional Access policy blocked access",
+	"AADSTS65001":   "consent is missing",
+	"AADSTS7000222": "the client secret expired",
+	"AADSTS7000215": "the client secret is invalid",
+	"AADSTS7000112": "the application is disabled",
+	"AADSTS700016":  "the application is not found in the tenant",
+}
+
+var aadstsRE = regexp.MustCompile(`AADSTS\d+`)
+
+// Explain returns a plain-language reason for a classified token error, for
+// Connection.LastError and the portal. It never includes token values.
+func Explain(err error) string {
+	var e *Error
+	if !errors.As(err, &e) {
+		if err == nil {
+			return ""
+		}
+		return err.Error()
+	}
+	if why, ok := needsConsentCodes[e.Code]; ok {
+		return "Microsoft refused the sign-in: " + why + " (" + e.Code + "). Please connect the mailbox again."
+	}
+	return e.Error()
+}
+
+// ClassifyTokenError turns an error from a token endpoint into an *Error:
+// codes that need a person (revoked or expired grant, MFA or Conditional
+// Access, missing consent, expired or invalid secret) are NeedsConsent with
+// Code "AADSTS…"; 429 is Throttled with Retry-After; 5xx and network errors
+// are Transient; anything else is Other. The result never carries the
+// response body, only Microsoft's error code and description.
+func ClassifyTokenError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return &Error{Op: op, Kind: Other, Err: err}
+		}
+		var ne net.Error
+		var ue *url.Error
+		if errors.As(err, &ne) || errors.As(err, &ue) {
+			return &Error{Op: op, Kind: Transient, Err: err}
+		}
+		return &Error{Op: op, Kind: Other, Err: err}
+	}
+	status := 0
+	if re.Response != nil {
+		status = re.Response.StatusCode
+	}
+	desc := re.ErrorDescription
+	if n := strings.IndexAny(desc, "\r\n"); n >= 0 {
+		desc = desc[:n] // the first line says it; trace and correlation ids follow
+	}
+	detail := fmt.Errorf("token endpoint: status %d: %s: %s", status, re.ErrorCode, desc)
+	out := &Error{Op: op, Kind: Other, Code: aadstsRE.FindString(re.ErrorDescription), Err: detail}
+	if out.Code == "" {
+		out.Code = aadstsRE.FindString(string(re.Body))
+	}
+	switch {
+	case needsConsentCodes[out.Code] != "":
+		out.Kind = NeedsConsent
+	case re.ErrorCode == "interaction_required" || re.ErrorCode == "consent_required":
+		out.Kind = NeedsConsent
+		if out.Code == "" {
+			out.Code = re.ErrorCode
+		}
+	case status == http.StatusTooManyRequests:
+		out.Kind = Throttled
+		out.RetryAfter = retryAfter(re.Response)
+	case status >= 500 || status == http.StatusRequestTimeout:
+		out.Kind = Transient
+		out.RetryAfter = retryAfter(re.Response)
+	case status == 0 && re.ErrorCode == "":
+		out.Kind = Transient
+	}
+	if out.Code == "" {
+		out.Code = re.ErrorCode
+	}
+	return out
+}
+
+func retryAfter(resp *http.Response) time.Duration {
+	if resp == nil {
+		return 0
+	}
+	v := resp.Header.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
