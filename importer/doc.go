@@ -1,0 +1,34 @@
+// Package importer is the ingestion loop: it leases connections, pulls each
+// connected mailbox's changes with Graph delta queries and turns every
+// attachment worth keeping into exactly one archived document and one
+// document.imported event.
+//
+// One pass over a connection, holding its lease:
+//
+//	cursor (KV cursors) ─▶ delta page ─▶ message ─▶ attachments ─▶ policy
+//	  ─▶ spool (size, SHA-256) ─▶ document id ─▶ ledger lookup (KV imports)
+//	  ─▶ content index (same SHA-256 archived before: skip duplicate_of)
+//	  ─▶ Store.Put (content-addressed key) ─▶ Events.Imported (Nats-Msg-Id = id)
+//	  ─▶ ledger record ─▶ content index ─▶ … all documents of the mail
+//	  ─▶ post-process the mail ─▶ mail record ─▶ … all mails of the page
+//	  ─▶ commit the next/delta link (compare-and-set)
+//
+// The ledger, not the mailbox, is the record: a document id is derived from
+// the customer, the connection, the mail's internetMessageId and the
+// attachment's SHA-256 and name, never from Graph item ids, so a delta
+// reset, a mail moved by a person or a replay after a crash finds the
+// document already done and skips it silently. The cursor moves only after
+// the page it covers is durable (Perkeep: take the change token before
+// enumerating, persist it after success).
+//
+// Failures are sorted by connector.Kind: Throttled ends the pass and moves
+// the next check by Retry-After; Transient is retried with jittered
+// backoff from the last committed cursor; NeedsConsent stops the connection
+// without retries; SyncReset drops the cursor and starts a new round. An
+// attachment whose download keeps failing is retried on later passes and,
+// after MaxAttempts, recorded as skipped with reason "failed": it is never
+// dropped silently. Run shares connections between replicas with a lease
+// per connection in KV "leases" (Create to take, Update with revision to
+// renew, Delete with revision to release); a dead replica's leases expire
+// after LeaseTTL.
+package importer

@@ -1,0 +1,259 @@
+package importer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mailgate/mailgate/archive"
+	"github.com/mailgate/mailgate/connector"
+	"github.com/mailgate/mailgate/importer/policy"
+)
+
+// Mailbox is one connected mailbox, as the importer uses it. It is
+// implemented by *graph.Mailbox.
+type Mailbox interface {
+	Delta(ctx context.Context, folder, link string, since time.Time) (connector.DeltaPage, error)
+	Attachments(ctx context.Context, messageID string) ([]connector.Attachment, error)
+	OpenAttachment(ctx context.Context, messageID, attachmentID string) (io.ReadCloser, error)
+	OpenMessage(ctx context.Context, messageID string) (io.ReadCloser, error)
+	Move(ctx context.Context, messageID, folderID string) (string, error)
+	MarkRead(ctx context.Context, messageID string) error
+	AddCategory(ctx context.Context, messageID, category string, existing []string) error
+	EnsureFolder(ctx context.Context, name string) (string, error)
+}
+
+// Mailboxes opens the mailbox of a connection.
+type Mailboxes interface {
+	Open(ctx context.Context, c connector.Connection) (Mailbox, error)
+}
+
+// MailboxesFunc adapts a function to Mailboxes, e.g. one that builds a
+// *graph.Mailbox from graph.Client.Mailbox and connector.Tokens.
+type MailboxesFunc func(ctx context.Context, c connector.Connection) (Mailbox, error)
+
+// Open calls f.
+func (f MailboxesFunc) Open(ctx context.Context, c connector.Connection) (Mailbox, error) {
+	return f(ctx, c)
+}
+
+// Connections is the connection store (*connector.Store).
+type Connections interface {
+	List(ctx context.Context) ([]connector.Connection, error)
+	Get(ctx context.Context, id string) (connector.Connection, error)
+	Update(ctx context.Context, id string, fn func(*connector.Connection) error) (connector.Connection, error)
+}
+
+// Store keeps documents (archive's *S3Store and *DirStore).
+type Store interface {
+	Put(ctx context.Context, key string, body io.Reader, size int64, sha256hex string, meta archive.Meta) (archive.ObjectRef, error)
+	Bucket() string
+}
+
+// Events announces documents (*archive.Publisher).
+// Imported and Skipped must de-duplicate by id (Nats-Msg-Id).
+type Events interface {
+	Imported(ctx context.Context, id string, d archive.Imported) error
+	Skipped(ctx context.Context, id string, d archive.Skipped) error
+}
+
+// PolicyConfig says which attachments become documents.
+type PolicyConfig struct {
+	MinImageSize     int64    // smallest image archived; default 10 KiB
+	AllowTypes       []string // further sniffed MIME types archived as kind "other"
+	ImportDuplicates bool     // archive a file again when the customer already has the same SHA-256
+	SaveEML          bool     // archive mails without attachments and attached mails as .eml
+	MaxAttempts      int      // tries for an attachment before it is recorded as failed; default 5
+}
+
+// Config configures an Importer. The zero value of every field means its
+// default.
+type Config struct {
+	Replica           string        // this replica's name; default hostname-pid
+	Replicas          int           // NATS replicas of the KV buckets (cluster); default 1
+	PollInterval      time.Duration // idle poll; default 1m
+	LeaseTTL          time.Duration // default 30s, renewed every TTL/3
+	Workers           int           // connections worked at once; default 4
+	AttachmentWorkers int           // attachments of one mail in parallel; default 2, at most 4
+	Policy            PolicyConfig
+	SpoolDir          string // temporary files; "" = os.TempDir()
+	SpoolMemory       int64  // bytes of an attachment kept in memory; default 1 MiB
+	Logger            *slog.Logger
+	// Registerer receives the metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// After waits for a duration (backoff between retries); default
+	// time.After. Tests inject a clock.
+	After func(time.Duration) <-chan time.Time
+	// ScanInterval is how often Run lists connections; default 5s (at most
+	// PollInterval).
+	ScanInterval time.Duration
+	// FailAfter is how many failed passes in a row mark a connection
+	// failing; default 5.
+	FailAfter int
+}
+
+func (c *Config) setDefaults() {
+	if c.Replica == "" {
+		host, _ := os.Hostname()
+		c.Replica = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = time.Minute
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 30 * time.Second
+	}
+	if c.Workers <= 0 {
+		c.Workers = 4
+	}
+	if c.AttachmentWorkers <= 0 {
+		c.AttachmentWorkers = 2
+	}
+	c.AttachmentWorkers = min(c.AttachmentWorkers, 4)
+	if c.Policy.MaxAttempts <= 0 {
+		c.Policy.MaxAttempts = 5
+	}
+	if c.SpoolMemory <= 0 {
+		c.SpoolMemory = 1 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.After == nil {
+		c.After = time.After
+	}
+	if c.ScanInterval <= 0 {
+		c.ScanInterval = 5 * time.Second
+	}
+	c.ScanInterval = min(c.ScanInterval, c.PollInterval)
+	if c.FailAfter <= 0 {
+		c.FailAfter = 5
+	}
+}
+
+// Deps are the importer's collaborators.
+type Deps struct {
+	Connections Connections
+	Mailboxes   Mailboxes
+	Store       Store
+	Events      Events
+}
+
+// Errors callers may check with errors.Is.
+var (
+	// ErrLeased means another replica works the connection right now.
+	ErrLeased = errors.New("importer: connection leased by another replica")
+	// ErrNotImportable means the connection's state forbids importing
+	// (paused, needs_consent, deleted).
+	ErrNotImportable = errors.New("importer: connection not importable")
+)
+
+// Importer runs sync passes over connections. Create it with New.
+type Importer struct {
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	policy  *policy.Policy
+	ledger  *ledger
+	metrics *metrics
+	backoff backoff
+	trigger chan string
+
+	// hook, when set by tests, is called after each step of the document
+	// and page flow; an error aborts the pass there, like a crash.
+	hook func(step string) error
+
+	mu     sync.Mutex
+	active map[string]bool // connections Run works now
+	held   map[string]bool // connections whose lease this process holds
+}
+
+// New creates or updates the KV buckets "cursors", "leases" (with TTL) and
+// "imports" and returns an importer. It starts nothing; call Run.
+func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*Importer, error) {
+	if deps.Connections == nil || deps.Mailboxes == nil || deps.Store == nil || deps.Events == nil {
+		return nil, errors.New("importer: new: missing dependency")
+	}
+	cfg.setDefaults()
+	l, err := openLedger(ctx, js, cfg.LeaseTTL, cfg.Replicas)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Importer{
+		cfg:  cfg,
+		deps: deps,
+		log:  cfg.Logger,
+		policy: policy.New(policy.Config{
+			MinImageSize: cfg.Policy.MinImageSize,
+			AllowTypes:   cfg.Policy.AllowTypes,
+			SaveEML:      cfg.Policy.SaveEML,
+		}),
+		ledger:  l,
+		metrics: m,
+		backoff: backoff{base: time.Second, max: 30 * time.Minute, rand: rand.Float64},
+		trigger: make(chan string, 64),
+		active:  make(map[string]bool),
+		held:    make(map[string]bool),
+	}, nil
+}
+
+// Trigger asks Run to poll the connection soon (after redeem, "poll now").
+// It never blocks; when many triggers are queued, the extra ones are dropped
+// and the connections are found by the next scan.
+func (im *Importer) Trigger(connectionID string) {
+	select {
+	case im.trigger <- connectionID:
+	default:
+	}
+}
+
+// SyncNow runs one full pass over the connection now, taking its lease.
+// It fails with ErrLeased when another replica holds the lease and with
+// ErrNotImportable when the connection is paused, needs consent or deleted.
+func (im *Importer) SyncNow(ctx context.Context, connectionID string) (PassResult, error) {
+	c, err := im.deps.Connections.Get(ctx, connectionID)
+	if err != nil {
+		return PassResult{}, fmt.Errorf("importer: sync %s: %w", connectionID, err)
+	}
+	switch c.State {
+	case connector.StatePaused, connector.StateNeedsConsent, connector.StateDeleted:
+		return PassResult{}, fmt.Errorf("importer: sync %s: %w (%s)", connectionID, ErrNotImportable, c.State)
+	}
+	return im.syncLeased(ctx, c)
+}
+
+// Status returns the persisted status of a connection; a connection never
+// synced has a zero Status with its id.
+func (im *Importer) Status(ctx context.Context, connectionID string) (Status, error) {
+	st, _, err := im.ledger.status(ctx, connectionID)
+	if err != nil {
+		return Status{}, err
+	}
+	st.ConnectionID = connectionID
+	return st, nil
+}
+
+func (im *Importer) step(name string) error {
+	if im.hook == nil {
+		return nil
+	}
+	return im.hook(name)
+}

@@ -1,0 +1,45 @@
+package importer
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	imported prometheus.Counter
+	skipped  *prometheus.CounterVec
+	duration prometheus.Histogram
+	errors   *prometheus.CounterVec
+	lag      *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		imported: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "mailgate", Name: "documents_imported_total", Help: "Documents archived and announced.",
+		}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mailgate", Name: "documents_skipped_total", Help: "Attachments skipped, by reason.",
+		}, []string{"reason"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "mailgate", Name: "sync_duration_seconds", Help: "Duration of sync passes.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
+		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mailgate", Name: "sync_errors_total", Help: "Failed sync passes, by error kind.",
+		}, []string{"kind"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "mailgate", Name: "lag_seconds", Help: "Age of the oldest mail not yet processed, per connection.",
+		}, []string{"connection"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.imported, m.skipped, m.duration, m.errors, m.lag} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("importer: metrics: %w", err)
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,229 @@
+package policy
+
+import (
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/gabriel-vasile/mimetype"
+
+	"github.com/mailgate/mailgate/archive"
+	"github.com/mailgate/mailgate/connector"
+)
+
+// DefaultMinImageSize is the smallest image taken for a document.
+const DefaultMinImageSize = 10 << 10
+
+// Config says what the policy lets through.
+type Config struct {
+	// MinImageSize is the smallest image archived (default
+	// DefaultMinImageSize); smaller ones are logos and icons.
+	MinImageSize int64
+	// AllowTypes are further sniffed MIME types (e.g. "text/csv",
+	// "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+	// archived as kind "other". PDFs, e-invoices and images need no entry.
+	AllowTypes []string
+	// SaveEML archives attached mails (item attachments) as .eml files.
+	SaveEML bool
+}
+
+// Policy classifies attachments. It is safe for concurrent use.
+type Policy struct {
+	minImage int64
+	allow    []string
+	saveEML  bool
+}
+
+// New returns a policy for cfg with defaults filled in.
+func New(cfg Config) *Policy {
+	p := &Policy{minImage: cfg.MinImageSize, saveEML: cfg.SaveEML}
+	if p.minImage <= 0 {
+		p.minImage = DefaultMinImageSize
+	}
+	for _, t := range cfg.AllowTypes {
+		p.allow = append(p.allow, strings.ToLower(strings.TrimSpace(t)))
+	}
+	return p
+}
+
+// Decision is the policy's verdict on one attachment.
+type Decision struct {
+	Import      bool
+	Kind        string // archive.Kind*; set when Import
+	ContentType string // sniffed
+	Ext         string // file extension for the sniffed type, without dot
+	Syntax      string // SyntaxUBL or SyntaxCII for e-invoices
+	Profile     string // e-invoice profile when cheap to tell
+	Reason      string // archive.Reason*; set when !Import
+	Detail      string // the reason in plain words
+}
+
+func skip(reason, detail string) Decision { return Decision{Reason: reason, Detail: detail} }
+
+// Precheck decides what needs no download. ok is false when the content
+// must be fetched and passed to Classify.
+func (p *Policy) Precheck(a connector.Attachment) (d Decision, ok bool) {
+	switch a.Type {
+	case connector.ReferenceAttachment:
+		return skip(archive.ReasonReference, "the attachment is a link to a cloud file, not a file"), true
+	case connector.ItemAttachment:
+		if !p.saveEML {
+			return skip(archive.ReasonItemAttachment, "the attachment is an attached mail; saving mails as .eml is off"), true
+		}
+		return Decision{}, false
+	}
+	return Decision{}, false
+}
+
+// Classify decides on an attachment from its content. bodyHTML is the
+// mail's HTML body, used to tell images shown in the body from attached
+// ones. rs must be positioned anywhere; Classify seeks as it needs.
+func (p *Policy) Classify(a connector.Attachment, bodyHTML string, size int64, rs io.ReadSeeker) (Decision, error) {
+	if d, ok := p.Precheck(a); ok {
+		return d, nil
+	}
+	if size == 0 {
+		return skip(archive.ReasonEmpty, "the attachment has no content"), nil
+	}
+	if a.Type == connector.ItemAttachment {
+		return Decision{Import: true, Kind: archive.KindEML, ContentType: "message/rfc822", Ext: "eml"}, nil
+	}
+	if _, err := rs.Seek(0, io.SeekStart); err != nil {
+		return Decision{}, fmt.Errorf("policy: seek: %w", err)
+	}
+	mt, err := mimetype.DetectReader(rs)
+	if err != nil {
+		return Decision{}, fmt.Errorf("policy: sniff: %w", err)
+	}
+	ct := baseType(mt.String())
+	ext := strings.TrimPrefix(mt.Extension(), ".")
+	switch {
+	case isExecutable(mt):
+		return Decision{ContentType: ct, Ext: ext, Reason: archive.ReasonDisguised,
+			Detail: fmt.Sprintf("the file is an executable or archive (%s), whatever its name says", ct)}, nil
+	case ct == "application/pdf":
+		return p.classifyPDF(rs)
+	case isImage(ct):
+		return p.classifyImage(a, bodyHTML, size, ct, ext), nil
+	case isXMLOrText(mt):
+		if _, err := rs.Seek(0, io.SeekStart); err != nil {
+			return Decision{}, fmt.Errorf("policy: seek: %w", err)
+		}
+		if inv, ok := DetectEInvoice(rs); ok {
+			return Decision{Import: true, Kind: archive.KindXRechnung, ContentType: "application/xml", Ext: "xml",
+				Syntax: inv.Syntax, Profile: inv.Profile}, nil
+		}
+	}
+	if p.allowed(mt) {
+		if ext == "" {
+			ext = "bin"
+		}
+		return Decision{Import: true, Kind: archive.KindOther, ContentType: ct, Ext: ext}, nil
+	}
+	return Decision{ContentType: ct, Ext: ext, Reason: archive.ReasonTypeNotAllowed,
+		Detail: fmt.Sprintf("files of type %s are not archived", ct)}, nil
+}
+
+func (p *Policy) classifyPDF(rs io.ReadSeeker) (Decision, error) {
+	d := Decision{Import: true, Kind: archive.KindPDF, ContentType: "application/pdf", Ext: "pdf"}
+	if _, err := rs.Seek(0, io.SeekStart); err != nil {
+		return Decision{}, fmt.Errorf("policy: seek: %w", err)
+	}
+	hint, err := zugferdHint(rs)
+	if err != nil {
+		return Decision{}, err
+	}
+	if !hint {
+		return d, nil
+	}
+	if inv, _, ok := embeddedInvoice(rs); ok {
+		d.Kind, d.Syntax, d.Profile = archive.KindZUGFeRD, inv.Syntax, inv.Profile
+	}
+	return d, nil
+}
+
+// signatureName matches names mail programs give body images and logos.
+var signatureName = regexp.MustCompile(`(?i)^(image\d{3}|.*logo.*|.*signatur.*|.*banner.*|outlook-.*)\.(png|jpe?g|gif|bmp|webp)$`)
+
+func (p *Policy) classifyImage(a connector.Attachment, bodyHTML string, size int64, ct, ext string) Decision {
+	out := Decision{ContentType: ct, Ext: ext}
+	switch {
+	case referencedInline(a.ContentID, bodyHTML):
+		out.Reason = archive.ReasonInline
+		out.Detail = fmt.Sprintf("the image is shown in the mail body (cid:%s)", strings.Trim(a.ContentID, "<>"))
+	case a.IsInline:
+		out.Reason = archive.ReasonInline
+		out.Detail = "the image is marked as part of the mail body"
+	case size < p.minImage && signatureName.MatchString(a.Name):
+		out.Reason = archive.ReasonSignatureLogo
+		out.Detail = fmt.Sprintf("a small image (%d bytes) named like a signature logo", size)
+	case size < p.minImage:
+		out.Reason = archive.ReasonTooSmall
+		out.Detail = fmt.Sprintf("the image has %d bytes, less than the %d bytes a scanned document has", size, p.minImage)
+	default:
+		return Decision{Import: true, Kind: archive.KindImage, ContentType: ct, Ext: ext}
+	}
+	return out
+}
+
+// referencedInline reports whether the HTML body shows the attachment with
+// a cid: URL.
+func referencedInline(contentID, bodyHTML string) bool {
+	cid := strings.TrimSpace(strings.Trim(contentID, "<>"))
+	if cid == "" || bodyHTML == "" {
+		return false
+	}
+	return strings.Contains(strings.ToLower(bodyHTML), "cid:"+strings.ToLower(cid))
+}
+
+func (p *Policy) allowed(mt *mimetype.MIME) bool {
+	for _, t := range p.allow {
+		if mt.Is(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// executables are refused whatever the name or declared type says.
+var executables = []string{
+	"application/vnd.microsoft.portable-executable", "application/x-elf", "application/x-executable",
+	"application/x-sharedlib", "application/x-object", "application/x-mach-binary", "application/x-ms-installer",
+	"application/zip", "application/vnd.rar", "application/x-7z-compressed", "application/gzip", "application/x-xz",
+	"application/x-bzip2", "application/x-tar", "application/java-archive", "application/vnd.android.package-archive",
+	"application/vnd.ms-cab-compressed", "application/x-installshield", "application/x-ms-shortcut",
+	"application/x-java-applet", "application/x-rpm", "application/vnd.debian.binary-package", "application/x-archive",
+	"application/x-cpio", "application/x-xar", "application/x-chrome-extension",
+}
+
+func isExecutable(mt *mimetype.MIME) bool {
+	return slices.ContainsFunc(executables, mt.Is)
+}
+
+func isImage(ct string) bool {
+	switch ct {
+	case "image/png", "image/jpeg", "image/tiff", "image/gif", "image/webp":
+		return true
+	}
+	return false
+}
+
+// isXMLOrText reports whether mt could be an XML file: mimetype says
+// text/plain for XML without a prolog.
+func isXMLOrText(mt *mimetype.MIME) bool {
+	for m := mt; m != nil; m = m.Parent() {
+		if m.Is("text/xml") || m.Is("application/xml") || m.Is("text/plain") {
+			return true
+		}
+	}
+	return false
+}
+
+func baseType(ct string) string {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.TrimSpace(strings.ToLower(ct))
+}

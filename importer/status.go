@@ -1,0 +1,56 @@
+package importer
+
+import "time"
+
+// maxRecent is how many documents and skips Status.Recent keeps.
+const maxRecent = 50
+
+// PassResult sums up one sync pass.
+type PassResult struct {
+	Messages int // messages seen (removals excluded)
+	Imported int // documents archived
+	Skipped  int // attachments skipped with a reason (not counting ones done before)
+	Failed   int // attachments that failed this pass and will be retried
+	Pages    int
+	Duration time.Duration
+}
+
+// Status is a connection's import status, persisted in KV "cursors" under
+// "status.<id>" for the portal and the CLI.
+type Status struct {
+	ConnectionID      string           `json:"connectionId"`
+	LastSync          time.Time        `json:"lastSync,omitzero"` // end of the last pass, successful or not
+	NextSync          time.Time        `json:"nextSync,omitzero"` // when the connection is due again
+	LastError         string           `json:"lastError,omitempty"`
+	LastErrorKind     string           `json:"lastErrorKind,omitempty"`
+	ConsecutiveErrors int              `json:"consecutiveErrors"`
+	Imported          int64            `json:"imported"`
+	Skipped           int64            `json:"skipped"`
+	SkippedByReason   map[string]int64 `json:"skippedByReason,omitempty"`
+	Backfill          BackfillProgress `json:"backfill"`
+	Recent            []HistoryEntry   `json:"recent,omitempty"` // newest last
+}
+
+// BackfillProgress tells how far the first round has come.
+type BackfillProgress struct {
+	Done     bool      `json:"done"`
+	Messages int       `json:"messages"`
+	Since    time.Time `json:"since,omitzero"`
+}
+
+// HistoryEntry is one imported or skipped document.
+type HistoryEntry struct {
+	Time       time.Time `json:"time"`
+	DocumentID string    `json:"documentId"`
+	Name       string    `json:"name"`
+	Reason     string    `json:"reason,omitempty"` // "" for an import
+	Detail     string    `json:"detail,omitempty"`
+	Subject    string    `json:"subject,omitempty"`
+}
+
+func (s *Status) add(h []HistoryEntry) {
+	s.Recent = append(s.Recent, h...)
+	if n := len(s.Recent) - maxRecent; n > 0 {
+		s.Recent = append([]HistoryEntry(nil), s.Recent[n:]...)
+	}
+}
