@@ -1,0 +1,153 @@
+package portal
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// viewNames are the pages; each is parsed with the layout at start so that a
+// broken template fails New, not a request.
+var viewNames = []string{
+	"login", "forbidden", "error", "message", "connections", "connection",
+	"connect", "code", "disconnect", "secret",
+}
+
+type views struct {
+	byName map[string]*template.Template
+}
+
+func parseViews() (*views, error) {
+	v := &views{byName: map[string]*template.Template{}}
+	funcs := template.FuncMap{
+		"date": func(t time.Time) string {
+			if t.IsZero() {
+				return "–"
+			}
+			return t.UTC().Format("2006-01-02 15:04 UTC")
+		},
+		"day":       func(t time.Time) string { return t.UTC().Format("2006-01-02") },
+		"iso":       func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+		"groupCode": groupCode,
+		"field":     func(key string) string { return strings.TrimPrefix(key, "form.") },
+		"percent": func(a, b int) int {
+			if b <= 0 {
+				return 0
+			}
+			return min(100, a*100/b)
+		},
+	}
+	for _, name := range viewNames {
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("parse view %s: %w", name, err)
+		}
+		v.byName[name] = t
+	}
+	return v, nil
+}
+
+func staticHandler() http.Handler {
+	sub, _ := fs.Sub(staticFS, "static")
+	files := http.StripPrefix("/static/", http.FileServerFS(sub))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		files.ServeHTTP(w, r)
+	})
+}
+
+// page is what every template sees.
+type page struct {
+	Lang       string
+	OtherLang  string
+	Path       string
+	TitleKey   string
+	User       *sessionUser
+	Member     bool // the user is in the connect group
+	CSRF       string
+	Group      string
+	Refresh    int // seconds; 0 = no meta refresh
+	DemoRedeem bool
+	SSO        bool
+	Data       any
+	cat        map[string]string
+}
+
+// T translates a catalogue key; with args the entry is a fmt format. An
+// unknown key is shown as it is.
+func (p page) T(key string, args ...any) string {
+	s, ok := p.cat[key]
+	if !ok {
+		s = catalogue["en"][key]
+		if s == "" {
+			s = key
+		}
+	}
+	if len(args) > 0 {
+		return fmt.Sprintf(s, args...)
+	}
+	return s
+}
+
+// Has reports whether the catalogue knows key.
+func (p page) Has(key string) bool { _, ok := catalogue["en"][key]; return ok }
+
+// render executes a view into a buffer first, so a failing template never
+// sends half a page. Only browser routes (with a session) render.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, view, titleKey string, data any) {
+	lang := language(r)
+	other := "de"
+	if lang == "de" {
+		other = "en"
+	}
+	p := page{
+		Lang: lang, OtherLang: other, Path: r.URL.Path, TitleKey: titleKey,
+		User: s.currentUser(r.Context()), Group: s.cfg.ConnectGroup, DemoRedeem: s.cfg.DemoRedeem,
+		SSO: s.sso != nil, Data: data, cat: catalogue[lang],
+	}
+	p.CSRF = s.csrfToken(r.Context())
+	if p.User != nil {
+		p.Member = slices.Contains(p.User.Groups, s.cfg.ConnectGroup)
+	}
+	if rp, ok := data.(interface{ refresh() int }); ok {
+		p.Refresh = rp.refresh()
+	}
+	var buf bytes.Buffer
+	if err := s.views.byName[view].Execute(&buf, p); err != nil {
+		s.log.ErrorContext(r.Context(), "render", "view", view, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Language", lang)
+	w.Header().Set("Cache-Control", "no-store") // pages carry the form token
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// groupCode splits a code into groups of four for reading aloud and typing.
+func groupCode(code string) string {
+	if strings.ContainsAny(code, "- ") {
+		return code
+	}
+	var b strings.Builder
+	for i, r := range code {
+		if i > 0 && i%4 == 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
