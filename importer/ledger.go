@@ -169,11 +169,22 @@ func (l *ledger) claimSHA(ctx context.Context, customer, sha, id string) (string
 	if !errors.Is(err, jetstream.ErrKeyExists) {
 		return "", fmt.Errorf("importer: kv claim %s: %w", key, err)
 	}
-	e, err := l.imports.Get(ctx, key)
-	if err != nil {
-		return "", fmt.Errorf("importer: kv get %s: %w", key, err)
+	// In a cluster, KV reads may be served by a replica that has not yet
+	// applied the entry that made Create fail; it arrives shortly.
+	for wait := 20 * time.Millisecond; ; wait *= 2 {
+		e, err := l.imports.Get(ctx, key)
+		if err == nil {
+			return string(e.Value()), nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyNotFound) || wait > 2*time.Second {
+			return "", fmt.Errorf("importer: kv get %s: %w", key, err)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(wait):
+		}
 	}
-	return string(e.Value()), nil
 }
 
 func (l *ledger) failure(ctx context.Context, key string) (failure, error) {

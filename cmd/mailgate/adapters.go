@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+
+	"github.com/mailgate/mailgate/connector"
+	"github.com/mailgate/mailgate/connector/graph"
+	"github.com/mailgate/mailgate/importer"
+	"github.com/mailgate/mailgate/portal"
+)
+
+// graphMailboxes opens a connection's mailbox on the shared Graph client,
+// authenticated with the connection's tokens.
+type graphMailboxes struct {
+	graph  *graph.Client
+	tokens *connector.Tokens
+}
+
+func (g graphMailboxes) mailbox(c connector.Connection) *graph.Mailbox {
+	id := c.ID
+	return g.graph.Mailbox(c.Mailbox, func(ctx context.Context) (string, error) {
+		return g.tokens.AccessToken(ctx, id)
+	})
+}
+
+func (g graphMailboxes) Open(_ context.Context, c connector.Connection) (importer.Mailbox, error) {
+	return g.mailbox(c), nil
+}
+
+// tester runs the Graph connection test for the portal.
+type tester struct{ mailboxes graphMailboxes }
+
+func (t tester) Test(ctx context.Context, c connector.Connection) (portal.TestResult, error) {
+	r, err := t.mailboxes.mailbox(c).Test(ctx)
+	return portal.TestResult{CanRead: r.CanRead, CanWrite: r.CanWrite, Detail: r.Detail}, err
+}
+
+// statusAdapter shows the importer's per-connection status in the portal.
+type statusAdapter struct{ r *importer.StatusReader }
+
+func (s statusAdapter) Status(ctx context.Context, id string) (portal.ConnectionStatus, error) {
+	st, err := s.r.Status(ctx, id)
+	if err != nil {
+		return portal.ConnectionStatus{}, err
+	}
+	out := portal.ConnectionStatus{
+		LastSync:         st.LastSync,
+		NextSync:         st.NextSync,
+		LastError:        st.LastError,
+		Imported:         st.Imported,
+		Skipped:          st.Skipped,
+		SkippedByReason:  st.SkippedByReason,
+		BackfillDone:     st.Backfill.Done,
+		BackfillMessages: st.Backfill.Messages,
+	}
+	for _, h := range st.Recent {
+		out.Recent = append(out.Recent, portal.HistoryEntry{
+			Time: h.Time, DocumentID: h.DocumentID, Name: h.Name, Reason: h.Reason, Detail: h.Detail, Subject: h.Subject,
+		})
+	}
+	return out, nil
+}

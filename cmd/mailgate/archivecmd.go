@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/mailgate/mailgate/archive"
+	"github.com/mailgate/mailgate/connector/graphtest"
+	"github.com/mailgate/mailgate/importer"
+)
+
+func cmdArchive(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 {
+		return usageError(e, "archive: want tail or get")
+	}
+	fs := newFlagSet(e, "archive "+args[0])
+	customer := fs.String("customer", "", "only events of this customer (tail)")
+	since := fs.String("since", "", "replay events from this time, RFC 3339 or a duration such as 24h (tail)")
+	seq := fs.Uint64("seq", 0, "replay events from this stream sequence (tail)")
+	out := fs.String("o", "-", "where to write the document, - = standard output (get)")
+	st, rest, err := connectCLI(ctx, e, fs, args[1:])
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	switch args[0] {
+	case "tail":
+		cfg := archive.SubscribeConfig{Customer: *customer, StartSeq: *seq}
+		if *since != "" {
+			if d, err := time.ParseDuration(*since); err == nil {
+				cfg.StartTime = time.Now().Add(-d)
+			} else if t, err := time.Parse(time.RFC3339, *since); err == nil {
+				cfg.StartTime = t
+			} else {
+				return usageError(e, "--since %q: want RFC 3339 time or a duration", *since)
+			}
+		}
+		enc := json.NewEncoder(e.stdout)
+		return archive.Subscribe(ctx, st.js, cfg, func(_ context.Context, d *archive.Delivery) error {
+			return enc.Encode(d.Event)
+		})
+	case "get":
+		if len(rest) != 1 {
+			return usageError(e, "archive get DOCUMENT_ID [-o FILE]")
+		}
+		rec, err := importer.LookupDocument(ctx, st.js, rest[0])
+		if err != nil {
+			return err
+		}
+		if rec.State != "done" {
+			return fmt.Errorf("document %s was not archived: skipped (%s) %s", rec.ID, rec.Reason, rec.Detail)
+		}
+		store, err := openStore(ctx, &st.cfg)
+		if err != nil {
+			return err
+		}
+		rc, info, err := store.Get(ctx, rec.ObjectKey)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		w := e.stdout
+		if *out != "-" {
+			f, err := os.Create(*out)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			w = f
+		}
+		if _, err := io.Copy(w, rc); err != nil {
+			return fmt.Errorf("archive get: %w", err)
+		}
+		if *out != "-" {
+			fmt.Fprintf(e.stderr, "wrote %s (%s, %d bytes, %s)\n", *out, info.Name, info.Size, info.ContentType)
+		}
+		return nil
+	}
+	return usageError(e, "archive: unknown subcommand %q (want tail or get)", args[0])
+}
+
+func cmdSim(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "sim")
+	addr := fs.String("addr", "127.0.0.1:9090", "listen address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	sim := graphtest.NewUnstartedServer()
+	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	base := "http://" + ln.Addr().String()
+	fmt.Fprintf(e.stdout, "Microsoft 365 simulator on %s\n", base)
+	fmt.Fprintf(e.stdout, "  MAILGATE_LOGIN_URL=%s\n  MAILGATE_GRAPH_URL=%s/v1.0\n", base, base)
+	fmt.Fprintf(e.stdout, "  MAILGATE_MS_CLIENT_ID=%s\n  MAILGATE_MS_CLIENT_SECRET=%s\n", graphtest.DefaultClientID, graphtest.DefaultClientSecret)
+	fmt.Fprintf(e.stdout, "  tenant %s (%s), user %s / %s, shared mailbox %s\n", graphtest.DefaultTenantID, graphtest.DefaultTenantDomain,
+		graphtest.DefaultUser, graphtest.DefaultPassword, graphtest.DefaultMailbox)
+	fmt.Fprintf(e.stdout, "  control API: %s/_sim/ (deliver mail: POST /_sim/mailboxes/{address}/messages)\n", base)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	case err := <-errc:
+		return err
+	}
+}
+
+func cmdBench(_ context.Context, e *env, _ []string) error {
+	fmt.Fprintln(e.stderr, "mailgate bench: not built yet; see BENCHMARKS.md for the package benchmarks that exist")
+	return errors.New("not implemented")
+}

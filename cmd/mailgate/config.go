@@ -1,0 +1,278 @@
+package main
+
+import (
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is mailgate's whole configuration. Every field comes from an
+// environment variable MAILGATE_X and a flag --x of the same name in kebab
+// case; a flag wins over the environment. Secrets may also come from a file
+// named by MAILGATE_X_FILE, which keeps them out of the process list.
+type Config struct {
+	DataDir   string
+	HTTPAddr  string
+	PublicURL string
+	Role      string
+	Replica   string
+
+	NATSURL      string
+	NATSListen   string
+	NATSCreds    string
+	NATSCA       string
+	NATSReplicas int
+
+	S3Endpoint  string
+	S3AccessKey string
+	S3SecretKey string
+	S3Bucket    string
+	S3Secure    bool
+
+	MSClientID     string
+	MSClientSecret string
+	MSTenant       string
+	LoginURL       string
+	GraphURL       string
+
+	SecretKey    []byte
+	ConnectGroup string
+	PollInterval time.Duration
+	LogLevel     string
+
+	// Demo is set by `mailgate demo`: the simulator stands in for Microsoft
+	// and missing secrets are generated.
+	Demo bool
+}
+
+// setting describes one configuration value: its name, default, meaning and
+// where it goes.
+type setting struct {
+	name   string // environment variable without the MAILGATE_ prefix
+	def    string
+	usage  string
+	secret bool // may come from MAILGATE_<name>_FILE; never printed
+	set    func(c *Config, v string) error
+}
+
+func settings() []setting {
+	str := func(p func(c *Config) *string) func(*Config, string) error {
+		return func(c *Config, v string) error { *p(c) = v; return nil }
+	}
+	return []setting{
+		{name: "DATA_DIR", def: "./mailgate-data", usage: "embedded NATS store and the default archive directory", set: str(func(c *Config) *string { return &c.DataDir })},
+		{name: "HTTP_ADDR", def: "127.0.0.1:8080", usage: "portal and API listen address", set: str(func(c *Config) *string { return &c.HTTPAddr })},
+		{name: "PUBLIC_URL", def: "http://localhost:8080", usage: "base of the portal's links and the OAuth redirect URI", set: str(func(c *Config) *string { return &c.PublicURL })},
+		{name: "ROLE", def: "all", usage: "what this process runs: portal, importer or all", set: str(func(c *Config) *string { return &c.Role })},
+		{name: "REPLICA", def: "", usage: "this importer replica's name for leases; default hostname-pid. A stable name lets a restarted replica take its own leases back at once", set: str(func(c *Config) *string { return &c.Replica })},
+		{name: "NATS_URL", def: "", usage: "external NATS (cluster) URLs, comma separated; empty = embedded server", set: str(func(c *Config) *string { return &c.NATSURL })},
+		{name: "NATS_LISTEN", def: "127.0.0.1:4222", usage: "where the embedded NATS server listens", set: str(func(c *Config) *string { return &c.NATSListen })},
+		{name: "NATS_CREDS", def: "", usage: "NATS credentials file for an external server", set: str(func(c *Config) *string { return &c.NATSCreds })},
+		{name: "NATS_CA", def: "", usage: "CA certificate file to verify an external NATS server's TLS", set: str(func(c *Config) *string { return &c.NATSCA })},
+		{name: "NATS_REPLICAS", def: "1", usage: "replicas of mailgate's streams and KV buckets in a NATS cluster (1, 3 or 5)", set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			c.NATSReplicas = n
+			return err
+		}},
+		{name: "S3_ENDPOINT", def: "", usage: "S3-compatible endpoint host:port; empty = directory archive", set: str(func(c *Config) *string { return &c.S3Endpoint })},
+		{name: "S3_ACCESS_KEY", def: "", usage: "S3 access key", set: str(func(c *Config) *string { return &c.S3AccessKey })},
+		{name: "S3_SECRET_KEY", def: "", usage: "S3 secret key", secret: true, set: str(func(c *Config) *string { return &c.S3SecretKey })},
+		{name: "S3_BUCKET", def: "", usage: "S3 bucket for documents", set: str(func(c *Config) *string { return &c.S3Bucket })},
+		{name: "S3_SECURE", def: "true", usage: "use TLS to reach S3", set: func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			c.S3Secure = b
+			return err
+		}},
+		{name: "MS_CLIENT_ID", def: "", usage: "application (client) id of the Microsoft app registration", set: str(func(c *Config) *string { return &c.MSClientID })},
+		{name: "MS_CLIENT_SECRET", def: "", usage: "client secret of the Microsoft app registration", secret: true, set: str(func(c *Config) *string { return &c.MSClientSecret })},
+		{name: "MS_TENANT", def: "organizations", usage: "tenant for sign-in: organizations, a tenant id or domain", set: str(func(c *Config) *string { return &c.MSTenant })},
+		{name: "LOGIN_URL", def: "https://login.microsoftonline.com", usage: "Microsoft identity platform base", set: str(func(c *Config) *string { return &c.LoginURL })},
+		{name: "GRAPH_URL", def: "https://graph.microsoft.com/v1.0", usage: "Microsoft Graph base", set: str(func(c *Config) *string { return &c.GraphURL })},
+		{name: "SECRET_KEY", def: "", usage: "32-byte key (base64) that seals tokens at rest", secret: true, set: func(c *Config, v string) error {
+			if v == "" {
+				c.SecretKey = nil
+				return nil
+			}
+			k, err := parseKey(v)
+			c.SecretKey = k
+			return err
+		}},
+		{name: "CONNECT_GROUP", def: "mailbox-connect", usage: "portal group whose members may connect mailboxes", set: str(func(c *Config) *string { return &c.ConnectGroup })},
+		{name: "POLL_INTERVAL", def: "1m", usage: "how often an idle connection is polled", set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			c.PollInterval = d
+			return err
+		}},
+		{name: "LOG_LEVEL", def: "info", usage: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},
+	}
+}
+
+// flagName turns DATA_DIR into data-dir.
+func flagName(name string) string { return strings.ToLower(strings.ReplaceAll(name, "_", "-")) }
+
+// loadConfig reads the environment, then the flags in args. It returns the
+// remaining arguments. Problems with single values (an unparsable duration, an
+// unreadable secret file) are reported together, one per line.
+func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, []string, error) {
+	var c Config
+	var problems []string
+	values := make(map[string]*string)
+	for _, s := range settings() {
+		v := getenv("MAILGATE_" + s.name)
+		if s.secret && v == "" {
+			if file := getenv("MAILGATE_" + s.name + "_FILE"); file != "" {
+				b, err := os.ReadFile(file)
+				if err != nil {
+					problems = append(problems, fmt.Sprintf("MAILGATE_%s_FILE: %v", s.name, err))
+				}
+				v = strings.TrimSpace(string(b))
+			}
+		}
+		if v == "" {
+			v = s.def
+		}
+		usage := s.usage
+		if !s.secret {
+			usage += " (env MAILGATE_" + s.name + ")"
+		} else {
+			usage += " (env MAILGATE_" + s.name + " or MAILGATE_" + s.name + "_FILE; prefer those: a flag shows in the process list)"
+		}
+		values[s.name] = fs.String(flagName(s.name), v, usage)
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, nil, err
+	}
+	for _, s := range settings() {
+		if err := s.set(&c, *values[s.name]); err != nil {
+			v := *values[s.name]
+			if s.secret {
+				v = "(hidden)"
+			}
+			problems = append(problems, fmt.Sprintf("MAILGATE_%s=%s: %v", s.name, v, err))
+		}
+	}
+	if len(problems) > 0 {
+		return c, fs.Args(), errors.New(strings.Join(problems, "\n"))
+	}
+	return c, fs.Args(), nil
+}
+
+func parseKey(v string) ([]byte, error) {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if k, err := enc.DecodeString(v); err == nil {
+			if len(k) != 32 {
+				return nil, fmt.Errorf("must be 32 bytes, base64 encoded, got %d bytes (make one with: openssl rand -base64 32)", len(k))
+			}
+			return k, nil
+		}
+	}
+	return nil, errors.New("not base64 (make one with: openssl rand -base64 32)")
+}
+
+// Validate reports every invalid value or combination, one line each, so an
+// operator fixes them all in one go.
+func (c *Config) Validate() error {
+	var p []string
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+
+	switch c.Role {
+	case "all", "portal", "importer":
+	default:
+		add("MAILGATE_ROLE=%q: must be portal, importer or all", c.Role)
+	}
+	if c.DataDir == "" {
+		add("MAILGATE_DATA_DIR: must not be empty")
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		add("MAILGATE_HTTP_ADDR=%q: want host:port: %v", c.HTTPAddr, err)
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		add("MAILGATE_PUBLIC_URL=%q: want an absolute http(s) URL such as https://mailgate.example.com", c.PublicURL)
+	} else if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		add("MAILGATE_PUBLIC_URL=%q: plain http is only allowed for localhost; Microsoft requires https redirect URIs elsewhere", c.PublicURL)
+	}
+	if c.NATSURL == "" {
+		if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
+			add("MAILGATE_NATS_LISTEN=%q: want host:port: %v", c.NATSListen, err)
+		}
+		if c.NATSReplicas != 1 {
+			add("MAILGATE_NATS_REPLICAS=%d: the embedded server is a single node; replicas need a cluster (set MAILGATE_NATS_URL)", c.NATSReplicas)
+		}
+		if c.NATSCreds != "" || c.NATSCA != "" {
+			add("MAILGATE_NATS_CREDS/MAILGATE_NATS_CA: only apply to an external server (set MAILGATE_NATS_URL)")
+		}
+	}
+	if c.NATSReplicas < 1 || c.NATSReplicas > 5 {
+		add("MAILGATE_NATS_REPLICAS=%d: must be 1 to 5", c.NATSReplicas)
+	}
+	s3 := map[string]string{"MAILGATE_S3_ENDPOINT": c.S3Endpoint, "MAILGATE_S3_ACCESS_KEY": c.S3AccessKey, "MAILGATE_S3_SECRET_KEY": c.S3SecretKey, "MAILGATE_S3_BUCKET": c.S3Bucket}
+	var s3set, s3missing []string
+	for _, k := range []string{"MAILGATE_S3_ENDPOINT", "MAILGATE_S3_ACCESS_KEY", "MAILGATE_S3_SECRET_KEY", "MAILGATE_S3_BUCKET"} {
+		if s3[k] != "" {
+			s3set = append(s3set, k)
+		} else {
+			s3missing = append(s3missing, k)
+		}
+	}
+	if len(s3set) > 0 && len(s3missing) > 0 {
+		add("S3 storage is partly configured: %s set but %s missing", strings.Join(s3set, ", "), strings.Join(s3missing, ", "))
+	}
+	if c.S3Endpoint != "" && strings.Contains(c.S3Endpoint, "://") {
+		add("MAILGATE_S3_ENDPOINT=%q: want host:port without scheme (use MAILGATE_S3_SECURE for TLS)", c.S3Endpoint)
+	}
+	for name, v := range map[string]string{"MAILGATE_LOGIN_URL": c.LoginURL, "MAILGATE_GRAPH_URL": c.GraphURL} {
+		if u, err := url.Parse(v); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
+			add("%s=%q: want an https URL (plain http only for loopback)", name, v)
+		}
+	}
+	if c.PollInterval < 5*time.Second {
+		add("MAILGATE_POLL_INTERVAL=%s: must be at least 5s (Graph limits requests per mailbox)", c.PollInterval)
+	}
+	if c.ConnectGroup == "" {
+		add("MAILGATE_CONNECT_GROUP: must not be empty")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add("MAILGATE_LOG_LEVEL=%q: must be debug, info, warn or error", c.LogLevel)
+	}
+	if !c.Demo {
+		if c.SecretKey == nil {
+			add("MAILGATE_SECRET_KEY or MAILGATE_SECRET_KEY_FILE: required; a 32-byte key, base64 (make one with: openssl rand -base64 32)")
+		}
+		if c.MSClientID == "" {
+			add("MAILGATE_MS_CLIENT_ID: required; the application (client) id of your Microsoft app registration (see README)")
+		}
+		if c.MSClientSecret == "" {
+			add("MAILGATE_MS_CLIENT_SECRET or MAILGATE_MS_CLIENT_SECRET_FILE: required; a client secret of your Microsoft app registration")
+		}
+	}
+	if len(p) > 0 {
+		return errors.New(strings.Join(p, "\n"))
+	}
+	return nil
+}
+
+// natsURL is where CLI commands find state: the external cluster, or the
+// embedded server of a `mailgate serve` on this host.
+func (c *Config) natsURL() string {
+	if c.NATSURL != "" {
+		return c.NATSURL
+	}
+	return "nats://" + c.NATSListen
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"flag"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+const testKey = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" // 32 bytes
+
+func load(t *testing.T, env map[string]string, args ...string) (Config, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg, _, err := loadConfig(fs, args, func(k string) string { return env[k] })
+	return cfg, err
+}
+
+func validEnv() map[string]string {
+	return map[string]string{
+		"MAILGATE_SECRET_KEY":       testKey,
+		"MAILGATE_MS_CLIENT_ID":     "11111111-2222-3333-4444-555555555555",
+		"MAILGATE_MS_CLIENT_SECRET": "s3cr3t",
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := load(t, validEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("valid config refused: %v", err)
+	}
+	if cfg.DataDir != "./mailgate-data" || cfg.HTTPAddr != "127.0.0.1:8080" || cfg.PollInterval != time.Minute ||
+		cfg.ConnectGroup != "mailbox-connect" || cfg.MSTenant != "organizations" || cfg.natsURL() != "nats://127.0.0.1:4222" || cfg.Role != "all" {
+		t.Errorf("unexpected defaults: %+v", cfg)
+	}
+	if len(cfg.SecretKey) != 32 {
+		t.Errorf("secret key: %d bytes", len(cfg.SecretKey))
+	}
+}
+
+func TestConfigFlagBeatsEnv(t *testing.T) {
+	env := validEnv()
+	env["MAILGATE_POLL_INTERVAL"] = "2m"
+	cfg, err := load(t, env, "--poll-interval", "30s", "--role", "importer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PollInterval != 30*time.Second || cfg.Role != "importer" {
+		t.Errorf("flags not applied: %v %s", cfg.PollInterval, cfg.Role)
+	}
+}
+
+func TestConfigSecretFromFile(t *testing.T) {
+	env := validEnv()
+	delete(env, "MAILGATE_MS_CLIENT_SECRET")
+	file := t.TempDir() + "/secret"
+	if err := writeFile(file, "from-file\n"); err != nil {
+		t.Fatal(err)
+	}
+	env["MAILGATE_MS_CLIENT_SECRET_FILE"] = file
+	cfg, err := load(t, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MSClientSecret != "from-file" {
+		t.Errorf("secret from file = %q", cfg.MSClientSecret)
+	}
+}
+
+func TestConfigInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string // each must appear as its own line
+	}{
+		{"no secret key", map[string]string{"MAILGATE_SECRET_KEY": ""}, []string{"MAILGATE_SECRET_KEY or MAILGATE_SECRET_KEY_FILE: required"}},
+		{"no app registration", map[string]string{"MAILGATE_MS_CLIENT_ID": "", "MAILGATE_MS_CLIENT_SECRET": ""},
+			[]string{"MAILGATE_MS_CLIENT_ID: required", "MAILGATE_MS_CLIENT_SECRET or MAILGATE_MS_CLIENT_SECRET_FILE: required"}},
+		{"partial s3", map[string]string{"MAILGATE_S3_ENDPOINT": "minio:9000", "MAILGATE_S3_BUCKET": "b"},
+			[]string{"S3 storage is partly configured: MAILGATE_S3_ENDPOINT, MAILGATE_S3_BUCKET set but MAILGATE_S3_ACCESS_KEY, MAILGATE_S3_SECRET_KEY missing"}},
+		{"s3 with scheme", map[string]string{"MAILGATE_S3_ENDPOINT": "https://s3", "MAILGATE_S3_ACCESS_KEY": "a", "MAILGATE_S3_SECRET_KEY": "b", "MAILGATE_S3_BUCKET": "c"},
+			[]string{`MAILGATE_S3_ENDPOINT="https://s3": want host:port without scheme`}},
+		{"bad role", map[string]string{"MAILGATE_ROLE": "worker"}, []string{`MAILGATE_ROLE="worker": must be portal, importer or all`}},
+		{"http public url", map[string]string{"MAILGATE_PUBLIC_URL": "http://mailgate.example.com"}, []string{"plain http is only allowed for localhost"}},
+		{"relative public url", map[string]string{"MAILGATE_PUBLIC_URL": "mailgate"}, []string{`MAILGATE_PUBLIC_URL="mailgate": want an absolute http(s) URL`}},
+		{"fast poll", map[string]string{"MAILGATE_POLL_INTERVAL": "1s"}, []string{"MAILGATE_POLL_INTERVAL=1s: must be at least 5s"}},
+		{"plain http graph", map[string]string{"MAILGATE_GRAPH_URL": "http://graph.example.com/v1.0"}, []string{"MAILGATE_GRAPH_URL"}},
+		{"replicas on embedded", map[string]string{"MAILGATE_NATS_REPLICAS": "3"}, []string{"MAILGATE_NATS_REPLICAS=3: the embedded server is a single node"}},
+		{"creds without url", map[string]string{"MAILGATE_NATS_CREDS": "/x.creds"}, []string{"only apply to an external server"}},
+		{"two problems at once", map[string]string{"MAILGATE_ROLE": "x", "MAILGATE_LOG_LEVEL": "loud"},
+			[]string{`MAILGATE_ROLE="x"`, `MAILGATE_LOG_LEVEL="loud"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := validEnv()
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			cfg, err := load(t, env)
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			err = cfg.Validate()
+			if err == nil {
+				t.Fatal("invalid config accepted")
+			}
+			lines := strings.Split(err.Error(), "\n")
+			if len(lines) != len(tt.want) {
+				t.Errorf("got %d problem lines, want %d:\n%s", len(lines), len(tt.want), err)
+			}
+			for _, w := range tt.want {
+				found := false
+				for _, l := range lines {
+					found = found || strings.Contains(l, w)
+				}
+				if !found {
+					t.Errorf("no line contains %q:\n%s", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigUnparsable(t *testing.T) {
+	env := validEnv()
+	env["MAILGATE_POLL_INTERVAL"] = "often"
+	env["MAILGATE_SECRET_KEY"] = "c2hvcnQ=" // 5 bytes
+	_, err := load(t, env)
+	if err == nil {
+		t.Fatal("unparsable values accepted")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "MAILGATE_POLL_INTERVAL=often") || !strings.Contains(msg, "MAILGATE_SECRET_KEY=(hidden): must be 32 bytes") {
+		t.Errorf("unclear error:\n%s", msg)
+	}
+	if strings.Contains(msg, "c2hvcnQ") {
+		t.Error("the secret key appears in the error")
+	}
+}
+
+func TestConfigDemoNeedsNoSecrets(t *testing.T) {
+	cfg, err := load(t, map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Demo = true
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("demo config refused: %v", err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	got := redactURL("nats://user:pw@n1:4222,nats://n2:4222")
+	if strings.Contains(got, "pw") || !strings.Contains(got, "n2:4222") {
+		t.Errorf("redactURL = %q", got)
+	}
+}
+
+func writeFile(name, content string) error { return os.WriteFile(name, []byte(content), 0o600) }

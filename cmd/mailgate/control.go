@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"golang.org/x/term"
+
+	"github.com/mailgate/mailgate/connector"
+)
+
+// The control service lets CLI commands ask a running mailgate for what
+// needs Microsoft: redeeming a code and testing a connection need tokens and
+// the Graph client, which only `serve` holds. It is a NATS micro service, so
+// with several replicas any one of them answers.
+const controlSubject = "mailgate.control"
+
+type controlRequest struct {
+	Actor           string    `json:"actor"`
+	Customer        string    `json:"customer,omitempty"`
+	Code            string    `json:"code,omitempty"`
+	ConnectionID    string    `json:"connectionId,omitempty"`
+	TenantID        string    `json:"tenantId,omitempty"`
+	ClientID        string    `json:"clientId,omitempty"`
+	ClientSecret    string    `json:"clientSecret,omitempty"`
+	SecretExpiresAt time.Time `json:"secretExpiresAt,omitempty"`
+	Mailbox         string    `json:"mailbox,omitempty"`
+}
+
+type controlResult struct {
+	Connection connector.Connection `json:"connection"`
+	Test       testOutcome          `json:"test"`
+	Error      string               `json:"error,omitempty"`
+}
+
+type testOutcome struct {
+	CanRead  bool   `json:"canRead"`
+	CanWrite bool   `json:"canWrite"`
+	Detail   string `json:"detail,omitempty"`
+}
+
+// control sends one request to the control service and decodes its answer.
+func control(ctx context.Context, nc *nats.Conn, op string, req controlRequest, res *controlResult) error {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	msg, err := nc.RequestWithContext(ctx, controlSubject+"."+op, b)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return errors.New("no running mailgate answered (start `mailgate serve`, or point MAILGATE_NATS_URL at its NATS)")
+	}
+	if err != nil {
+		return fmt.Errorf("control %s: %w", op, err)
+	}
+	if err := json.Unmarshal(msg.Data, res); err != nil {
+		return fmt.Errorf("control %s: bad answer: %w", op, err)
+	}
+	if res.Error != "" {
+		return errors.New(res.Error)
+	}
+	return nil
+}
+
+// startControl registers the control service on nc.
+func startControl(ctx context.Context, nc *nats.Conn, w *Wiring, log *slog.Logger) (micro.Service, error) {
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        "mailgate-control",
+		Version:     "1.0.0",
+		Description: "redeem codes and test connections for the mailgate CLI",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("control service: %w", err)
+	}
+	grp := svc.AddGroup(controlSubject)
+	handle := func(op string, fn func(context.Context, controlRequest) (controlResult, error)) error {
+		return grp.AddEndpoint(op, micro.HandlerFunc(func(r micro.Request) {
+			var req controlRequest
+			var res controlResult
+			err := json.Unmarshal(r.Data(), &req)
+			if err == nil {
+				res, err = fn(ctx, req)
+			}
+			if err != nil {
+				log.Warn("control request failed", "op", op, "err", err)
+				res.Error = err.Error()
+			}
+			res.Connection.RefreshToken, res.Connection.ClientSecret = nil, nil
+			_ = r.RespondJSON(res)
+		}))
+	}
+	act := func(ctx context.Context, id, actor string) (controlResult, error) {
+		c, t, err := activate(ctx, w, id, actor)
+		return controlResult{Connection: c, Test: t}, err
+	}
+	errs := []error{
+		handle("redeem", func(ctx context.Context, req controlRequest) (controlResult, error) {
+			id, err := w.Codes.Redeem(ctx, req.Customer, req.Code)
+			if err != nil {
+				return controlResult{}, err
+			}
+			return act(ctx, id, req.Actor)
+		}),
+		handle("test", func(ctx context.Context, req controlRequest) (controlResult, error) {
+			return act(ctx, req.ConnectionID, req.Actor)
+		}),
+		handle("add-app", func(ctx context.Context, req controlRequest) (controlResult, error) {
+			if err := connector.ValidCustomer(req.Customer); err != nil {
+				return controlResult{}, err
+			}
+			sealed, err := w.Sealer.Seal([]byte(req.ClientSecret))
+			if err != nil {
+				return controlResult{}, err
+			}
+			c, err := w.Connections.Create(ctx, connector.Connection{
+				Customer:        req.Customer,
+				TenantID:        req.TenantID,
+				Mailbox:         req.Mailbox,
+				Folder:          "inbox",
+				Mode:            connector.AppOnly,
+				State:           connector.StatePending,
+				ClientID:        req.ClientID,
+				ClientSecret:    sealed,
+				SecretExpiresAt: req.SecretExpiresAt,
+				PostProcess:     connector.PostProcess{Action: connector.PostMove, Folder: "Archiviert"},
+				Backfill:        connector.Backfill{Mode: connector.BackfillNew},
+				CreatedBy:       req.Actor,
+				UpdatedBy:       req.Actor,
+			})
+			if err != nil {
+				return controlResult{}, err
+			}
+			return act(ctx, c.ID, req.Actor)
+		}),
+	}
+	if err := errors.Join(errs...); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("control service: %w", err)
+	}
+	return svc, nil
+}
+
+// activate runs the connection test and moves the connection to active when
+// it passes, or to failing with the reason when it does not. A token error
+// that needs a person has already moved it to needs_consent.
+func activate(ctx context.Context, w *Wiring, id, actor string) (connector.Connection, testOutcome, error) {
+	c, err := w.Connections.Get(ctx, id)
+	if err != nil {
+		return c, testOutcome{}, err
+	}
+	m := graphMailboxes{graph: w.Graph, tokens: w.Tokens}
+	r, terr := m.mailbox(c).Test(ctx)
+	out := testOutcome{CanRead: r.CanRead, CanWrite: r.CanWrite, Detail: r.Detail}
+	c, err = w.Connections.Update(ctx, id, func(c *connector.Connection) error {
+		c.UpdatedBy = actor
+		switch {
+		case c.State == connector.StateNeedsConsent || c.State == connector.StateDeleted:
+		case terr == nil && r.CanRead && r.CanWrite:
+			c.State, c.LastError = connector.StateActive, ""
+		default:
+			c.State = connector.StateFailing
+			c.LastError = "connection test failed: " + r.Detail
+			if terr != nil {
+				c.LastError = "connection test failed: " + terr.Error()
+			}
+		}
+		return nil
+	})
+	if err == nil && c.State == connector.StateActive && w.Importer != nil {
+		w.Importer.Trigger(id)
+	}
+	return c, out, err
+}
+
+func isTerminal(fd uintptr) bool { return term.IsTerminal(int(fd)) }
+
+func readFile(name string) ([]byte, error) { return os.ReadFile(name) }

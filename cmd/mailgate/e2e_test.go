@@ -1,0 +1,382 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailgate/mailgate/archive"
+	"github.com/mailgate/mailgate/cmd/mailgate/samples"
+	"github.com/mailgate/mailgate/connector/graphtest"
+)
+
+// The end-to-end tests build the real binary and drive it from outside, as
+// a person, a DMS and an operator would.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func mailgateBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test builds the binary; skipped with -short")
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "mailgate-e2e-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "mailgate")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// proc is a running mailgate process whose standard output is read line by
+// line.
+type proc struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	lines []string
+	more  chan struct{} // closed and replaced when a line arrives
+	done  chan struct{}
+	log   *bytes.Buffer
+}
+
+func startProc(t *testing.T, bin string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{more: make(chan struct{}), done: make(chan struct{}), log: new(bytes.Buffer)}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stderr = &syncWriter{w: p.log}
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.lines = append(p.lines, sc.Text())
+			close(p.more)
+			p.more = make(chan struct{})
+			p.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("mailgate %s stderr:\n%s", args[0], p.stderr())
+		}
+	})
+	return p
+}
+
+func (p *proc) stop() {
+	if p.cmd.ProcessState == nil {
+		_ = p.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.done:
+		case <-time.After(20 * time.Second):
+			_ = p.cmd.Process.Kill()
+		}
+		_ = p.cmd.Wait()
+	}
+}
+
+func (p *proc) stderr() string {
+	w := p.cmd.Stderr.(*syncWriter)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return p.log.String()
+}
+
+// waitFor returns the first submatch of re in the output, waiting for it.
+func (p *proc) waitFor(t *testing.T, re *regexp.Regexp, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.After(timeout)
+	for i := 0; ; {
+		p.mu.Lock()
+		for ; i < len(p.lines); i++ {
+			if m := re.FindStringSubmatch(p.lines[i]); m != nil {
+				p.mu.Unlock()
+				return m[1]
+			}
+		}
+		more := p.more
+		p.mu.Unlock()
+		select {
+		case <-more:
+		case <-p.done:
+			t.Fatalf("mailgate exited before printing %s:\n%s", re, p.stderr())
+		case <-deadline:
+			t.Fatalf("mailgate did not print %s within %s:\n%s", re, timeout, p.stderr())
+		}
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
+
+// browser is an HTTP client with cookies, as a person's browser would be.
+type browser struct {
+	t    *testing.T
+	c    *http.Client
+	base string
+}
+
+func newBrowser(t *testing.T, base string) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, c: &http.Client{Jar: jar, Timeout: 30 * time.Second}, base: base}
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// form loads page, takes its CSRF token and posts values to action.
+func (b *browser) form(page, action string, values url.Values) *http.Response {
+	b.t.Helper()
+	body := b.get(page)
+	m := csrfRE.FindStringSubmatch(body)
+	if m == nil {
+		b.t.Fatalf("no csrf token on %s:\n%s", page, body)
+	}
+	values.Set("csrf", m[1])
+	req, _ := http.NewRequest(http.MethodPost, b.base+action, strings.NewReader(values.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", b.base)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return resp
+}
+
+func (b *browser) get(path string) string {
+	b.t.Helper()
+	u := path
+	if strings.HasPrefix(path, "/") {
+		u = b.base + path
+	}
+	resp, err := b.c.Get(u)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		b.t.Fatalf("GET %s: %s\n%s", path, resp.Status, body)
+	}
+	return string(body)
+}
+
+var (
+	portalRE = regexp.MustCompile(`Portal:\s+(\S+)`)
+	demoRE   = regexp.MustCompile(`Log in as:\s+demo / (\S+)`)
+	apiKeyRE = regexp.MustCompile(`DMS API key:\s+(\S+)`)
+	natsRE   = regexp.MustCompile(`Watch events:.*--nats-url (\S+)`)
+	codeRE   = regexp.MustCompile(`data-code="([^"]+)"`)
+)
+
+// connectMailbox logs in as the demo user, runs the connect wizard through
+// the simulated Microsoft consent page and returns the one-time code.
+func connectMailbox(t *testing.T, base, password string) string {
+	t.Helper()
+	b := newBrowser(t, base)
+	resp := b.form("/login", "/login", url.Values{"name": {"demo"}, "password": {password}, "next": {"/"}})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("login: %s", resp.Status)
+	}
+	// The wizard's POST redirects the browser to Microsoft; stop there and
+	// let graphtest.Authorize play the person on the consent page.
+	b.c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp = b.form("/connect", "/connect", url.Values{
+		"mailbox": {graphtest.DefaultMailbox}, "mode": {"delegated"},
+		"post": {"move"}, "folder": {"Archiviert"}, "backfill": {"all"},
+	})
+	resp.Body.Close()
+	authURL := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther && resp.StatusCode != http.StatusFound || authURL == "" {
+		t.Fatalf("connect: %s, want a redirect to Microsoft", resp.Status)
+	}
+	b.c.CheckRedirect = nil
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	back, err := graphtest.Authorize(ctx, b.c, authURL, graphtest.DefaultUser, graphtest.DefaultPassword, true)
+	if err != nil {
+		t.Fatalf("consent: %v", err)
+	}
+	page := b.get(back.String())
+	m := codeRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no connection code on the page after consent:\n%s", page)
+	}
+	return m[1]
+}
+
+// redeem calls the DMS API as a DMS would.
+func redeem(t *testing.T, base, apiKey, code string) map[string]any {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/connections/redeem", strings.NewReader(`{"code":"`+code+`"}`))
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("redeem answer: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("redeem: %s %v", resp.Status, out)
+	}
+	return out
+}
+
+// collect reads events of the stream until want says enough or time runs out.
+func collect(t *testing.T, natsURL string, timeout time.Duration, enough func([]archive.Event) bool) []archive.Event {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var mu sync.Mutex
+	var events []archive.Event
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = archive.Subscribe(ctx, js, archive.SubscribeConfig{}, func(_ context.Context, d *archive.Delivery) error {
+			mu.Lock()
+			defer mu.Unlock()
+			events = append(events, d.Event)
+			if enough(events) {
+				cancel()
+			}
+			return nil
+		})
+	}()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	return append([]archive.Event(nil), events...)
+}
+
+func TestDemoEndToEnd(t *testing.T) {
+	bin := mailgateBinary(t)
+	dataDir := t.TempDir()
+	p := startProc(t, bin, nil, "demo", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--public-url", "http://localhost:0",
+		"--nats-listen", "127.0.0.1:0", "--sim-addr", "127.0.0.1:0", "--mail-every", "0")
+	base := p.waitFor(t, portalRE, 60*time.Second)
+	password := p.waitFor(t, demoRE, time.Second)
+	apiKey := p.waitFor(t, apiKeyRE, time.Second)
+	natsURL := p.waitFor(t, natsRE, time.Second)
+
+	code := connectMailbox(t, base, password)
+	res := redeem(t, base, apiKey, code)
+	conn, _ := res["connection"].(map[string]any)
+	if conn["state"] != "active" {
+		t.Fatalf("after redeem the connection is %v: %v", conn["state"], res)
+	}
+
+	// The demo delivered samples 0..5 before the connection; backfill "all"
+	// imports them.
+	var wantDocs, wantSkips int
+	expect := map[string]samples.Expect{}
+	for i := 0; i < 6; i++ {
+		for _, e := range samples.Sample(i, time.Now()).Expect {
+			expect[e.Name] = e
+			if e.Kind != "" {
+				wantDocs++
+			} else {
+				wantSkips++
+			}
+		}
+	}
+	events := collect(t, natsURL, 60*time.Second, func(evs []archive.Event) bool {
+		var docs, skips int
+		for _, e := range evs {
+			switch e.Type {
+			case archive.TypeImported:
+				docs++
+			case archive.TypeSkipped:
+				skips++
+			}
+		}
+		return docs >= wantDocs && skips >= wantSkips
+	})
+	var docs, skips int
+	seen := map[string]bool{}
+	for _, e := range events {
+		if seen[e.ID] && e.Type != archive.TypeConnectionChanged {
+			t.Errorf("event %s published twice", e.ID)
+		}
+		seen[e.ID] = true
+		switch d := e.Data.(type) {
+		case *archive.Imported:
+			docs++
+			want, ok := expect[d.Document.Name]
+			if !ok || want.Kind != d.Document.Kind {
+				t.Errorf("imported %s as %s, want %+v", d.Document.Name, d.Document.Kind, want)
+			}
+			obj := filepath.Join(dataDir, "archive", filepath.FromSlash(d.Object.Key))
+			if fi, err := os.Stat(obj); err != nil || fi.Size() != d.Document.Size {
+				t.Errorf("archived object %s: %v", obj, err)
+			}
+		case *archive.Skipped:
+			skips++
+			want, ok := expect[d.Name]
+			if !ok || want.Reason != d.Reason {
+				t.Errorf("skipped %s for %s, want %+v", d.Name, d.Reason, want)
+			}
+		}
+	}
+	if docs != wantDocs || skips != wantSkips {
+		t.Fatalf("got %d documents and %d skips, want %d and %d", docs, skips, wantDocs, wantSkips)
+	}
+}

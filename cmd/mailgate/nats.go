@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// startNATS runs the embedded NATS server with JetStream on file storage
+// under the data directory. SyncAlways makes an acknowledged publish survive
+// a power cut, not only a process kill.
+func startNATS(cfg *Config, logger *slog.Logger) (*server.Server, error) {
+	host, portStr, err := net.SplitHostPort(cfg.NATSListen)
+	if err != nil {
+		return nil, fmt.Errorf("nats: listen %q: %w", cfg.NATSListen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("nats: listen port %q: %w", portStr, err)
+	}
+	if port == 0 {
+		port = -1 // random, for tests
+	}
+	opts := &server.Options{
+		ServerName: "mailgate",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   filepath.Join(cfg.DataDir, "nats"),
+		SyncAlways: true,
+		NoSigs:     true,
+		NoLog:      true,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("nats: embedded server: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("nats: embedded server on %s did not become ready (is the port in use by another mailgate?)", cfg.NATSListen)
+	}
+	logger.Info("embedded nats started", "url", srv.ClientURL(), "store_dir", opts.StoreDir)
+	return srv, nil
+}
+
+// connectNATS connects to url with the operator's credentials and TLS
+// settings, retrying the first connect until ctx ends, so that replicas may
+// start before the cluster.
+func connectNATS(ctx context.Context, cfg *Config, url, name string, logger *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	if cfg.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	}
+	if cfg.NATSCA != "" {
+		opts = append(opts, nats.RootCAs(cfg.NATSCA))
+	}
+	url = strings.TrimSpace(url)
+	var nc *nats.Conn
+	var err error
+	for attempt := 0; ; attempt++ {
+		nc, err = nats.Connect(url, opts...)
+		if err == nil {
+			break
+		}
+		if attempt == 0 {
+			logger.Warn("nats not reachable yet, retrying", "url", redactURL(url), "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("nats: connect %s: %w", redactURL(url), err)
+		case <-time.After(time.Second):
+		}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("nats: jetstream: %w", err)
+	}
+	return nc, js, nil
+}
+
+// redactURL drops user information from NATS URLs before they are logged.
+func redactURL(u string) string {
+	parts := strings.Split(u, ",")
+	for i, p := range parts {
+		if at := strings.LastIndex(p, "@"); at >= 0 {
+			if scheme := strings.Index(p, "://"); scheme >= 0 && scheme < at {
+				parts[i] = p[:scheme+3] + "***" + p[at:]
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,397 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailgate/mailgate/archive"
+	"github.com/mailgate/mailgate/archive/archivetest"
+	"github.com/mailgate/mailgate/cmd/mailgate/samples"
+	"github.com/mailgate/mailgate/connector"
+	"github.com/mailgate/mailgate/connector/graphtest"
+)
+
+// infra is what an importer process runs against in the reliability tests:
+// the Microsoft 365 simulator, a NATS server and MinIO, all on loopback.
+type infra struct {
+	sim     *graphtest.Server
+	natsURL string
+	js      jetstream.JetStream
+	s3      archive.S3Config
+	key     []byte
+	// replicas of the buckets the test creates itself, as the processes
+	// will (MAILGATE_NATS_REPLICAS).
+	replicas int
+}
+
+func startInfra(t *testing.T) *infra {
+	t.Helper()
+	srv := archivetest.RunServer(t)
+	return newInfra(t, srv.ClientURL())
+}
+
+func newInfra(t *testing.T, natsURL string) *infra {
+	t.Helper()
+	s3 := archivetest.RunMinIO(t)
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	sim := graphtest.NewServer()
+	t.Cleanup(sim.Close)
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(i * 7)
+	}
+	return &infra{sim: sim, natsURL: natsURL, js: js, s3: s3, key: key}
+}
+
+// env is the configuration of a `mailgate serve` against the infra.
+func (in *infra) env() []string {
+	return []string{
+		"MAILGATE_NATS_URL=" + in.natsURL,
+		"MAILGATE_S3_ENDPOINT=" + in.s3.Endpoint,
+		"MAILGATE_S3_ACCESS_KEY=" + in.s3.AccessKey,
+		"MAILGATE_S3_SECRET_KEY=" + in.s3.SecretKey,
+		"MAILGATE_S3_BUCKET=" + in.s3.Bucket,
+		"MAILGATE_S3_SECURE=false",
+		"MAILGATE_LOGIN_URL=" + in.sim.LoginURL(),
+		"MAILGATE_GRAPH_URL=" + in.sim.GraphURL(),
+		"MAILGATE_MS_CLIENT_ID=" + graphtest.DefaultClientID,
+		"MAILGATE_MS_CLIENT_SECRET=" + graphtest.DefaultClientSecret,
+		"MAILGATE_SECRET_KEY=" + base64.StdEncoding.EncodeToString(in.key),
+		"MAILGATE_HTTP_ADDR=127.0.0.1:0",
+		"MAILGATE_POLL_INTERVAL=5s",
+	}
+}
+
+// addAppConnection creates an active app-only connection to mailbox with the
+// simulator's default app, as `mailgate connections add-app` would.
+func (in *infra) addAppConnection(t *testing.T, customer, mailbox string) connector.Connection {
+	t.Helper()
+	ctx := context.Background()
+	sealer, err := connector.NewSealer(in.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := sealer.Seal([]byte(graphtest.DefaultClientSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := connector.NewStore(ctx, in.js, connector.StoreOptions{Replicas: in.replicas})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := store.Create(ctx, connector.Connection{
+		Customer:     customer,
+		TenantID:     graphtest.DefaultTenantID,
+		Mailbox:      mailbox,
+		Folder:       "inbox",
+		Mode:         connector.AppOnly,
+		State:        connector.StateActive,
+		ClientID:     graphtest.DefaultClientID,
+		ClientSecret: secret,
+		PostProcess:  connector.PostProcess{Action: connector.PostMove, Folder: "Archiviert"},
+		Backfill:     connector.Backfill{Mode: connector.BackfillAll},
+		CreatedBy:    "test",
+		UpdatedBy:    "test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// deliverInvoices puts n mails with one distinct invoice PDF each.
+func (in *infra) deliverInvoices(t *testing.T, mailbox string, n int) {
+	t.Helper()
+	now := time.Now().UTC()
+	for i := 0; i < n; i++ {
+		number := fmt.Sprintf("RE-%s-%05d", strings.Split(mailbox, "@")[0], i)
+		_, err := in.sim.Deliver(mailbox, graphtest.Mail{
+			From:              "rechnung@lieferant.example",
+			Subject:           "Rechnung " + number,
+			Body:              "Anbei die Rechnung.",
+			InternetMessageID: fmt.Sprintf("<%s@lieferant.example>", number),
+			ReceivedAt:        now.Add(-time.Duration(n-i) * time.Second),
+			Attachments: []graphtest.Attachment{{
+				Name: number + ".pdf", ContentType: "application/pdf",
+				Content: samples.InvoicePDF("Lieferant GmbH", number, float64(100+i), now),
+			}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// tally counts the stream's document events: all messages and distinct ids.
+func (in *infra) tally(t *testing.T) (imported, distinct, skipped int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := in.js.Stream(ctx, "MAILGATE")
+	if err != nil {
+		return 0, 0, 0
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs == 0 {
+		return 0, 0, 0
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mailgate.*.document.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for {
+		batch, err := cons.FetchNoWait(500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			ev, err := archive.Decode(msg.Data())
+			if err != nil {
+				t.Fatalf("undecodable event: %v", err)
+			}
+			switch ev.Type {
+			case archive.TypeImported:
+				imported++
+				ids[ev.ID] = true
+			case archive.TypeSkipped:
+				skipped++
+			}
+		}
+		if n == 0 {
+			return imported, len(ids), skipped
+		}
+	}
+}
+
+func (in *infra) objects(t *testing.T) int {
+	t.Helper()
+	cl, err := minio.New(in.s3.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(in.s3.AccessKey, in.s3.SecretKey, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for obj := range cl.ListObjects(context.Background(), in.s3.Bucket, minio.ListObjectsOptions{Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		n++
+	}
+	return n
+}
+
+// waitDistinct waits until want distinct documents are on the stream.
+func (in *infra) waitDistinct(t *testing.T, want int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		_, distinct, _ := in.tally(t)
+		if distinct >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d documents imported within %s", distinct, want, timeout)
+		}
+		time.Sleep(500 * time.Millisecond) // polling an external process' progress; no event to wait on
+	}
+}
+
+// TestImporterSurvivesSIGKILL kills the importer process at random points
+// while it imports and restarts it each time. In the end every document is
+// stored once and announced once.
+func TestImporterSurvivesSIGKILL(t *testing.T) {
+	bin := mailgateBinary(t)
+	in := startInfra(t)
+	const docs = 1000
+	in.addAppConnection(t, "firma", graphtest.DefaultMailbox)
+	in.deliverInvoices(t, graphtest.DefaultMailbox, docs)
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	env := append(in.env(), "MAILGATE_REPLICA=killtest")
+	kills := 0
+	for round := 0; ; round++ {
+		p := startProc(t, bin, env, "serve", "--role", "importer")
+		_, distinct, _ := in.tally(t)
+		if distinct >= docs || round >= 8 {
+			// Let the last one finish the job undisturbed.
+			in.waitDistinct(t, docs, 3*time.Minute)
+			p.stop()
+			break
+		}
+		time.Sleep(time.Duration(500+rng.IntN(2500)) * time.Millisecond) // a random point in the run
+		_ = p.cmd.Process.Kill()                                         // SIGKILL: no shutdown, no flush
+		_ = p.cmd.Wait()
+		kills++
+	}
+	imported, distinct, _ := in.tally(t)
+	objects := in.objects(t)
+	t.Logf("%d kills; %d imported events, %d distinct, %d objects", kills, imported, distinct, objects)
+	if imported != docs || distinct != docs || objects != docs {
+		t.Fatalf("after %d kills: %d events, %d distinct documents, %d objects; want %d of each", kills, imported, distinct, objects, docs)
+	}
+	if kills == 0 {
+		t.Fatal("the importer was never killed")
+	}
+	if remaining := len(in.sim.Messages(graphtest.DefaultMailbox, "inbox")); remaining != 0 {
+		t.Errorf("%d mails left in the inbox; all should have been moved to Archiviert", remaining)
+	}
+}
+
+// startCluster runs a 3-node NATS JetStream cluster on loopback, as in
+// docker-compose.yml, and returns its client URLs.
+func startCluster(t *testing.T) string {
+	t.Helper()
+	ports := freePorts(t, 3)
+	var routes []*url.URL
+	for _, p := range ports {
+		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
+	}
+	var urls []string
+	var servers []*server.Server
+	for i, p := range ports {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("nats-%d", i+1),
+			Host:       "127.0.0.1",
+			Port:       -1,
+			JetStream:  true,
+			StoreDir:   t.TempDir(),
+			Cluster:    server.ClusterOpts{Name: "mailgate", Host: "127.0.0.1", Port: p},
+			Routes:     routes,
+			NoLog:      true,
+			NoSigs:     true,
+		}
+		srv, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go srv.Start()
+		t.Cleanup(srv.Shutdown)
+		servers = append(servers, srv)
+	}
+	for _, srv := range servers {
+		if !srv.ReadyForConnections(20 * time.Second) {
+			t.Fatal("nats cluster node not ready")
+		}
+		urls = append(urls, srv.ClientURL())
+	}
+	// Wait for the JetStream meta leader, so replicated streams can be made.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		leader := false
+		for _, srv := range servers {
+			leader = leader || srv.JetStreamIsLeader()
+		}
+		if leader {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no JetStream meta leader in the cluster")
+		}
+		time.Sleep(100 * time.Millisecond) // the server has no leader-elected notification
+	}
+	return strings.Join(urls, ",")
+}
+
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var lns []net.Listener
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
+}
+
+// TestClusterTopology runs the docker-compose.yml topology as processes: a
+// 3-node NATS cluster with replicated state, MinIO, a portal and two importer
+// replicas working the same connections. Together the replicas import every
+// document exactly once, and the portal serves the DMS API meanwhile.
+func TestClusterTopology(t *testing.T) {
+	bin := mailgateBinary(t)
+	in := newInfra(t, startCluster(t))
+	in.replicas = 3
+	const perMailbox = 150
+	mailboxes := []string{graphtest.DefaultMailbox}
+	for i := 1; i <= 3; i++ {
+		addr := "eingang" + strconv.Itoa(i) + "@firma.example"
+		in.sim.AddMailbox(graphtest.Mailbox{Address: addr, DisplayName: "Eingang " + strconv.Itoa(i), Shared: true})
+		mailboxes = append(mailboxes, addr)
+	}
+	for _, mb := range mailboxes {
+		in.addAppConnection(t, "firma", mb)
+		in.deliverInvoices(t, mb, perMailbox)
+	}
+	want := perMailbox * len(mailboxes)
+	env := append(in.env(), "MAILGATE_NATS_REPLICAS=3")
+	portal := startProc(t, bin, env, "serve", "--role", "portal")
+	a := startProc(t, bin, append(env, "MAILGATE_REPLICA=replica-a"), "serve", "--role", "importer")
+	b := startProc(t, bin, append(env, "MAILGATE_REPLICA=replica-b"), "serve", "--role", "importer")
+	in.waitDistinct(t, want, 3*time.Minute)
+
+	// The portal answers the DMS over the same replicated state.
+	base := "http://" + portal.waitFor(t, httpAddrRE, 30*time.Second)
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("portal /readyz: %s", resp.Status)
+	}
+	stream, err := in.js.Stream(context.Background(), "MAILGATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := stream.Info(context.Background()); info == nil || info.Config.Replicas != 3 {
+		t.Errorf("stream MAILGATE not replicated 3 times: %+v", info)
+	}
+	a.stop()
+	b.stop()
+	imported, distinct, _ := in.tally(t)
+	objects := in.objects(t)
+	if imported != want || distinct != want || objects != want {
+		t.Fatalf("two replicas: %d events, %d distinct, %d objects; want %d", imported, distinct, objects, want)
+	}
+	for _, mb := range mailboxes {
+		if n := len(in.sim.Messages(mb, "inbox")); n != 0 {
+			t.Errorf("%s: %d mails left in the inbox", mb, n)
+		}
+	}
+}
+
+// httpAddrRE finds the address `mailgate serve` announces on standard output.
+var httpAddrRE = regexp.MustCompile(`^mailgate listening on (\S+)`)

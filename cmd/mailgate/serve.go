@@ -1,0 +1,411 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mailgate/mailgate/archive"
+	"github.com/mailgate/mailgate/connector"
+	"github.com/mailgate/mailgate/connector/graph"
+	"github.com/mailgate/mailgate/importer"
+	"github.com/mailgate/mailgate/portal"
+)
+
+func cmdServe(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "serve")
+	cfg, _, err := loadConfig(fs, args, e.getenv)
+	if err != nil {
+		return configError(e, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return configError(e, err)
+	}
+	m := &Main{Config: cfg, Logger: newLogger(e.stderr, cfg.LogLevel), Out: e.stdout}
+	m.Ready = func(addr, natsURL string) {
+		fmt.Fprintf(e.stdout, "mailgate listening on %s (role %s, nats %s)\n", addr, cfg.Role, redactURL(natsURL))
+	}
+	return m.Run(ctx)
+}
+
+// configError prints each configuration problem on its own line.
+func configError(e *env, err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintln(e.stderr, "mailgate: config:", line)
+	}
+	return errUsage
+}
+
+// Main is one mailgate process: it owns the embedded NATS server (if any),
+// the connections to NATS and storage, and the roles it runs.
+type Main struct {
+	Config Config
+	Logger *slog.Logger
+	Out    io.Writer // where the startup banner goes
+
+	// Ready, if set, is called once everything listens, with the portal's
+	// address and the URL of the NATS server in use.
+	Ready func(httpAddr, natsURL string)
+	// BeforeServe, if set, runs after state is reachable and before the
+	// roles start; `mailgate demo` seeds its sample user there.
+	BeforeServe func(ctx context.Context, w *Wiring) error
+}
+
+// Wiring is what Run builds: the packages joined together.
+type Wiring struct {
+	NC          *nats.Conn
+	JS          jetstream.JetStream
+	Sealer      *connector.Sealer
+	Connections *connector.Store
+	Codes       *connector.Codes
+	Identity    *connector.Identity
+	Tokens      *connector.Tokens
+	Graph       *graph.Client
+	Store       archive.Store
+	Publisher   *archive.Publisher
+	Importer    *importer.Importer
+	Portal      *portal.Server
+	Registry    *prometheus.Registry
+}
+
+// Run starts everything and blocks until ctx ends, then shuts down: the HTTP
+// server stops taking requests, the importer finishes the document in flight,
+// and the embedded NATS server flushes its store.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := &m.Config
+	log := m.Logger
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+
+	natsURL := cfg.NATSURL
+	if natsURL == "" {
+		srv, err := startNATS(cfg, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+		}()
+		natsURL = srv.ClientURL()
+	}
+	nc, js, err := connectNATS(ctx, cfg, natsURL, "mailgate-"+cfg.Role, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+
+	// Listen before wiring: the public URL of `demo` on a random port
+	// depends on the address.
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http: listen %s: %w", cfg.HTTPAddr, err)
+	}
+	defer ln.Close()
+	if strings.HasSuffix(cfg.PublicURL, ":0") {
+		cfg.PublicURL = fmt.Sprintf("http://localhost:%d", ln.Addr().(*net.TCPAddr).Port)
+	}
+
+	w, err := m.wireWithRetry(ctx, nc, js)
+	if err != nil {
+		return err
+	}
+	if m.BeforeServe != nil {
+		if err := m.BeforeServe(ctx, w); err != nil {
+			return err
+		}
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	if w.Importer != nil {
+		g.Go(func() error { return w.Importer.Run(gctx) })
+		g.Go(func() error { return keepTokensAlive(gctx, w.Tokens, log) })
+	}
+	ctl, err := startControl(gctx, nc, w, log)
+	if err != nil {
+		return err
+	}
+	defer ctl.Stop()
+
+	{
+		handler := opsHandler(w)
+		if w.Portal != nil {
+			handler = w.Portal.Handler()
+		}
+		hs := &http.Server{
+			Handler:           handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		g.Go(func() error {
+			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 15*time.Second)
+			defer cancel()
+			return hs.Shutdown(sctx)
+		})
+		log.Info("http listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "role", cfg.Role)
+	}
+	if m.Ready != nil {
+		m.Ready(ln.Addr().String(), natsURL)
+	}
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	log.Info("mailgate stopped")
+	return err
+}
+
+// wireWithRetry retries wire while JetStream does not answer in time: in a
+// cluster that is starting, or when replicas create the same streams and
+// buckets at once, the first requests can time out. Creating them is
+// idempotent, so a retry is safe.
+func (m *Main) wireWithRetry(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*Wiring, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for attempt := 1; ; attempt++ {
+		w, err := m.wire(ctx, nc, js)
+		if err == nil || !isTimeout(err) || time.Now().After(deadline) {
+			return w, err
+		}
+		m.Logger.Warn("jetstream not answering yet, retrying", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(attempt) * time.Second):
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// wire builds the packages in dependency order. Only cmd knows them all.
+func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*Wiring, error) {
+	cfg := &m.Config
+	log := m.Logger
+	w := &Wiring{NC: nc, JS: js, Registry: prometheus.NewRegistry()}
+	w.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var err error
+	if _, err = archive.EnsureStream(ctx, js, archive.StreamConfig{Replicas: cfg.NATSReplicas}); err != nil {
+		return nil, err
+	}
+	w.Publisher = archive.NewPublisher(js, "mailgate")
+	if w.Sealer, err = connector.NewSealer(cfg.SecretKey); err != nil {
+		return nil, err
+	}
+	w.Connections, err = connector.NewStore(ctx, js, connector.StoreOptions{
+		Replicas: cfg.NATSReplicas,
+		OnChange: func(ctx context.Context, before, after connector.Connection) {
+			publishChange(ctx, w.Publisher, before, after, log)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if w.Codes, err = connector.NewCodes(ctx, js, connector.CodesOptions{Replicas: cfg.NATSReplicas}); err != nil {
+		return nil, err
+	}
+	w.Identity, err = connector.NewIdentity(connector.IdentityConfig{
+		ClientID:     cfg.MSClientID,
+		ClientSecret: cfg.MSClientSecret,
+		Tenant:       cfg.MSTenant,
+		LoginURL:     cfg.LoginURL,
+		GraphURL:     cfg.GraphURL,
+		RedirectURL:  strings.TrimRight(cfg.PublicURL, "/") + "/connect/callback",
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.Registry.MustRegister(newConnectionCollector(w.Connections))
+	w.Tokens = connector.NewTokens(w.Identity, w.Connections, w.Sealer, log)
+	w.Graph, err = graph.New(graph.Config{BaseURL: cfg.GraphURL, Logger: log, Registerer: w.Registry})
+	if err != nil {
+		return nil, err
+	}
+	if w.Store, err = openStore(ctx, cfg); err != nil {
+		return nil, err
+	}
+	mailboxes := graphMailboxes{graph: w.Graph, tokens: w.Tokens}
+
+	if cfg.Role != "portal" {
+		w.Importer, err = importer.New(ctx, js, importer.Deps{
+			Connections: w.Connections,
+			Mailboxes:   mailboxes,
+			Store:       w.Store,
+			Events:      w.Publisher,
+		}, importer.Config{
+			Replica:      cfg.Replica,
+			Replicas:     cfg.NATSReplicas,
+			PollInterval: cfg.PollInterval,
+			SpoolDir:     filepath.Join(cfg.DataDir, "spool"),
+			Logger:       log,
+			Registerer:   w.Registry,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Role != "importer" {
+		statuses, err := importer.NewStatusReader(ctx, js, cfg.NATSReplicas)
+		if err != nil {
+			return nil, err
+		}
+		var trigger portal.Trigger
+		if w.Importer != nil {
+			trigger = w.Importer
+		}
+		w.Portal, err = portal.New(ctx, js, portal.Deps{
+			Identity:    w.Identity,
+			Connections: w.Connections,
+			Codes:       w.Codes,
+			Sealer:      w.Sealer,
+			Tester:      tester{mailboxes: mailboxes},
+			Statuses:    statusAdapter{statuses},
+			Audit:       w.Publisher,
+			Trigger:     trigger,
+		}, portal.Config{
+			PublicURL:    cfg.PublicURL,
+			ConnectGroup: cfg.ConnectGroup,
+			DemoRedeem:   cfg.Demo,
+			Logger:       log,
+			Registerer:   w.Registry,
+			Gatherer:     w.Registry,
+			Ready:        func(ctx context.Context) error { return ready(ctx, nc, w.Store) },
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// opsHandler serves health and metrics for processes without the portal.
+func opsHandler(w *Wiring) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { fmt.Fprintln(rw, "ok") })
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
+		if err := ready(r.Context(), w.NC, w.Store); err != nil {
+			http.Error(rw, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(rw, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(w.Registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+func openStore(ctx context.Context, cfg *Config) (archive.Store, error) {
+	if cfg.S3Endpoint == "" {
+		return archive.NewDir(filepath.Join(cfg.DataDir, "archive"))
+	}
+	return archive.NewS3(ctx, archive.S3Config{
+		Endpoint:  cfg.S3Endpoint,
+		AccessKey: cfg.S3AccessKey,
+		SecretKey: cfg.S3SecretKey,
+		Bucket:    cfg.S3Bucket,
+		Secure:    cfg.S3Secure,
+	})
+}
+
+// ready reports whether NATS and the document store are reachable.
+func ready(ctx context.Context, nc *nats.Conn, st archive.Store) error {
+	if s := nc.Status(); s != nats.CONNECTED {
+		return fmt.Errorf("nats: %s", s)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := st.Ping(ctx); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	return nil
+}
+
+// keepTokensAlive refreshes idle delegated tokens twice a day: Microsoft
+// expires a refresh token after 90 days without use (AADSTS700082).
+func keepTokensAlive(ctx context.Context, tokens *connector.Tokens, log *slog.Logger) error {
+	t := time.NewTicker(12 * time.Hour)
+	defer t.Stop()
+	for {
+		n, err := tokens.RefreshIdle(ctx, 7*24*time.Hour)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("refreshing idle tokens", "err", err)
+		} else if n > 0 {
+			log.Info("refreshed idle tokens", "connections", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// publishChange turns a committed state change into a connection.changed
+// event. A failed publish is logged: the state itself is already durable.
+func publishChange(ctx context.Context, p *archive.Publisher, before, after connector.Connection, log *slog.Logger) {
+	ev := archive.ConnectionChanged{
+		Customer:   after.Customer,
+		Connection: after.ID,
+		Mailbox:    after.Mailbox,
+		From:       string(before.State),
+		To:         string(after.State),
+		Action:     changeAction(before.State, after.State),
+		Actor:      after.UpdatedBy,
+		Error:      after.LastError,
+	}
+	if err := p.ConnectionChanged(ctx, ev); err != nil {
+		log.Error("publish connection.changed", "connection_id", after.ID, "err", err)
+	}
+}
+
+func changeAction(from, to connector.State) string {
+	switch {
+	case from == "":
+		return "connect"
+	case to == connector.StateDeleted:
+		return "disconnect"
+	case from == connector.StatePending && to == connector.StateActive:
+		return "redeem"
+	case to == connector.StatePaused:
+		return "pause"
+	case from == connector.StatePaused && to == connector.StateActive:
+		return "resume"
+	case to == connector.StateNeedsConsent:
+		return "needs_consent"
+	case to == connector.StateFailing:
+		return "failing"
+	case from == connector.StateFailing && to == connector.StateActive:
+		return "recovered"
+	case from == connector.StateNeedsConsent:
+		return "reconnect"
+	}
+	return string(to)
+}
