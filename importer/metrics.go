@@ -4,6 +4,9 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mailgate/mailgate/archive"
+	"github.com/mailgate/mailgate/connector"
 )
 
 type metrics struct {
@@ -33,6 +36,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "mailgate", Name: "lag_seconds", Help: "Age of the oldest mail not yet processed, per connection.",
 		}, []string{"connection"}),
 	}
+	// Known label values start at zero, so dashboards and alerts see the
+	// series before the first skip or error.
+	for _, r := range []string{archive.ReasonInline, archive.ReasonTooSmall, archive.ReasonSignatureLogo, archive.ReasonTypeNotAllowed,
+		archive.ReasonDisguised, archive.ReasonDuplicate, archive.ReasonReference, archive.ReasonItemAttachment, archive.ReasonEmpty, archive.ReasonFailed} {
+		m.skipped.WithLabelValues(r)
+	}
+	for _, k := range []connector.Kind{connector.Other, connector.Transient, connector.Throttled, connector.NeedsConsent,
+		connector.AccessDenied, connector.NotFound, connector.SyncReset, connector.Invalid} {
+		m.errors.WithLabelValues(k.String())
+	}
+	m.errors.WithLabelValues("attachment")
 	if reg == nil {
 		return m, nil
 	}

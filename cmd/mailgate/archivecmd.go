@@ -25,6 +25,7 @@ func cmdArchive(ctx context.Context, e *env, args []string) error {
 	since := fs.String("since", "", "replay events from this time, RFC 3339 or a duration such as 24h (tail)")
 	seq := fs.Uint64("seq", 0, "replay events from this stream sequence (tail)")
 	out := fs.String("o", "-", "where to write the document, - = standard output (get)")
+	timeout := fs.Duration("timeout", 0, "stop after this long; 0 = follow until interrupted (tail)")
 	st, rest, err := connectCLI(ctx, e, fs, args[1:])
 	if err != nil {
 		return err
@@ -43,6 +44,11 @@ func cmdArchive(ctx context.Context, e *env, args []string) error {
 			}
 		}
 		enc := json.NewEncoder(e.stdout)
+		if *timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, *timeout)
+			defer cancel()
+		}
 		return archive.Subscribe(ctx, st.js, cfg, func(_ context.Context, d *archive.Delivery) error {
 			return enc.Encode(d.Event)
 		})

@@ -146,8 +146,17 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Co
 		}
 		values[s.name] = fs.String(flagName(s.name), v, usage)
 	}
-	if err := fs.Parse(args); err != nil {
-		return c, nil, err
+	// Flags may follow positional arguments (`archive get ID -o FILE`).
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return c, nil, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		rest = append(rest, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
 	for _, s := range settings() {
 		if err := s.set(&c, *values[s.name]); err != nil {
@@ -159,9 +168,9 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Co
 		}
 	}
 	if len(problems) > 0 {
-		return c, fs.Args(), errors.New(strings.Join(problems, "\n"))
+		return c, rest, errors.New(strings.Join(problems, "\n"))
 	}
-	return c, fs.Args(), nil
+	return c, rest, nil
 }
 
 func parseKey(v string) ([]byte, error) {

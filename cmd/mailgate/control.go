@@ -19,8 +19,10 @@ import (
 // The control service lets CLI commands ask a running mailgate for what
 // needs Microsoft: redeeming a code and testing a connection need tokens and
 // the Graph client, which only `serve` holds. It is a NATS micro service, so
-// with several replicas any one of them answers.
-const controlSubject = "mailgate.control"
+// with several replicas any one of them answers. Its subjects stay outside
+// "mailgate.>", which the MAILGATE stream captures: a request there would be
+// answered by JetStream's publish acknowledgement.
+const controlSubject = "mailgatectl"
 
 type controlRequest struct {
 	Actor           string    `json:"actor"`

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -378,5 +380,97 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 	if docs != wantDocs || skips != wantSkips {
 		t.Fatalf("got %d documents and %d skips, want %d and %d", docs, skips, wantDocs, wantSkips)
+	}
+
+	// An operator's view: the metrics the README names, and the CLI.
+	checkReadmeMetrics(t, base)
+	env := []string{"MAILGATE_NATS_URL=" + natsURL, "MAILGATE_DATA_DIR=" + dataDir}
+	out := runCLI(t, bin, env, "connections", "list")
+	if !strings.Contains(out, graphtest.DefaultMailbox) || !strings.Contains(out, "active") {
+		t.Errorf("connections list:\n%s", out)
+	}
+	var doc *archive.Imported
+	var docID string
+	for _, e := range events {
+		if d, ok := e.Data.(*archive.Imported); ok {
+			doc, docID = d, e.ID
+			break
+		}
+	}
+	file := filepath.Join(t.TempDir(), "doc")
+	runCLI(t, bin, env, "archive", "get", docID, "-o", file)
+	if b, err := os.ReadFile(file); err != nil || int64(len(b)) != doc.Document.Size || sha256hex(b) != doc.Document.SHA256 {
+		t.Errorf("archive get %s: %d bytes, err %v; want %d bytes with sha %s", docID, len(b), err, doc.Document.Size, doc.Document.SHA256)
+	}
+	tail := runCLI(t, bin, env, "archive", "tail", "--since", "1h", "--timeout", "3s")
+	if n := strings.Count(tail, `"type":"mailgate.document.`); n != wantDocs+wantSkips {
+		t.Errorf("archive tail printed %d document events, want %d", n, wantDocs+wantSkips)
+	}
+	out = runCLI(t, bin, env, "connections", "test", conn["id"].(string))
+	if !strings.Contains(out, "read true, write true") {
+		t.Errorf("connections test:\n%s", out)
+	}
+
+	// Later passes (the demo polls every 5 s) find nothing new: no second
+	// event for any document.
+	again := collect(t, natsURL, 12*time.Second, func([]archive.Event) bool { return false })
+	var docEvents int
+	for _, e := range again {
+		if e.Type != archive.TypeConnectionChanged {
+			docEvents++
+		}
+	}
+	if docEvents != wantDocs+wantSkips {
+		t.Errorf("after more passes the stream has %d document events, want %d", docEvents, wantDocs+wantSkips)
+	}
+}
+
+func sha256hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// runCLI runs a mailgate CLI command and returns its standard output.
+func runCLI(t *testing.T, bin string, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("mailgate %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String()
+}
+
+var readmeMetricRE = regexp.MustCompile("^\\| `(mailgate_[a-z_]+)")
+
+// checkReadmeMetrics asserts that every metric the README's table names is
+// served, except those documented to exist only for app-only connections.
+func checkReadmeMetrics(t *testing.T, base string) {
+	t.Helper()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	n := 0
+	for _, line := range strings.Split(string(readme), "\n") {
+		m := readmeMetricRE.FindStringSubmatch(line)
+		if m == nil || strings.Contains(line, "only for app-only") {
+			continue
+		}
+		n++
+		if !regexp.MustCompile(`(?m)^` + m[1] + `(_bucket|_sum|_count)?[{ ]`).Match(body) {
+			t.Errorf("README names metric %s, /metrics does not serve it", m[1])
+		}
+	}
+	if n < 10 {
+		t.Errorf("found only %d metrics in the README's table", n)
 	}
 }
