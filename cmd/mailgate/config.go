@@ -42,6 +42,12 @@ type Config struct {
 	LoginURL       string
 	GraphURL       string
 
+	OIDCIssuer       string
+	OIDCClientID     string
+	OIDCClientSecret string
+	OIDCCustomer     string
+	OIDCGroupsURL    string
+
 	SecretKey    []byte
 	ConnectGroup string
 	PollInterval time.Duration
@@ -104,6 +110,11 @@ func settings() []setting {
 			c.SecretKey = k
 			return err
 		}},
+		{name: "OIDC_ISSUER", def: "", usage: "OpenID Connect issuer for portal single sign-on, e.g. https://login.microsoftonline.com/<tenant>/v2.0; empty = built-in users only", set: str(func(c *Config) *string { return &c.OIDCIssuer })},
+		{name: "OIDC_CLIENT_ID", def: "", usage: "client id for portal single sign-on", set: str(func(c *Config) *string { return &c.OIDCClientID })},
+		{name: "OIDC_CLIENT_SECRET", def: "", usage: "client secret for portal single sign-on", secret: true, set: str(func(c *Config) *string { return &c.OIDCClientSecret })},
+		{name: "OIDC_CUSTOMER", def: "", usage: "customer that single sign-on users belong to", set: str(func(c *Config) *string { return &c.OIDCCustomer })},
+		{name: "OIDC_GROUPS_URL", def: "", usage: "where to look up groups when the token has too many to carry (Microsoft: <graph>/me/getMemberGroups)", set: str(func(c *Config) *string { return &c.OIDCGroupsURL })},
 		{name: "CONNECT_GROUP", def: "mailbox-connect", usage: "portal group whose members may connect mailboxes", set: str(func(c *Config) *string { return &c.ConnectGroup })},
 		{name: "POLL_INTERVAL", def: "1m", usage: "how often an idle connection is polled", set: func(c *Config, v string) error {
 			d, err := time.ParseDuration(v)
@@ -243,6 +254,18 @@ func (c *Config) Validate() error {
 	}
 	if c.PollInterval < 5*time.Second {
 		add("MAILGATE_POLL_INTERVAL=%s: must be at least 5s (Graph limits requests per mailbox)", c.PollInterval)
+	}
+	if c.OIDCIssuer != "" {
+		if u, err := url.Parse(c.OIDCIssuer); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
+			add("MAILGATE_OIDC_ISSUER=%q: want an https URL (plain http only for loopback)", c.OIDCIssuer)
+		}
+		for name, v := range map[string]string{"MAILGATE_OIDC_CLIENT_ID": c.OIDCClientID, "MAILGATE_OIDC_CLIENT_SECRET": c.OIDCClientSecret, "MAILGATE_OIDC_CUSTOMER": c.OIDCCustomer} {
+			if v == "" {
+				add("%s: required with MAILGATE_OIDC_ISSUER", name)
+			}
+		}
+	} else if c.OIDCClientID != "" || c.OIDCCustomer != "" {
+		add("MAILGATE_OIDC_CLIENT_ID/MAILGATE_OIDC_CUSTOMER: set without MAILGATE_OIDC_ISSUER")
 	}
 	if c.ConnectGroup == "" {
 		add("MAILGATE_CONNECT_GROUP: must not be empty")

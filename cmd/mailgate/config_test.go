@@ -93,6 +93,8 @@ func TestConfigInvalid(t *testing.T) {
 		{"plain http graph", map[string]string{"MAILGATE_GRAPH_URL": "http://graph.example.com/v1.0"}, []string{"MAILGATE_GRAPH_URL"}},
 		{"replicas on embedded", map[string]string{"MAILGATE_NATS_REPLICAS": "3"}, []string{"MAILGATE_NATS_REPLICAS=3: the embedded server is a single node"}},
 		{"creds without url", map[string]string{"MAILGATE_NATS_CREDS": "/x.creds"}, []string{"only apply to an external server"}},
+		{"sso half configured", map[string]string{"MAILGATE_OIDC_ISSUER": "https://login.example.com/t/v2.0", "MAILGATE_OIDC_CLIENT_ID": "x"},
+			[]string{"MAILGATE_OIDC_CLIENT_SECRET: required with MAILGATE_OIDC_ISSUER", "MAILGATE_OIDC_CUSTOMER: required with MAILGATE_OIDC_ISSUER"}},
 		{"two problems at once", map[string]string{"MAILGATE_ROLE": "x", "MAILGATE_LOG_LEVEL": "loud"},
 			[]string{`MAILGATE_ROLE="x"`, `MAILGATE_LOG_LEVEL="loud"`}},
 	}

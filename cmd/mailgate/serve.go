@@ -278,6 +278,16 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 		if err != nil {
 			return nil, err
 		}
+		var oidc *portal.OIDCConfig
+		if cfg.OIDCIssuer != "" {
+			oidc = &portal.OIDCConfig{
+				IssuerURL:    cfg.OIDCIssuer,
+				ClientID:     cfg.OIDCClientID,
+				ClientSecret: cfg.OIDCClientSecret,
+				Customer:     cfg.OIDCCustomer,
+				GroupsURL:    cfg.OIDCGroupsURL,
+			}
+		}
 		var trigger portal.Trigger
 		if w.Importer != nil {
 			trigger = w.Importer
@@ -294,6 +304,7 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 		}, portal.Config{
 			PublicURL:    cfg.PublicURL,
 			ConnectGroup: cfg.ConnectGroup,
+			OIDC:         oidc,
 			DemoRedeem:   cfg.Demo,
 			Logger:       log,
 			Registerer:   w.Registry,
