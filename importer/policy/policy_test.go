@@ -121,6 +121,15 @@ func TestZugferdHintAcrossChunks(t *testing.T) {
 	if ok, _ := zugferdHint(bytes.NewReader(bytes.Repeat([]byte("factur-x.xm"), 20000))); ok {
 		t.Error("hint without the name")
 	}
+	// Binary content (every real PDF has some, starting with its marker
+	// line) must neither grow the window nor hide a name behind it.
+	bin := append([]byte("%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"), bytes.Repeat([]byte{0xff, 0xc3, 0x28, 'Z'}, 50000)...)
+	if ok, err := zugferdHint(bytes.NewReader(bin)); ok || err != nil {
+		t.Errorf("binary pdf without names: hint = %v, %v", ok, err)
+	}
+	if ok, err := zugferdHint(bytes.NewReader(append(bin, "/EmbeddedFiles"...))); !ok || err != nil {
+		t.Errorf("binary pdf with a name tree: hint = %v, %v; want true", ok, err)
+	}
 }
 
 func BenchmarkClassify(b *testing.B) {

@@ -41,14 +41,21 @@ func zugferdHint(r io.Reader) (bool, error) {
 	for {
 		n, err := r.Read(buf[keep:])
 		if n > 0 {
-			window := bytes.ToLower(buf[:keep+n])
+			// Lower-case ASCII in place: bytes.ToLower would grow binary
+			// (non-UTF-8) content, and a PDF is mostly binary.
+			end := keep + n
+			for i, c := range buf[keep:end] {
+				if 'A' <= c && c <= 'Z' {
+					buf[keep+i] = c + ('a' - 'A')
+				}
+			}
 			for _, needle := range hintNeedles {
-				if bytes.Contains(window, needle) {
+				if bytes.Contains(buf[:end], needle) {
 					return true, nil
 				}
 			}
-			keep = min(overlap, keep+n)
-			copy(buf, buf[len(window)-keep:len(window)])
+			keep = min(overlap, end)
+			copy(buf, buf[end-keep:end])
 		}
 		if err == io.EOF {
 			return false, nil
