@@ -3,15 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/mailgate/mailgate/archive"
+	"github.com/mailgate/mailgate/cmd/mailgate/bench"
+	"github.com/mailgate/mailgate/connector"
 	"github.com/mailgate/mailgate/connector/graphtest"
 	"github.com/mailgate/mailgate/importer"
 )
@@ -123,7 +125,24 @@ func cmdSim(ctx context.Context, e *env, args []string) error {
 	}
 }
 
-func cmdBench(_ context.Context, e *env, _ []string) error {
-	fmt.Fprintln(e.stderr, "mailgate bench: not built yet; see BENCHMARKS.md for the package benchmarks that exist")
-	return errors.New("not implemented")
+func cmdBench(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "bench")
+	var opts bench.Options
+	only := fs.String("only", "", "run only these scenarios, comma separated: "+strings.Join(bench.Scenarios(), ","))
+	post := fs.String("post-process", "none", "what happens to an imported mail: none, move, mark_read, category")
+	fs.Float64Var(&opts.Scale, "scale", 1, "multiply mail counts and large sizes (0.05 = smoke test)")
+	fs.DurationVar(&opts.IdlePoll, "idle-poll", 30*time.Second, "poll interval of the idle scenario")
+	fs.DurationVar(&opts.LimitWindow, "limit-window", 10*time.Second, "Microsoft's 10-minute request window, scaled down")
+	fs.StringVar(&opts.MinIO, "minio", "", "minio binary (default: PATH, then $(go env GOPATH)/bin)")
+	fs.BoolVar(&opts.NoMinIO, "no-minio", false, "use the directory archive and plain file writes as the ceiling")
+	fs.StringVar(&opts.Dir, "dir", "", "temporary files (removed at the end)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *only != "" {
+		opts.Only = strings.Split(*only, ",")
+	}
+	opts.PostProcess = connector.PostAction(*post)
+	_, err := bench.Run(ctx, opts, e.stdout)
+	return err
 }
