@@ -64,7 +64,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	}
 
 	logger := newLogger(e.stderr, cfg.LogLevel)
-	m := &Main{Config: cfg, Logger: logger, Out: e.stdout}
+	m := &Main{Config: cfg, Logger: logger}
 	// The seed reads Main's configuration: Run settles the public URL of a
 	// random port.
 	seed := &demoSeed{sim: sim, cfg: &m.Config}

@@ -330,7 +330,7 @@ func newFaultInfra(t *testing.T, natsURL string) (*infra, *archivetest.MinIO) {
 	for i := range key {
 		key[i] = byte(i * 7)
 	}
-	return &infra{sim: sim, natsURL: natsURL, js: js, s3: s3.Config(), key: key}, s3
+	return &infra{sim: sim, natsURL: natsURL, js: js, s3: s3.Config(), key: key, dataDir: t.TempDir()}, s3
 }
 
 func (in *infra) seal(t *testing.T, secret string) []byte {

@@ -38,6 +38,7 @@ type infra struct {
 	// replicas of the buckets the test creates itself, as the processes
 	// will (MAILGATE_NATS_REPLICAS).
 	replicas int
+	dataDir  string // the processes' spool
 }
 
 func startInfra(t *testing.T) *infra {
@@ -61,12 +62,13 @@ func newInfra(t *testing.T, natsURL string) *infra {
 	for i := range key {
 		key[i] = byte(i * 7)
 	}
-	return &infra{sim: sim, natsURL: natsURL, js: js, s3: s3, key: key}
+	return &infra{sim: sim, natsURL: natsURL, js: js, s3: s3, key: key, dataDir: t.TempDir()}
 }
 
 // env is the configuration of a `mailgate serve` against the infra.
 func (in *infra) env() []string {
 	return []string{
+		"MAILGATE_DATA_DIR=" + in.dataDir,
 		"MAILGATE_NATS_URL=" + in.natsURL,
 		"MAILGATE_S3_ENDPOINT=" + in.s3.Endpoint,
 		"MAILGATE_S3_ACCESS_KEY=" + in.s3.AccessKey,
@@ -395,3 +397,87 @@ func TestClusterTopology(t *testing.T) {
 
 // httpAddrRE finds the address `mailgate serve` announces on standard output.
 var httpAddrRE = regexp.MustCompile(`^mailgate listening on (\S+)`)
+
+// TestImportMixedMails imports 500 realistic mails (PDF, XRechnung, ZUGFeRD,
+// logos, inline images, scans, newsletters, an executable renamed .pdf and
+// attached mails) with the real binary, simulator, MinIO and NATS, and gets
+// exactly the expected documents and skip reasons.
+func TestImportMixedMails(t *testing.T) {
+	bin := mailgateBinary(t)
+	in := startInfra(t)
+	in.addAppConnection(t, "firma", graphtest.DefaultMailbox)
+	const mails = 500
+	wantKinds, wantReasons := map[string]int{}, map[string]int{}
+	now := time.Now().UTC()
+	for i := 0; i < mails; i++ {
+		m := samples.Sample(i, now.Add(-time.Duration(mails-i)*time.Minute))
+		if _, err := in.sim.Deliver(graphtest.DefaultMailbox, m.Mail); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range m.Expect {
+			if e.Kind != "" {
+				wantKinds[e.Kind]++
+			} else {
+				wantReasons[e.Reason]++
+			}
+		}
+	}
+	var wantDocs, wantSkips int
+	for _, n := range wantKinds {
+		wantDocs += n
+	}
+	for _, n := range wantReasons {
+		wantSkips += n
+	}
+	p := startProc(t, bin, in.env(), "serve", "--role", "importer")
+	in.waitDistinct(t, wantDocs, 3*time.Minute)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, _, skipped := in.tally(t); skipped >= wantSkips || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond) // polling an external process' progress
+	}
+	p.stop()
+
+	kinds, reasons := map[string]int{}, map[string]int{}
+	ctx := context.Background()
+	stream, _ := in.js.Stream(ctx, "MAILGATE")
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mailgate.*.document.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		batch, err := cons.FetchNoWait(500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			ev, err := archive.Decode(msg.Data())
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch d := ev.Data.(type) {
+			case *archive.Imported:
+				kinds[d.Document.Kind]++
+			case *archive.Skipped:
+				reasons[d.Reason]++
+				if d.Detail == "" {
+					t.Errorf("skip of %s (%s) has no explanation", d.Name, d.Reason)
+				}
+			}
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if fmt.Sprint(kinds) != fmt.Sprint(wantKinds) || fmt.Sprint(reasons) != fmt.Sprint(wantReasons) {
+		t.Errorf("documents %v, want %v\nskips %v, want %v", kinds, wantKinds, reasons, wantReasons)
+	}
+	if objects := in.objects(t); objects != wantDocs {
+		t.Errorf("%d objects, want %d", objects, wantDocs)
+	}
+	t.Logf("%d mails: documents %v, skips %v", mails, kinds, reasons)
+}

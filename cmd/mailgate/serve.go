@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -37,7 +36,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return configError(e, err)
 	}
-	m := &Main{Config: cfg, Logger: newLogger(e.stderr, cfg.LogLevel), Out: e.stdout}
+	m := &Main{Config: cfg, Logger: newLogger(e.stderr, cfg.LogLevel)}
 	m.Ready = func(addr, natsURL string) {
 		fmt.Fprintf(e.stdout, "mailgate listening on %s (role %s, nats %s)\n", addr, cfg.Role, redactURL(natsURL))
 	}
@@ -60,7 +59,6 @@ func configError(e *env, err error) error {
 type Main struct {
 	Config Config
 	Logger *slog.Logger
-	Out    io.Writer // where the startup banner goes
 
 	// Ready, if set, is called once everything listens, with the portal's
 	// address and the URL of the NATS server in use.

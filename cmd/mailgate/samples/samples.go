@@ -1,8 +1,8 @@
 // Package samples makes realistic German invoice mails for `mailgate demo`,
 // the end-to-end tests and `mailgate bench`: invoices as real PDFs, an
 // XRechnung (UBL), a ZUGFeRD PDF with its embedded CII XML, a signature logo,
-// an inline image, a scan, a newsletter without attachments and an
-// executable dressed up as a PDF.
+// an inline image, a scan, a newsletter without attachments, an
+// executable dressed up as a PDF and a forwarded mail attached as a mail.
 package samples
 
 import (
@@ -185,7 +185,7 @@ func Sample(i int, received time.Time) Mail {
 	}}
 	logoCID := fmt.Sprintf("logo%d@mail", i)
 	logo := graphtest.Attachment{Name: "image001.png", ContentType: "image/png", Content: Logo(uint64(i)), Inline: true, ContentID: logoCID}
-	switch i % 6 {
+	switch i % 7 {
 	case 0: // PDF invoice with a signature logo
 		m.Subject = "Ihre Rechnung " + number
 		m.Body = "<p>Sehr geehrte Damen und Herren,</p><p>anbei erhalten Sie unsere Rechnung " + number + ".</p>" + signature(logoCID)
@@ -226,6 +226,12 @@ func Sample(i int, received time.Time) Mail {
 			{Name: "Rechnung_" + number + ".pdf", ContentType: "application/pdf", Content: FakeExe()},
 		}
 		m.Expect = []Expect{{Name: "Rechnung_" + number + ".pdf", Reason: "disguised_executable"}}
+	case 6: // a forwarded mail, attached as a mail (itemAttachment)
+		m.Subject = "WG: Rechnung " + number
+		m.Body = "<p>Zur Info, siehe angehängte Mail.</p>"
+		fwd := &graphtest.Mail{From: s.addr, FromName: s.name, Subject: "Rechnung " + number, Body: "Die Rechnung folgt separat.", ReceivedAt: received.Add(-time.Hour)}
+		m.Attachments = []graphtest.Attachment{{Name: "Rechnung " + number, Item: fwd}}
+		m.Expect = []Expect{{Name: "Rechnung " + number, Reason: "item_attachment"}}
 	}
 	return m
 }
