@@ -333,43 +333,18 @@ func newFaultInfra(t *testing.T, natsURL string) (*infra, *archivetest.MinIO) {
 	return &infra{sim: sim, natsURL: natsURL, js: js, s3: s3.Config(), key: key, dataDir: t.TempDir()}, s3
 }
 
-func (in *infra) seal(t *testing.T, secret string) []byte {
-	t.Helper()
-	sealer, err := connector.NewSealer(in.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealed, err := sealer.Seal([]byte(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sealed
-}
-
 // addDelegatedConnection runs the code flow as the default user and
 // creates an active delegated connection with the sealed refresh token,
 // as the portal's connect wizard and a redeem would.
 func (in *infra) addDelegatedConnection(t *testing.T, store *connector.Store, customer, mailbox string) connector.Connection {
 	t.Helper()
-	rt := delegatedRefreshToken(t, in)
-	c, err := store.Create(context.Background(), connector.Connection{
+	return in.createConnection(t, store, connector.Connection{
 		Customer:     customer,
-		TenantID:     graphtest.DefaultTenantID,
 		Mailbox:      mailbox,
-		Folder:       "inbox",
 		Mode:         connector.Delegated,
-		State:        connector.StateActive,
 		ConsentedBy:  graphtest.DefaultUser,
-		RefreshToken: in.seal(t, rt),
-		PostProcess:  connector.PostProcess{Action: connector.PostMove, Folder: "Archiviert"},
-		Backfill:     connector.Backfill{Mode: connector.BackfillAll},
-		CreatedBy:    "test",
-		UpdatedBy:    "test",
+		RefreshToken: in.seal(t, delegatedRefreshToken(t, in)),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // delegatedRefreshToken runs the authorization code flow with PKCE against

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -89,37 +90,52 @@ func (in *infra) env() []string {
 // simulator's default app, as `mailgate connections add-app` would.
 func (in *infra) addAppConnection(t *testing.T, customer, mailbox string) connector.Connection {
 	t.Helper()
-	ctx := context.Background()
-	sealer, err := connector.NewSealer(in.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret, err := sealer.Seal([]byte(graphtest.DefaultClientSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := connector.NewStore(ctx, in.js, connector.StoreOptions{Replicas: in.replicas})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := store.Create(ctx, connector.Connection{
+	return in.createConnection(t, nil, connector.Connection{
 		Customer:     customer,
-		TenantID:     graphtest.DefaultTenantID,
 		Mailbox:      mailbox,
-		Folder:       "inbox",
 		Mode:         connector.AppOnly,
-		State:        connector.StateActive,
 		ClientID:     graphtest.DefaultClientID,
-		ClientSecret: secret,
-		PostProcess:  connector.PostProcess{Action: connector.PostMove, Folder: "Archiviert"},
-		Backfill:     connector.Backfill{Mode: connector.BackfillAll},
-		CreatedBy:    "test",
-		UpdatedBy:    "test",
+		ClientSecret: in.seal(t, graphtest.DefaultClientSecret),
 	})
+}
+
+// createConnection stores c as an active connection of the default tenant
+// that imports everything and moves processed mail to "Archiviert". store
+// may be nil for a store of the infra's own.
+func (in *infra) createConnection(t *testing.T, store *connector.Store, c connector.Connection) connector.Connection {
+	t.Helper()
+	ctx := context.Background()
+	if store == nil {
+		var err error
+		if store, err = connector.NewStore(ctx, in.js, connector.StoreOptions{Replicas: in.replicas}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.TenantID = graphtest.DefaultTenantID
+	c.Folder = "inbox"
+	c.State = connector.StateActive
+	c.PostProcess = connector.PostProcess{Action: connector.PostMove, Folder: "Archiviert"}
+	c.Backfill = connector.Backfill{Mode: connector.BackfillAll}
+	c.CreatedBy, c.UpdatedBy = "test", "test"
+	c, err := store.Create(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// seal seals a secret with the infra's key, as the processes will open it.
+func (in *infra) seal(t *testing.T, secret string) []byte {
+	t.Helper()
+	sealer, err := connector.NewSealer(in.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := sealer.Seal([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sealed
 }
 
 // deliverInvoices puts n mails with one distinct invoice PDF each.
@@ -145,27 +161,23 @@ func (in *infra) deliverInvoices(t *testing.T, mailbox string, n int) {
 	}
 }
 
-// tally counts the stream's document events: all messages and distinct ids.
-func (in *infra) tally(t *testing.T) (imported, distinct, skipped int) {
+// events returns the stream's document events in order.
+func (in *infra) events(t *testing.T) []archive.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	stream, err := in.js.Stream(ctx, "MAILGATE")
-	if err != nil {
-		return 0, 0, 0
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil // no process has started yet
 	}
-	info, err := stream.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if info.State.Msgs == 0 {
-		return 0, 0, 0
 	}
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mailgate.*.document.>"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := map[string]bool{}
+	var events []archive.Event
 	for {
 		batch, err := cons.FetchNoWait(500)
 		if err != nil {
@@ -178,18 +190,29 @@ func (in *infra) tally(t *testing.T) (imported, distinct, skipped int) {
 			if err != nil {
 				t.Fatalf("undecodable event: %v", err)
 			}
-			switch ev.Type {
-			case archive.TypeImported:
-				imported++
-				ids[ev.ID] = true
-			case archive.TypeSkipped:
-				skipped++
-			}
+			events = append(events, ev)
 		}
 		if n == 0 {
-			return imported, len(ids), skipped
+			return events
 		}
 	}
+}
+
+// tally counts the stream's document events: imported ones, their distinct
+// ids, and skipped ones.
+func (in *infra) tally(t *testing.T) (imported, distinct, skipped int) {
+	t.Helper()
+	ids := map[string]bool{}
+	for _, ev := range in.events(t) {
+		switch ev.Type {
+		case archive.TypeImported:
+			imported++
+			ids[ev.ID] = true
+		case archive.TypeSkipped:
+			skipped++
+		}
+	}
+	return imported, len(ids), skipped
 }
 
 func (in *infra) objects(t *testing.T) int {
@@ -441,36 +464,15 @@ func TestImportMixedMails(t *testing.T) {
 	p.stop()
 
 	kinds, reasons := map[string]int{}, map[string]int{}
-	ctx := context.Background()
-	stream, _ := in.js.Stream(ctx, "MAILGATE")
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mailgate.*.document.>"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		batch, err := cons.FetchNoWait(500)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for msg := range batch.Messages() {
-			n++
-			ev, err := archive.Decode(msg.Data())
-			if err != nil {
-				t.Fatal(err)
+	for _, ev := range in.events(t) {
+		switch d := ev.Data.(type) {
+		case *archive.Imported:
+			kinds[d.Document.Kind]++
+		case *archive.Skipped:
+			reasons[d.Reason]++
+			if d.Detail == "" {
+				t.Errorf("skip of %s (%s) has no explanation", d.Name, d.Reason)
 			}
-			switch d := ev.Data.(type) {
-			case *archive.Imported:
-				kinds[d.Document.Kind]++
-			case *archive.Skipped:
-				reasons[d.Reason]++
-				if d.Detail == "" {
-					t.Errorf("skip of %s (%s) has no explanation", d.Name, d.Reason)
-				}
-			}
-		}
-		if n == 0 {
-			break
 		}
 	}
 	if fmt.Sprint(kinds) != fmt.Sprint(wantKinds) || fmt.Sprint(reasons) != fmt.Sprint(wantReasons) {
