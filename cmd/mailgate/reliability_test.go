@@ -100,7 +100,8 @@ func (in *infra) addAppConnection(t *testing.T, customer, mailbox string) connec
 }
 
 // createConnection stores c as an active connection of the default tenant
-// that imports everything and moves processed mail to "Archiviert". store
+// that imports everything and, unless c says otherwise, moves processed
+// mail to "Archiviert". store
 // may be nil for a store of the infra's own.
 func (in *infra) createConnection(t *testing.T, store *connector.Store, c connector.Connection) connector.Connection {
 	t.Helper()
@@ -114,7 +115,9 @@ func (in *infra) createConnection(t *testing.T, store *connector.Store, c connec
 	c.TenantID = graphtest.DefaultTenantID
 	c.Folder = "inbox"
 	c.State = connector.StateActive
-	c.PostProcess = connector.PostProcess{Action: connector.PostMove, Folder: "Archiviert"}
+	if c.PostProcess.Action == "" {
+		c.PostProcess = connector.PostProcess{Action: connector.PostMove, Folder: "Archiviert"}
+	}
 	c.Backfill = connector.Backfill{Mode: connector.BackfillAll}
 	c.CreatedBy, c.UpdatedBy = "test", "test"
 	c, err := store.Create(ctx, c)
@@ -482,4 +485,67 @@ func TestImportMixedMails(t *testing.T) {
 		t.Errorf("%d objects, want %d", objects, wantDocs)
 	}
 	t.Logf("%d mails: documents %v, skips %v", mails, kinds, reasons)
+}
+
+// TestMovedMailNotImportedTwice: a person moves already imported mails out
+// of the inbox and back (each move gives them a new Graph id, and the delta
+// query reports them as new). The ledger, not the mailbox, is the record:
+// nothing is imported again.
+func TestMovedMailNotImportedTwice(t *testing.T) {
+	bin := mailgateBinary(t)
+	in := startInfra(t)
+	in.createConnection(t, nil, connector.Connection{
+		Customer:     "firma",
+		Mailbox:      graphtest.DefaultMailbox,
+		Mode:         connector.AppOnly,
+		ClientID:     graphtest.DefaultClientID,
+		ClientSecret: in.seal(t, graphtest.DefaultClientSecret),
+		PostProcess:  connector.PostProcess{Action: connector.PostNone},
+	})
+	const docs = 20
+	in.deliverInvoices(t, graphtest.DefaultMailbox, docs)
+	p := startProc(t, bin, in.env(), "serve", "--role", "importer")
+	in.waitDistinct(t, docs, time.Minute)
+
+	moved := 0
+	for i, m := range in.sim.Messages(graphtest.DefaultMailbox, "inbox") {
+		if i%2 == 1 {
+			continue
+		}
+		id, err := in.sim.MoveMessage(graphtest.DefaultMailbox, m.ID, "archive")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := in.sim.MoveMessage(graphtest.DefaultMailbox, id, "inbox"); err != nil {
+			t.Fatal(err)
+		}
+		moved++
+	}
+	// Wait until the importer has polled the inbox twice more after the
+	// moves, so it has seen them.
+	delta := func() int { return in.sim.Counters().Total("messages.delta") }
+	attachmentReads := func() int {
+		c := in.sim.Counters()
+		return c.Total("attachments.list") + c.Total("attachment.get") + c.Total("attachment.value")
+	}
+	before, readsBefore := delta(), attachmentReads()
+	deadline := time.Now().Add(time.Minute)
+	for delta() < before+2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the importer did not poll again")
+		}
+		time.Sleep(200 * time.Millisecond) // polling an external process' progress
+	}
+	p.stop()
+	// The stream's de-duplication would hide a second publish; that the
+	// moved mails' attachments were not even read again shows the ledger
+	// recognised them.
+	if n := attachmentReads() - readsBefore; n != 0 {
+		t.Errorf("%d attachment requests after the moves; the moved mails were processed again", n)
+	}
+	imported, distinct, skipped := in.tally(t)
+	if imported != docs || distinct != docs || skipped != 0 || in.objects(t) != docs {
+		t.Fatalf("after %d mails were moved out and back: %d events, %d distinct, %d skipped; want %d, %d, 0", moved, imported, distinct, skipped, docs, docs)
+	}
+	t.Logf("%d mails moved out of the inbox and back; still %d documents, %d events", moved, docs, imported)
 }
