@@ -48,18 +48,21 @@ type S3Config struct {
 // S3Store keeps documents in an S3 bucket through minio-go.
 //
 // Integrity: Put first makes sure the body has the declared SHA-256 (a
-// [Spool]'s reader carries the checksum it computed; other bodies are hashed
-// or spooled), then uploads with minio-go's Checksum option set to SHA-256:
-// every request (the single PUT, or each part of a multipart upload) carries
-// x-amz-checksum-sha256 as a trailer and the server rejects bytes that don't
-// match it. For single-PUT objects the returned full-object checksum is
-// compared with the declared one as well. The SHA-256 is also stored as user
+// [Spool]'s reader carries the checksum it computed while spooling and is
+// trusted; other bodies are hashed or spooled), then has the server check it
+// again. An object that fits one PUT (up to 16 MiB) is sent with the SHA-256
+// precomputed in a signed x-amz-checksum-sha256 header and an unsigned
+// payload, so the client makes no pass of its own over the bytes and the
+// server rejects bytes that don't match the header (BadDigest, reported as
+// [ErrChecksum]). Larger objects go as a multipart upload with minio-go's
+// Checksum option set to SHA-256: each part carries x-amz-checksum-sha256 as
+// a trailer that the server verifies. The SHA-256 is also stored as user
 // metadata (Sha256) so an idempotent put can compare without reading.
 type S3Store struct {
 	client *minio.Client
 	bucket string
 
-	noPrecheck bool // tests: skip the stat before uploading to reach the 412 path
+	noPrecheck bool // tests: skip the stat before a multipart upload to reach the 412 path
 }
 
 // NewS3 connects to the bucket, creating it if missing. An unreachable
@@ -112,17 +115,20 @@ func (s *S3Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Put implements [Store.Put]. It stats the key first (a cheap success for a
-// replay) and uploads with If-None-Match: *, so a concurrent put of the same
-// key ends in 412 Precondition Failed, which counts as success once the
-// stored object's size and SHA-256 match.
+// Put implements [Store.Put]. A new key of up to 16 MiB costs one request:
+// a PUT with If-None-Match: *, so a repeated or concurrent put of the key
+// ends in 412 Precondition Failed, which counts as success once a stat shows
+// the stored object's size and SHA-256 match. Larger objects are looked up
+// first (a HEAD is cheap next to uploading them again for a replay) and then
+// uploaded in parts with the same condition.
 func (s *S3Store) Put(ctx context.Context, key string, body io.Reader, size int64, sha256hex string, meta Meta) (ObjectRef, error) {
 	ref := ObjectRef{Bucket: s.bucket, Key: key}
 	if err := checkPut(key, size, sha256hex); err != nil {
 		return ObjectRef{}, fmt.Errorf("archive: s3 put: %w", err)
 	}
 	sum := strings.ToLower(sha256hex)
-	if !s.noPrecheck {
+	multipart := size > s3PartSize
+	if multipart && !s.noPrecheck {
 		if ok, err := s.existing(ctx, key, size, sum); err != nil || ok {
 			return ref, err
 		}
@@ -142,28 +148,57 @@ func (s *S3Store) Put(ctx context.Context, key string, body io.Reader, size int6
 		},
 		PartSize:   s3PartSize,
 		NumThreads: s3NumThreads,
-		Checksum:   minio.ChecksumSHA256,
+	}
+	if multipart {
+		opts.Checksum = minio.ChecksumSHA256
+	} else {
+		// minio-go sends a user metadata key starting with x-amz- as a
+		// header of its own and then adds no checksum (nor trailer) itself.
+		// The header is signed, so an unsigned payload loses no integrity:
+		// the server hashes the body and refuses it unless it matches.
+		opts.UserMetadata[amzChecksumSHA256] = b64(sum)
+		opts.DisableContentSha256 = true
 	}
 	opts.SetMatchETagExcept("*")
 	info, err := s.client.PutObject(ctx, s.bucket, key, r, size, opts)
 	if err != nil {
 		if isPreconditionFailed(err) {
-			if _, err := s.existing(ctx, key, size, sum); err != nil {
+			ok, err := s.existing(ctx, key, size, sum)
+			if err != nil {
 				return ObjectRef{}, err
 			}
+			if !ok {
+				return ObjectRef{}, fmt.Errorf("archive: s3 put %s/%s: precondition failed, yet no object is stored", s.bucket, key)
+			}
 			return ref, nil
+		}
+		if isBadDigest(err) {
+			return ObjectRef{}, fmt.Errorf("archive: s3 put %s/%s: %w: %w", s.bucket, key, ErrChecksum, err)
 		}
 		return ObjectRef{}, fmt.Errorf("archive: s3 put %s/%s: %w", s.bucket, key, err)
 	}
 	if info.Size != size {
 		return ObjectRef{}, fmt.Errorf("archive: s3 put %s/%s: %w: server stored %d bytes, want %d", s.bucket, key, ErrChecksum, info.Size, size)
 	}
-	if c := info.ChecksumSHA256; c != "" && !strings.Contains(c, "-") && size <= s3PartSize {
+	if c := info.ChecksumSHA256; c != "" && !strings.Contains(c, "-") && !multipart {
 		if want := b64(sum); c != want {
 			return ObjectRef{}, fmt.Errorf("archive: s3 put %s/%s: %w: server checksum %s, want %s", s.bucket, key, ErrChecksum, c, want)
 		}
 	}
 	return ref, nil
+}
+
+// amzChecksumSHA256 is the header carrying an object's SHA-256 (base64).
+const amzChecksumSHA256 = "x-amz-checksum-sha256"
+
+// isBadDigest reports whether the server refused the body because it did not
+// match the checksum sent with it.
+func isBadDigest(err error) bool {
+	switch minio.ToErrorResponse(err).Code {
+	case "BadDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch":
+		return true
+	}
+	return false
 }
 
 func isPreconditionFailed(err error) bool {

@@ -7,6 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -102,6 +107,19 @@ func testStore(t *testing.T, st archive.Store) {
 			claimed := sum([]byte("something else"))
 			key := archive.Key("acme", received, claimed, "bin")
 			_, err := st.Put(ctx, key, io.MultiReader(strings.NewReader(body)), int64(len(body)), claimed, archive.Meta{})
+			if !errors.Is(err, archive.ErrChecksum) {
+				t.Fatalf("Put = %v, want ErrChecksum", err)
+			}
+			if _, err := st.Stat(ctx, key); !errors.Is(err, archive.ErrNotFound) {
+				t.Errorf("Stat after failed put = %v, want ErrNotFound", err)
+			}
+		}},
+		{"spool with a wrong hash fails and leaves nothing", func(t *testing.T) {
+			// Put trusts a spool's hash; the store must still catch a wrong one.
+			body := bytes.Repeat([]byte("spooled bytes "), 100)
+			claimed := sum([]byte("not these bytes"))
+			key := archive.Key("acme", received, claimed, "bin")
+			_, err := st.Put(ctx, key, archive.SpoolReaderClaiming(body, claimed), int64(len(body)), claimed, archive.Meta{})
 			if !errors.Is(err, archive.ErrChecksum) {
 				t.Fatalf("Put = %v, want ErrChecksum", err)
 			}
@@ -249,6 +267,63 @@ func TestS3Store(t *testing.T) {
 		t.Errorf("Bucket = %q, want %q", st.Bucket(), cfg.Bucket)
 	}
 	testStore(t, st)
+}
+
+// TestS3PutRequests counts the requests a put costs, through a proxy in
+// front of MinIO: a new document is one PUT; a repeated one is a PUT that
+// ends in 412 plus the stat that checks the stored object.
+func TestS3PutRequests(t *testing.T) {
+	cfg := archivetest.RunMinIO(t)
+	target, err := url.Parse("http://" + cfg.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var reqs []string
+	proxy := httputil.NewSingleHostReverseProxy(target) // keeps the signed Host header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		reqs = append(reqs, r.Method)
+		mu.Unlock()
+		proxy.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	taken := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		r := reqs
+		reqs = nil
+		return r
+	}
+
+	ctx := context.Background()
+	cfg.Endpoint = strings.TrimPrefix(srv.URL, "http://")
+	st, err := archive.NewS3(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken()
+	body := bytes.Repeat([]byte("%PDF-1.7 "), 100<<10/9)
+	sp, err := archive.NewSpool(bytes.NewReader(body), 1<<20, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	key := archive.Key("acme", time.Now(), sp.SHA256(), "pdf")
+	for _, tt := range []struct {
+		name string
+		want []string
+	}{
+		{"new key", []string{http.MethodPut}},
+		{"repeated put", []string{http.MethodPut, http.MethodHead}},
+	} {
+		if _, err := st.Put(ctx, key, sp.Reader(), sp.Size(), sp.SHA256(), archive.Meta{DocumentID: "d"}); err != nil {
+			t.Fatalf("%s: Put: %v", tt.name, err)
+		}
+		if got := taken(); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: requests %v, want %v", tt.name, got, tt.want)
+		}
+	}
 }
 
 func TestS3Unreachable(t *testing.T) {
