@@ -13,6 +13,16 @@
 //	  ─▶ post-process the mail ─▶ mail record ─▶ … all mails of the page
 //	  ─▶ commit the next/delta link (compare-and-set)
 //
+// The mails of a page are worked MailWorkers (4) at once, and the
+// documents of a pass together are bounded to the same number, matching
+// Graph's 4 requests in flight per mailbox. The order per document (store,
+// event, ledger) and per mail (all documents, then post-processing) holds
+// within each mail; the cursor is committed only after every mail of the
+// page is done, and an error anywhere leaves it before the page, which is
+// then replayed. Documents with the same content are checked against the
+// content index one at a time (a lock per customer and SHA-256), so two
+// mails worked at once never both import the same file.
+//
 // The ledger, not the mailbox, is the record: a document id is derived from
 // the customer, the connection, the mail's internetMessageId and the
 // attachment's SHA-256 and name, never from Graph item ids, so a delta
@@ -27,7 +37,10 @@
 // without retries; SyncReset drops the cursor and starts a new round. An
 // attachment whose download keeps failing is retried on later passes and,
 // after MaxAttempts, recorded as skipped with reason "failed": it is never
-// dropped silently. Run shares connections between replicas with a lease
+// dropped silently. Run keeps every connection's next check in memory
+// (listing the connections each ScanInterval, reading a status only when
+// its connection is due) and hands due connections to Workers workers as
+// they free up. It shares connections between replicas with a lease
 // per connection in KV "leases" (Create to take, Update with revision to
 // renew, Delete with revision to release); a dead replica's leases expire
 // after LeaseTTL.

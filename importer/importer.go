@@ -82,7 +82,8 @@ type Config struct {
 	Replicas          int           // NATS replicas of the KV buckets (cluster); default 1
 	PollInterval      time.Duration // idle poll; default 1m
 	LeaseTTL          time.Duration // default 30s, renewed every TTL/3
-	Workers           int           // connections worked at once; default 4
+	Workers           int           // connections worked at once; default 8
+	MailWorkers       int           // mails of a page, and documents of a pass, in flight at once; default 4, at most 4
 	AttachmentWorkers int           // attachments of one mail in parallel; default 2, at most 4
 	Policy            PolicyConfig
 	SpoolDir          string // temporary files; "" = os.TempDir()
@@ -115,8 +116,17 @@ func (c *Config) setDefaults() {
 		c.LeaseTTL = 30 * time.Second
 	}
 	if c.Workers <= 0 {
-		c.Workers = 4
+		// Most passes are idle polls of one request each, and Graph's
+		// limit of 4 requests in flight is per mailbox, so many
+		// connections may be worked at once.
+		c.Workers = 8
 	}
+	if c.MailWorkers <= 0 {
+		c.MailWorkers = 4
+	}
+	// Graph allows 4 requests in flight per mailbox; more documents at
+	// once would only queue at the client's limiter, holding spools.
+	c.MailWorkers = min(c.MailWorkers, 4)
 	if c.AttachmentWorkers <= 0 {
 		c.AttachmentWorkers = 2
 	}
@@ -177,9 +187,10 @@ type Importer struct {
 	// and page flow; an error aborts the pass there, like a crash.
 	hook func(step string) error
 
-	mu     sync.Mutex
-	active map[string]bool // connections Run works now
-	held   map[string]bool // connections whose lease this process holds
+	shaLocks keyLocks // content hashes being checked and claimed
+
+	mu   sync.Mutex
+	held map[string]bool // connections whose lease this process holds
 }
 
 // New creates or updates the KV buckets "cursors", "leases" (with TTL) and
@@ -210,7 +221,6 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*I
 		metrics: m,
 		backoff: backoff{base: time.Second, max: 30 * time.Minute, rand: rand.Float64},
 		trigger: make(chan string, 64),
-		active:  make(map[string]bool),
 		held:    make(map[string]bool),
 	}, nil
 }
@@ -237,7 +247,8 @@ func (im *Importer) SyncNow(ctx context.Context, connectionID string) (PassResul
 	case connector.StatePaused, connector.StateNeedsConsent, connector.StateDeleted:
 		return PassResult{}, fmt.Errorf("importer: sync %s: %w (%s)", connectionID, ErrNotImportable, c.State)
 	}
-	return im.syncLeased(ctx, c)
+	res, _, err := im.syncPass(ctx, c)
+	return res, err
 }
 
 // Status returns the persisted status of a connection; a connection never

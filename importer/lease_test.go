@@ -3,6 +3,7 @@ package importer
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,10 +83,9 @@ func TestLeaseRenewedDuringLongPass(t *testing.T) {
 	deliverMix(t, e.mb, 10)
 	im := e.importer(t, "r1", func(c *Config) { c.LeaseTTL = 600 * time.Millisecond })
 	other := e.importer(t, "r2", func(c *Config) { c.LeaseTTL = 600 * time.Millisecond })
-	first := true
+	var first atomic.Bool
 	im.hook = func(s string) error {
-		if s == "stored" && first {
-			first = false
+		if s == "stored" && first.CompareAndSwap(false, true) {
 			// Hold the pass for three TTLs; the renewals keep the lease.
 			deadline := time.Now().Add(1800 * time.Millisecond)
 			for time.Now().Before(deadline) {

@@ -45,7 +45,12 @@ type pass struct {
 	folder  string
 	started time.Time
 
-	moveFolderID string // ensured once per pass
+	// docs bounds the documents in flight in the whole pass (all mails of
+	// a page together) to MailWorkers.
+	docs chan struct{}
+
+	folderMu     sync.Mutex
+	moveFolderID string // ensured once per pass, under folderMu
 
 	mu       sync.Mutex
 	res      PassResult
@@ -57,13 +62,17 @@ type pass struct {
 	attempts int // most attempts of an attachment that failed this pass
 }
 
-// syncLeased runs one pass over c holding its lease and records the outcome.
-func (im *Importer) syncLeased(ctx context.Context, c connector.Connection) (PassResult, error) {
-	var res PassResult
+// syncPass runs one pass over c holding its lease, records the outcome
+// and returns the next check it scheduled (zero when the pass did not run).
+func (im *Importer) syncPass(ctx context.Context, c connector.Connection) (PassResult, time.Time, error) {
+	var (
+		res  PassResult
+		next time.Time
+	)
 	err := im.withLease(ctx, c.ID, func(ctx context.Context) error {
 		p := &pass{
 			im: im, conn: c, folder: c.Folder, started: im.cfg.Now(),
-			skipped: make(map[string]int64),
+			docs: make(chan struct{}, im.cfg.MailWorkers), skipped: make(map[string]int64),
 		}
 		if p.folder == "" {
 			p.folder = "inbox"
@@ -74,10 +83,10 @@ func (im *Importer) syncLeased(ctx context.Context, c connector.Connection) (Pas
 		}
 		p.res.Duration = im.cfg.Now().Sub(p.started)
 		res = p.res
-		im.finish(context.WithoutCancel(ctx), p, err)
+		next = im.finish(context.WithoutCancel(ctx), p, err)
 		return err
 	})
-	return res, err
+	return res, next, err
 }
 
 // durable gives a document or a commit its own deadline, detached from the
@@ -225,7 +234,13 @@ func countMessages(page connector.DeltaPage) int {
 	return n
 }
 
-// page works the messages of one delta page in order.
+// page works the messages of one delta page, up to MailWorkers mails at
+// once. It returns after every mail it started has finished; on an error
+// it starts no further mail, and the caller does not commit the page's
+// cursor, so the page is replayed and the ledger skips what was done.
+// Copies of one mail in a page (delta may list a message twice, or a
+// folder hold the same mail twice) are worked one after the other, so the
+// later one finds the earlier done, as in a sequential pass.
 func (p *pass) page(ctx context.Context, cur cursor, page connector.DeltaPage) error {
 	var oldest time.Time
 	for _, m := range page.Messages {
@@ -236,10 +251,11 @@ func (p *pass) page(ctx context.Context, cur cursor, page connector.DeltaPage) e
 	if !oldest.IsZero() {
 		p.im.metrics.lag.WithLabelValues(p.conn.ID).Set(p.im.cfg.Now().Sub(oldest).Seconds())
 	}
+	var (
+		order  []string
+		copies = make(map[string][]connector.Message)
+	)
 	for _, m := range page.Messages {
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
-		}
 		if m.Removed {
 			continue // "@removed": moved away or deleted; never import it
 		}
@@ -252,9 +268,35 @@ func (p *pass) page(ctx context.Context, cur cursor, page connector.DeltaPage) e
 			// delta reset or when a person moves it in.
 			continue
 		}
-		if err := p.mail(ctx, m); err != nil {
-			return err
+		k := mailIdentity(m.InternetMessageID, m.ID)
+		if _, ok := copies[k]; !ok {
+			order = append(order, k)
 		}
+		copies[k] = append(copies[k], m)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(p.im.cfg.MailWorkers)
+	for _, k := range order {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			for _, m := range copies[k] {
+				if gctx.Err() != nil {
+					return context.Cause(gctx)
+				}
+				if err := p.mail(gctx, m); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
 	}
 	return nil
 }
@@ -359,21 +401,14 @@ func (p *pass) postProcess(ctx context.Context, m connector.Message) error {
 	var err error
 	switch pp.Action {
 	case connector.PostMove:
-		if p.moveFolderID == "" {
-			name := pp.Folder
-			if name == "" {
-				name = defaultMoveFolder
-			}
-			id, ferr := p.mb.EnsureFolder(ctx, name)
-			if ferr != nil {
-				return fmt.Errorf("importer: ensure folder %q: %w", name, ferr)
-			}
-			p.moveFolderID = id
+		folderID, ferr := p.ensureMoveFolder(ctx, pp.Folder)
+		if ferr != nil {
+			return ferr
 		}
-		if m.ParentFolderID != "" && m.ParentFolderID == p.moveFolderID {
+		if m.ParentFolderID != "" && m.ParentFolderID == folderID {
 			return nil
 		}
-		_, err = p.mb.Move(ctx, m.ID, p.moveFolderID)
+		_, err = p.mb.Move(ctx, m.ID, folderID)
 	case connector.PostMarkRead:
 		if !m.IsRead {
 			err = p.mb.MarkRead(ctx, m.ID)
@@ -389,11 +424,36 @@ func (p *pass) postProcess(ctx context.Context, m connector.Message) error {
 	return nil
 }
 
+// ensureMoveFolder returns the id of the folder PostMove puts mail into,
+// creating it on the first call of the pass; concurrent mails wait for it.
+func (p *pass) ensureMoveFolder(ctx context.Context, name string) (string, error) {
+	p.folderMu.Lock()
+	defer p.folderMu.Unlock()
+	if p.moveFolderID != "" {
+		return p.moveFolderID, nil
+	}
+	if name == "" {
+		name = defaultMoveFolder
+	}
+	id, err := p.mb.EnsureFolder(ctx, name)
+	if err != nil {
+		return "", fmt.Errorf("importer: ensure folder %q: %w", name, err)
+	}
+	p.moveFolderID = id
+	return id, nil
+}
+
 // document takes one job through policy, ledger, store, event and ledger.
 // failed reports an attachment failure that a later pass retries.
 // seen reports whether another attachment of the mail has the same id.
 func (p *pass) document(ctx context.Context, m connector.Message, mailID string, j job, seen func(id string) bool) (failed bool, err error) {
 	im := p.im
+	select {
+	case p.docs <- struct{}{}:
+		defer func() { <-p.docs }()
+	case <-ctx.Done():
+		return false, context.Cause(ctx)
+	}
 	if ctx.Err() != nil {
 		return false, context.Cause(ctx)
 	}
@@ -458,7 +518,14 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	}
 	// The content index is read before and written after the import: a
 	// claim is only ever made by a recorded document, so a crash can at
-	// worst let a copy through, never make a copy point at nothing.
+	// worst let a copy through, never make a copy point at nothing. The
+	// lock keeps concurrent documents of this importer with the same
+	// content from both finding no owner.
+	unlock, err := im.shaLocks.lock(ctx, p.conn.Customer+"/"+sha)
+	if err != nil {
+		return false, fmt.Errorf("importer: content lock %s: %w", id, err)
+	}
+	defer unlock()
 	owner, err := im.ledger.shaOwner(ctx, p.conn.Customer, sha)
 	if err != nil {
 		return false, err

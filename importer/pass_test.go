@@ -323,8 +323,10 @@ func TestThrottledMovesNextSync(t *testing.T) {
 	if !connector.IsKind(err, connector.Throttled) {
 		t.Fatalf("err = %v, want throttled", err)
 	}
-	if e.mb.calls["attachments"] != 1 {
-		t.Errorf("attachments called %d times, want the pass stopped at once", e.mb.calls["attachments"])
+	// The mails already in flight (MailWorkers) may ask too; no mail
+	// starts after the first throttled answer.
+	if n := e.mb.calls["attachments"]; n < 1 || n > im.cfg.MailWorkers {
+		t.Errorf("attachments called %d times, want the pass stopped after the %d mails in flight", n, im.cfg.MailWorkers)
 	}
 	st, _ := im.Status(context.Background(), e.conn.ID)
 	if !st.NextSync.Equal(t0.Add(90*time.Second)) || st.LastErrorKind != "throttled" || st.ConsecutiveErrors != 0 {
@@ -603,8 +605,10 @@ func TestShutdownFinishesDocumentInFlight(t *testing.T) {
 	if err := im.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := e.events.counts(); n != 1 {
-		t.Fatalf("%d documents published, want exactly the one in flight", n)
+	// Mails are worked MailWorkers at once (one document each here), so
+	// up to that many documents were in flight.
+	if n, _ := e.events.counts(); n < 1 || n > im.cfg.MailWorkers {
+		t.Fatalf("%d documents published, want the 1 to %d in flight", n, im.cfg.MailWorkers)
 	}
 	for id := range e.events.imported {
 		if _, found, err := im.ledger.lookup(context.Background(), id); err != nil || !found {

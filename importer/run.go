@@ -10,119 +10,163 @@ import (
 	"github.com/mailgate/mailgate/connector"
 )
 
-// Run works due connections until ctx is done: every ScanInterval (and on
-// Trigger) it lists the connections, and hands each one that is due and not
-// leased elsewhere to one of Workers workers. When ctx ends it lets the
-// workers finish the document in flight and returns after they stopped.
+// Run works due connections until ctx is done, with Workers workers. It
+// keeps each connection's next check in memory and hands a due connection
+// to the first worker that is free; every ScanInterval it lists the
+// connections to learn of new, changed and removed ones. A connection
+// falls due at the next check its last pass set (Status.NextSync), or at
+// once on Trigger. Before a pass the worker reads the connection's status,
+// since another replica may have polled it meanwhile. When ctx ends Run
+// lets the workers finish the document in flight and returns after they
+// stopped.
 func (im *Importer) Run(ctx context.Context) error {
-	jobs := make(chan string)
+	jobs := make(chan runJob)
+	results := make(chan runResult, im.cfg.Workers)
+	lists := make(chan []connector.Connection)
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	for range im.cfg.Workers {
 		wg.Go(func() {
-			for id := range jobs {
-				im.work(ctx, id)
-				im.mu.Lock()
-				delete(im.active, id)
-				im.mu.Unlock()
+			for j := range jobs {
+				r := im.work(ctx, j)
+				select {
+				case results <- r:
+				case <-ctx.Done():
+				}
 			}
 		})
 	}
-	defer func() {
-		close(jobs)
-		wg.Wait()
-	}()
+	defer close(jobs)
+	wg.Go(func() { im.scan(ctx, lists) })
 
-	ticker := time.NewTicker(im.cfg.ScanInterval)
-	defer ticker.Stop()
-	triggered := make(map[string]bool)
+	s := newSchedule()
+	var (
+		wake   <-chan time.Time
+		wakeAt time.Time // when wake fires; zero: not armed
+	)
 	for {
-		im.dispatch(ctx, jobs, triggered)
+		var (
+			send chan<- runJob
+			job  runJob
+		)
+		if e := s.next(); e != nil {
+			now := im.cfg.Now()
+			if e.due.After(now) {
+				if !wakeAt.Equal(e.due) {
+					wake, wakeAt = im.cfg.After(e.due.Sub(now)), e.due
+				}
+			} else {
+				send, job = jobs, runJob{id: e.id, triggered: e.triggered}
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ticker.C:
+		case send <- job:
+			s.start(job.id)
+		case r := <-results:
+			s.done(r)
+		case list := <-lists:
+			s.assign(list)
 		case id := <-im.trigger:
-			triggered[id] = true
+			s.trigger(id)
+		case <-wake:
+			wake, wakeAt = nil, time.Time{}
 		}
 	}
 }
 
-// dispatch hands due connections to idle workers; those that find no idle
-// worker wait for the next round.
-func (im *Importer) dispatch(ctx context.Context, jobs chan<- string, triggered map[string]bool) {
-	conns, err := im.deps.Connections.List(ctx)
+// scan lists the connections every ScanInterval, starting at once, and
+// sends them to Run's loop.
+func (im *Importer) scan(ctx context.Context, lists chan<- []connector.Connection) {
+	t := time.NewTicker(im.cfg.ScanInterval)
+	defer t.Stop()
+	for {
+		conns, err := im.deps.Connections.List(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			im.log.Warn("importer: list connections", "error", err)
+		case err == nil:
+			select {
+			case lists <- conns:
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// runJob asks a worker to check one connection and run a pass if it is due.
+type runJob struct {
+	id        string
+	triggered bool // run a pass without reading the status first
+}
+
+// runResult tells Run when a connection is due again.
+type runResult struct {
+	id   string
+	next time.Time // zero: forget the connection until a scan lists it workable
+}
+
+// work checks one connection for Run and runs a pass over it when it is
+// due (or triggered); it returns when the connection is due again.
+func (im *Importer) work(ctx context.Context, j runJob) runResult {
+	now := im.cfg.Now()
+	later := runResult{id: j.id, next: now.Add(im.cfg.ScanInterval)}
+	if !j.triggered {
+		st, _, err := im.ledger.status(ctx, j.id)
+		if err != nil {
+			if ctx.Err() == nil {
+				im.log.Warn("importer: read status", "connection_id", j.id, "error", err)
+			}
+			return later
+		}
+		if st.NextSync.After(now) {
+			return runResult{id: j.id, next: st.NextSync} // polled meanwhile, maybe by another replica
+		}
+	}
+	c, err := im.deps.Connections.Get(ctx, j.id)
+	if connector.IsKind(err, connector.NotFound) {
+		return runResult{id: j.id}
+	}
 	if err != nil {
 		if ctx.Err() == nil {
-			im.log.Warn("importer: list connections", "error", err)
+			im.log.Warn("importer: get connection", "connection_id", j.id, "error", err)
 		}
-		return
+		return later
 	}
-	now := im.cfg.Now()
-	for _, c := range conns {
-		if !workable(c.State) {
-			delete(triggered, c.ID)
-			continue
-		}
-		im.mu.Lock()
-		busy := im.active[c.ID]
-		im.mu.Unlock()
-		if busy {
-			continue
-		}
-		if !triggered[c.ID] {
-			st, _, err := im.ledger.status(ctx, c.ID)
-			if err != nil {
-				im.log.Warn("importer: read status", "connection_id", c.ID, "error", err)
-				continue
-			}
-			if st.NextSync.After(now) {
-				continue
-			}
-		}
-		im.mu.Lock()
-		im.active[c.ID] = true
-		im.mu.Unlock()
-		select {
-		case jobs <- c.ID:
-			delete(triggered, c.ID)
-		default: // all workers busy
-			im.mu.Lock()
-			delete(im.active, c.ID)
-			im.mu.Unlock()
-			return
-		}
+	if !workable(c.State) {
+		return runResult{id: j.id}
 	}
+	res, next, err := im.syncPass(ctx, c)
+	switch {
+	case errors.Is(err, ErrLeased):
+	case err != nil && stopped(err):
+	case err != nil:
+		im.log.Warn("importer: pass failed", "connection_id", j.id, "kind", connector.KindOf(err).String(),
+			"imported", res.Imported, "error", err)
+	default:
+		im.log.Debug("importer: pass done", "connection_id", j.id, "messages", res.Messages,
+			"imported", res.Imported, "skipped", res.Skipped, "pages", res.Pages, "duration", res.Duration)
+	}
+	// Stopped, leased elsewhere or due at once: look again after a scan
+	// interval, as a scan would.
+	later.next = im.cfg.Now().Add(im.cfg.ScanInterval)
+	if next.After(later.next) {
+		return runResult{id: j.id, next: next}
+	}
+	return later
 }
 
 // workable reports whether Run polls a connection in state s; failing
 // connections are polled (with backoff) so they can recover.
 func workable(s connector.State) bool {
 	return s == connector.StateActive || s == connector.StateFailing
-}
-
-// work runs one pass over a connection for Run.
-func (im *Importer) work(ctx context.Context, id string) {
-	c, err := im.deps.Connections.Get(ctx, id)
-	if err != nil {
-		if ctx.Err() == nil {
-			im.log.Warn("importer: get connection", "connection_id", id, "error", err)
-		}
-		return
-	}
-	if !workable(c.State) {
-		return
-	}
-	res, err := im.syncLeased(ctx, c)
-	switch {
-	case errors.Is(err, ErrLeased):
-	case err != nil && stopped(err):
-	case err != nil:
-		im.log.Warn("importer: pass failed", "connection_id", id, "kind", connector.KindOf(err).String(),
-			"imported", res.Imported, "error", err)
-	default:
-		im.log.Debug("importer: pass done", "connection_id", id, "messages", res.Messages,
-			"imported", res.Imported, "skipped", res.Skipped, "pages", res.Pages, "duration", res.Duration)
-	}
 }
 
 func stopped(err error) bool {
@@ -164,7 +208,8 @@ func (im *Importer) flushStatus(ctx context.Context, p *pass, edit func(*Status)
 // finish records a pass's outcome in the connection's Status, schedules the
 // next check and moves the connection between active, failing and
 // needs_consent.
-func (im *Importer) finish(ctx context.Context, p *pass, err error) {
+// It returns the next check.
+func (im *Importer) finish(ctx context.Context, p *pass, err error) (next time.Time) {
 	c := p.conn
 	now := im.cfg.Now()
 	im.metrics.duration.Observe(p.res.Duration.Seconds())
@@ -210,6 +255,7 @@ func (im *Importer) finish(ctx context.Context, p *pass, err error) {
 				to, action = connector.StateFailing, "failing"
 			}
 		}
+		next = st.NextSync
 	})
 	if to != "" {
 		msg := ""
@@ -220,6 +266,7 @@ func (im *Importer) finish(ctx context.Context, p *pass, err error) {
 		defer cancel()
 		im.setState(ctx, c, to, action, msg)
 	}
+	return next
 }
 
 // errStateChanged aborts a state update when somebody else changed the

@@ -259,7 +259,7 @@ func faultRevokedConsent(t *testing.T, bin string) string {
 	in.deliverInvoices(t, graphtest.DefaultMailbox, faultDocs)
 	// Slow the downloads a little, so the revocation surely takes effect
 	// before the last document, even on a fast machine.
-	in.sim.Inject(graphtest.Fault{PathContains: "/attachments/", Delay: 15 * time.Millisecond})
+	in.sim.Inject(graphtest.Fault{PathContains: "/attachments/", Delay: 60 * time.Millisecond})
 	p := startProc(t, bin, append(in.env(), "MAILGATE_REPLICA=fault-consent"), "serve", "--role", "importer")
 
 	mid := waitMidRun(t, in, p)
