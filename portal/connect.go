@@ -318,15 +318,24 @@ func (s *Server) createAndIssue(w http.ResponseWriter, r *http.Request, u *sessi
 		s.message(w, r, http.StatusOK, s.testFailedMessage(r, c, res, terr))
 		return
 	}
-	code, exp, err := s.deps.Codes.Issue(ctx, c.Customer, c.ID)
-	if err != nil {
-		s.fail(w, r, fmt.Errorf("issue code: %w", err))
+	if !s.issueCode(w, r, c) {
 		return
 	}
-	s.keepCode(ctx, c.ID, code, exp)
 	s.metrics.connects.WithLabelValues("code_issued").Inc()
 	log.InfoContext(ctx, "connection pending, code issued", "mailbox", c.Mailbox, "mode", c.Mode)
 	http.Redirect(w, r, "/connections/"+url.PathEscape(c.ID)+"/code", http.StatusSeeOther)
+}
+
+// issueCode issues a one-time code for c and keeps it in the session for
+// the code page; on failure it answers the request and reports false.
+func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, c connector.Connection) bool {
+	code, exp, err := s.deps.Codes.Issue(r.Context(), c.Customer, c.ID)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("issue code: %w", err))
+		return false
+	}
+	s.keepCode(r.Context(), c.ID, code, exp)
+	return true
 }
 
 // testPassed: the account must read the mailbox, and move or mark mail
@@ -473,12 +482,9 @@ func (s *Server) reissueCode(w http.ResponseWriter, r *http.Request, u *sessionU
 		http.Redirect(w, r, "/connections/"+url.PathEscape(c.ID), http.StatusSeeOther)
 		return
 	}
-	code, exp, err := s.deps.Codes.Issue(ctx, c.Customer, c.ID)
-	if err != nil {
-		s.fail(w, r, fmt.Errorf("issue code: %w", err))
+	if !s.issueCode(w, r, c) {
 		return
 	}
-	s.keepCode(ctx, c.ID, code, exp)
 	http.Redirect(w, r, "/connections/"+url.PathEscape(c.ID)+"/code", http.StatusSeeOther)
 }
 

@@ -189,15 +189,24 @@ type secretData struct {
 	Errors []string
 }
 
-// secretForm asks for a new client secret of the customer's own app.
-func (s *Server) secretForm(w http.ResponseWriter, r *http.Request, u *sessionUser) {
+// ownAppConnection loads the user's connection of the route that uses the
+// customer's own app registration, the only kind with a secret to renew.
+func (s *Server) ownAppConnection(r *http.Request, u *sessionUser) (connector.Connection, error) {
 	c, err := s.ownConnection(r.Context(), u.Customer, r.PathValue("id"))
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return c, err
 	}
 	if c.Mode != connector.AppOnly || len(c.ClientSecret) == 0 {
-		s.fail(w, r, invalid("error.state"))
+		return c, invalid("error.state")
+	}
+	return c, nil
+}
+
+// secretForm asks for a new client secret of the customer's own app.
+func (s *Server) secretForm(w http.ResponseWriter, r *http.Request, u *sessionUser) {
+	c, err := s.ownAppConnection(r, u)
+	if err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	s.render(w, r, http.StatusOK, "secret", "secret.title", secretData{C: c})
@@ -206,13 +215,9 @@ func (s *Server) secretForm(w http.ResponseWriter, r *http.Request, u *sessionUs
 // setSecret replaces the client secret of an own-app connection, tests it,
 // and makes the connection active again when the test passes.
 func (s *Server) setSecret(w http.ResponseWriter, r *http.Request, u *sessionUser) {
-	c, err := s.ownConnection(r.Context(), u.Customer, r.PathValue("id"))
+	c, err := s.ownAppConnection(r, u)
 	if err != nil {
 		s.fail(w, r, err)
-		return
-	}
-	if c.Mode != connector.AppOnly || len(c.ClientSecret) == 0 {
-		s.fail(w, r, invalid("error.state"))
 		return
 	}
 	secret := r.PostFormValue("client_secret")
