@@ -586,7 +586,7 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	p.mu.Lock()
 	p.res.Imported++
 	p.imported++
-	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Subject: m.Subject})
+	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Kind: d.Kind, Profile: d.Profile, Subject: m.Subject})
 	p.mu.Unlock()
 	return false, nil
 }

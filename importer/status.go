@@ -43,7 +43,9 @@ type HistoryEntry struct {
 	Time       time.Time `json:"time"`
 	DocumentID string    `json:"documentId"`
 	Name       string    `json:"name"`
-	Reason     string    `json:"reason,omitempty"` // "" for an import
+	Kind       string    `json:"kind,omitempty"`    // document kind of an import (pdf, zugferd, xrechnung, …)
+	Profile    string    `json:"profile,omitempty"` // e-invoice profile, when known
+	Reason     string    `json:"reason,omitempty"`  // "" for an import
 	Detail     string    `json:"detail,omitempty"`
 	Subject    string    `json:"subject,omitempty"`
 }

@@ -109,6 +109,8 @@ var catalogue = map[string]map[string]string{
 		"secret.title":      "New client secret", "secret.intro": "Create a new client secret for the app %s in Microsoft Entra (App registrations → Certificates & secrets) and enter it here. mailgate tests it before using it.",
 		"secret.submit": "Save and test",
 
+		"kind.pdf": "PDF", "kind.zugferd": "ZUGFeRD / Factur-X e-invoice", "kind.xrechnung": "XRechnung e-invoice",
+		"kind.image": "image (scan)", "kind.eml": "mail (.eml)", "kind.other": "document",
 		"reason.inline_image": "Inline image (e.g. a logo in the text)", "reason.too_small": "Too small to be a document",
 		"reason.type_not_allowed": "File type not imported", "reason.disguised_executable": "Program disguised as a document (blocked)",
 		"reason.duplicate_of": "Already imported (duplicate)", "reason.reference_attachment": "Link to a cloud file, not an attachment",
@@ -231,6 +233,8 @@ var catalogue = map[string]map[string]string{
 		"secret.title":      "Neuer geheimer Clientschlüssel", "secret.intro": "Legen Sie für die App %s in Microsoft Entra ein neues Geheimnis an (App-Registrierungen → Zertifikate & Geheimnisse) und geben Sie es hier ein. mailgate testet es vor der Verwendung.",
 		"secret.submit": "Speichern und testen",
 
+		"kind.pdf": "PDF", "kind.zugferd": "E-Rechnung ZUGFeRD / Factur-X", "kind.xrechnung": "E-Rechnung XRechnung",
+		"kind.image": "Bild (Scan)", "kind.eml": "E-Mail (.eml)", "kind.other": "Dokument",
 		"reason.inline_image": "Eingebettetes Bild (z. B. Logo im Text)", "reason.too_small": "Zu klein für ein Dokument",
 		"reason.type_not_allowed": "Dateityp wird nicht importiert", "reason.disguised_executable": "Als Dokument getarntes Programm (blockiert)",
 		"reason.duplicate_of": "Schon importiert (Duplikat)", "reason.reference_attachment": "Link auf eine Cloud-Datei, kein Anhang",

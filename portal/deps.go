@@ -70,6 +70,8 @@ type HistoryEntry struct {
 	Time       time.Time
 	DocumentID string
 	Name       string
+	Kind       string // of an import: pdf, zugferd, xrechnung, image, eml, other
+	Profile    string // e-invoice profile, when known
 	Reason     string // empty for an import, an archive.Reason* for a skip
 	Detail     string
 	Subject    string

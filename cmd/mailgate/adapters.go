@@ -55,7 +55,8 @@ func (s statusAdapter) Status(ctx context.Context, id string) (portal.Connection
 	}
 	for _, h := range st.Recent {
 		out.Recent = append(out.Recent, portal.HistoryEntry{
-			Time: h.Time, DocumentID: h.DocumentID, Name: h.Name, Reason: h.Reason, Detail: h.Detail, Subject: h.Subject,
+			Time: h.Time, DocumentID: h.DocumentID, Name: h.Name, Kind: h.Kind, Profile: h.Profile,
+			Reason: h.Reason, Detail: h.Detail, Subject: h.Subject,
 		})
 	}
 	return out, nil
