@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"path"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,19 +17,25 @@ import (
 	"github.com/mailgate/mailgate/connector"
 )
 
-// InlineContentMax is the largest file attachment whose bytes Attachments
-// fetches with the metadata; larger ones are streamed with OpenAttachment.
+// InlineContentMax is the largest image attachment whose bytes (and
+// contentId) Attachments fetches with its metadata.
 const InlineContentMax = 3 << 20
 
 // attachmentFields is the metadata of the attachment base type. contentId
 // and contentBytes exist on fileAttachment only and can't be selected on
-// the collection; listing without $select would return the bytes of every
-// attachment, however large.
+// the collection (Graph answers RequestBroker--ParseUri "Could not find a
+// property named 'contentId' on type 'microsoft.graph.attachment'"); listing
+// without $select would return the bytes of every attachment as base64,
+// however large.
 var attachmentFields = []string{"id", "name", "contentType", "size", "isInline", "lastModifiedDateTime"}
 
-// Attachments lists the attachments of a message. Content (and ContentID)
-// is filled for file attachments of at most InlineContentMax bytes; the
-// others are read with OpenAttachment.
+// Attachments lists the attachments of a message. Only images need their
+// contentId (to tell a logo shown in the body from an attached scan), so
+// only file attachments that look like images and have at most
+// InlineContentMax bytes are fetched as JSON, which yields contentId and
+// Content. Everything else — invoices in particular — is read raw with
+// OpenAttachment, without base64 and JSON parsing. Either way an attachment
+// costs one request besides the list.
 func (m *Mailbox) Attachments(ctx context.Context, messageID string) ([]connector.Attachment, error) {
 	op := m.op("attachments")
 	ctx, cancel, err := m.begin(ctx, op)
@@ -64,7 +72,7 @@ func (m *Mailbox) Attachments(ctx context.Context, messageID string) ([]connecto
 	}
 	for i := range out {
 		a := &out[i]
-		if a.Type != connector.FileAttachment || a.Size > InlineContentMax || a.Content != nil {
+		if a.Type != connector.FileAttachment || a.Size > InlineContentMax || a.Content != nil || !looksLikeImage(*a) {
 			continue
 		}
 		ga, err := m.user().Messages().ByMessageId(messageID).Attachments().ByAttachmentId(a.ID).Get(ctx,
@@ -78,6 +86,20 @@ func (m *Mailbox) Attachments(ctx context.Context, messageID string) ([]connecto
 		}
 	}
 	return out, nil
+}
+
+// looksLikeImage reports whether the sender declared an image, by content
+// type or file name. It only decides how the bytes are fetched; the policy
+// sniffs the real type either way.
+func looksLikeImage(a connector.Attachment) bool {
+	if strings.HasPrefix(strings.ToLower(a.ContentType), "image/") {
+		return true
+	}
+	switch strings.ToLower(path.Ext(a.Name)) {
+	case ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".heic":
+		return true
+	}
+	return false
 }
 
 func toAttachment(ga models.Attachmentable) connector.Attachment {

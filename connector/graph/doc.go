@@ -36,8 +36,10 @@
 // of one mailbox open while it waits for another request of that mailbox.
 //
 // Attachments lists metadata only ($select without contentBytes: listing
-// them would carry every attachment's bytes, however large, as base64), then
-// fetches each file attachment of at most InlineContentMax bytes on its own,
-// which yields its contentBytes and contentId. That is one request per
-// attachment, as streaming it would be.
+// them would carry every attachment's bytes, however large, as base64).
+// Image attachments of at most InlineContentMax bytes are then fetched as
+// JSON, which yields their contentId (a logo shown in the body is referenced
+// by it); every other attachment is streamed raw with OpenAttachment. That
+// is one request per attachment either way, and invoices never pass through
+// base64 and the SDK's JSON parser.
 package graph

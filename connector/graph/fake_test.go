@@ -484,6 +484,7 @@ func TestAttachments(t *testing.T) {
 		case strings.HasSuffix(r.URL.Path, "/attachments"):
 			io.WriteString(w, `{"value":[
  {"@odata.type":"#microsoft.graph.fileAttachment","id":"small","name":"logo.png","contentType":"image/png","size":3,"isInline":true},
+ {"@odata.type":"#microsoft.graph.fileAttachment","id":"inv","name":"RE-2.pdf","contentType":"application/pdf","size":3000,"isInline":false},
  {"@odata.type":"#microsoft.graph.fileAttachment","id":"big","name":"RE-1.pdf","contentType":"application/pdf","size":20000000,"isInline":false},
  {"@odata.type":"#microsoft.graph.itemAttachment","id":"item","name":"Fwd","size":500,"isInline":false},
  {"@odata.type":"#microsoft.graph.referenceAttachment","id":"ref","name":"link","size":10,"isInline":false}]}`)
@@ -501,6 +502,7 @@ func TestAttachments(t *testing.T) {
 	}
 	want := []connector.Attachment{
 		{ID: "small", Type: connector.FileAttachment, Name: "logo.png", ContentType: "image/png", Size: 3, IsInline: true, ContentID: "logo@1", Content: []byte{1, 2, 3}},
+		{ID: "inv", Type: connector.FileAttachment, Name: "RE-2.pdf", ContentType: "application/pdf", Size: 3000},
 		{ID: "big", Type: connector.FileAttachment, Name: "RE-1.pdf", ContentType: "application/pdf", Size: 20000000},
 		{ID: "item", Type: connector.ItemAttachment, Name: "Fwd", Size: 500},
 		{ID: "ref", Type: connector.ReferenceAttachment, Name: "link", Size: 10},
@@ -510,8 +512,9 @@ func TestAttachments(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(reqs) != 2 || strings.Contains(reqs[0], "contentBytes") || !strings.Contains(reqs[0], "isInline") {
-		t.Errorf("requests = %q, want a metadata list and one fetch of the small file", reqs)
+	if len(reqs) != 2 || strings.Contains(reqs[0], "contentBytes") || strings.Contains(reqs[0], "contentId") ||
+		!strings.Contains(reqs[0], "isInline") || !strings.HasSuffix(strings.Split(reqs[1], "?")[0], "/attachments/small") {
+		t.Errorf("requests = %q, want a metadata list (base type fields only) and one fetch of the small image", reqs)
 	}
 }
 

@@ -186,7 +186,7 @@ func TestSimPlusAddressAndAttachments(t *testing.T) {
 	if len(atts) != 2 {
 		t.Fatalf("attachments = %+v", atts)
 	}
-	if a := atts[0]; a.Name != "RE-1.pdf" || a.Type != connector.FileAttachment || !bytes.Equal(a.Content, pdf) || a.Size < int64(len(pdf)) {
+	if a := atts[0]; a.Name != "RE-1.pdf" || a.Type != connector.FileAttachment || a.Content != nil || a.Size < int64(len(pdf)) {
 		t.Errorf("pdf = %+v", a)
 	}
 	if a := atts[1]; !a.IsInline || a.ContentID != "logo@x" {
@@ -262,6 +262,8 @@ func TestSimMaxInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.s.ResetCounters()
+	// Slow answers make the requests overlap, whatever the machine's load.
+	e.s.Inject(graphtest.Fault{Delay: 20 * time.Millisecond})
 	var wg sync.WaitGroup
 	for i := range 24 {
 		// Separate Mailbox values of one address share the limiter.

@@ -922,12 +922,25 @@ func cutPrefixFold(s, prefix string) (string, bool) {
 	return s, false
 }
 
-// selectFields keeps id, annotations and the $select-ed properties.
+// selectFields keeps id, annotations and the $select-ed properties. A
+// property of a derived type may be selected through a type cast
+// ("microsoft.graph.fileAttachment/contentId", OData v4); it applies to
+// objects of that @odata.type only.
 func selectFields(obj map[string]any, sel string) map[string]any {
 	if strings.TrimSpace(sel) == "" {
 		return obj
 	}
-	want := strings.Split(sel, ",")
+	var want []string
+	typ, _ := obj["@odata.type"].(string)
+	for _, w := range strings.Split(sel, ",") {
+		cast, prop, ok := strings.Cut(strings.TrimSpace(w), "/")
+		switch {
+		case !ok:
+			want = append(want, w)
+		case strings.EqualFold("#"+cast, typ):
+			want = append(want, prop)
+		}
+	}
 	out := map[string]any{}
 	for k, v := range obj {
 		if k == "id" || strings.HasPrefix(k, "@odata.") || containsFold(want, k) {

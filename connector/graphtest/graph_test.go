@@ -371,6 +371,25 @@ func TestAttachments(t *testing.T) {
 			t.Errorf("contentBytes %v", cb)
 		}
 	})
+	t.Run("select derived-type property with a cast", func(t *testing.T) {
+		inl, _ := s.Deliver(DefaultMailbox, Mail{Subject: "logo", Attachments: []Attachment{
+			{Name: "logo.png", ContentType: "image/png", Content: []byte("png"), Inline: true, ContentID: "logo@1"},
+			{Name: "fwd.eml", Item: &inner},
+		}})
+		a := do(t, s, "GET", "/v1.0/users/"+DefaultMailbox+"/messages/"+url.PathEscape(inl)+
+			"/attachments?$select=id,isInline,microsoft.graph.fileAttachment/contentId", access, nil, nil)
+		if a.status != 200 {
+			t.Fatalf("%d %s", a.status, truncate(a.body))
+		}
+		vals := a.json(t)["value"].([]any)
+		file, item := vals[0].(map[string]any), vals[1].(map[string]any)
+		if file["contentId"] != "logo@1" || file["isInline"] != true || file["contentBytes"] != nil || file["name"] != nil {
+			t.Errorf("file attachment = %v", file)
+		}
+		if _, ok := item["contentId"]; ok {
+			t.Errorf("item attachment has contentId: %v", item)
+		}
+	})
 	t.Run("value streams 20 MB", func(t *testing.T) {
 		start := time.Now()
 		a := do(t, s, "GET", msg+"/attachments/"+url.PathEscape(attID)+"/$value", access, nil, nil)
