@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailgate/mailgate/connector"
+	"github.com/mailgate/mailgate/importer"
 	"github.com/mailgate/mailgate/portal"
 )
 
@@ -267,7 +268,21 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		return printJSON(e, redactConnections([]connector.Connection{c})[0])
+		statuses, err := importer.NewStatusReader(ctx, st.js, st.cfg.NATSReplicas)
+		if err != nil {
+			return err
+		}
+		status, err := statuses.Status(ctx, id)
+		if err != nil {
+			return err
+		}
+		// The connection without its secrets, and what the importer did
+		// with it: last and next sync, counts by skip reason, backfill
+		// progress, recent history.
+		return printJSON(e, struct {
+			Connection connector.Connection `json:"connection"`
+			Import     importer.Status      `json:"import"`
+		}{redactConnections([]connector.Connection{c})[0], status})
 	case "pause", "resume":
 		id, err := one(args[0] + " ID")
 		if err != nil {

@@ -406,6 +406,18 @@ func TestDemoEndToEnd(t *testing.T) {
 	if n := strings.Count(tail, `"type":"mailgate.document.`); n != wantDocs+wantSkips {
 		t.Errorf("archive tail printed %d document events, want %d", n, wantDocs+wantSkips)
 	}
+	show := runCLI(t, bin, env, "connections", "show", conn["id"].(string))
+	var shown struct {
+		Connection map[string]any `json:"connection"`
+		Import     struct {
+			Imported        int64            `json:"imported"`
+			SkippedByReason map[string]int64 `json:"skippedByReason"`
+		} `json:"import"`
+	}
+	if err := json.Unmarshal([]byte(show), &shown); err != nil || shown.Import.Imported != int64(wantDocs) ||
+		shown.Import.SkippedByReason["inline_image"] != 2 || strings.Contains(show, "refreshToken") {
+		t.Errorf("connections show (err %v):\n%s", err, show)
+	}
 	out = runCLI(t, bin, env, "connections", "test", conn["id"].(string))
 	if !strings.Contains(out, "read true, write true") {
 		t.Errorf("connections test:\n%s", out)
