@@ -73,6 +73,10 @@ type PolicyConfig struct {
 	ImportDuplicates bool     // archive a file again when the customer already has the same SHA-256
 	SaveEML          bool     // archive mails without attachments and attached mails as .eml
 	MaxAttempts      int      // tries for an attachment before it is recorded as failed; default 5
+	// RetryFor is how long a failing attachment is retried at least before
+	// it is recorded as failed, so an outage (503s for half an hour) never
+	// uses up its attempts; default 1h.
+	RetryFor time.Duration
 }
 
 // Config configures an Importer. The zero value of every field means its
@@ -133,6 +137,9 @@ func (c *Config) setDefaults() {
 	c.AttachmentWorkers = min(c.AttachmentWorkers, 4)
 	if c.Policy.MaxAttempts <= 0 {
 		c.Policy.MaxAttempts = 5
+	}
+	if c.Policy.RetryFor <= 0 {
+		c.Policy.RetryFor = time.Hour
 	}
 	if c.SpoolMemory <= 0 {
 		c.SpoolMemory = 1 << 20

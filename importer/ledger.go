@@ -84,6 +84,7 @@ type record struct {
 // failure counts the failed attempts of one attachment.
 type failure struct {
 	Attempts  int       `json:"attempts"`
+	First     time.Time `json:"first,omitzero"` // first failed attempt
 	LastError string    `json:"lastError"`
 	Last      time.Time `json:"last"`
 	GaveUp    bool      `json:"gaveUp,omitempty"` // recorded as skipped "failed"

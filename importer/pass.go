@@ -626,8 +626,9 @@ func (p *pass) spool(ctx context.Context, m connector.Message, j job) (spooled, 
 }
 
 // fail counts a failed download of an attachment. Throttling and consent
-// failures end the pass instead; after MaxAttempts the attachment is
-// recorded as skipped "failed", never dropped silently.
+// failures end the pass instead; after MaxAttempts spread over at least
+// RetryFor the attachment is recorded as skipped "failed", never dropped
+// silently.
 func (p *pass) fail(ctx context.Context, m connector.Message, mailID, attKey string, f failure, name string, cause error) (bool, error) {
 	im := p.im
 	switch connector.KindOf(cause) {
@@ -639,10 +640,13 @@ func (p *pass) fail(ctx context.Context, m connector.Message, mailID, attKey str
 	if ctx.Err() != nil {
 		return false, context.Cause(ctx)
 	}
+	if f.Attempts == 0 || f.First.IsZero() {
+		f.First = im.cfg.Now()
+	}
 	f.Attempts++
 	f.LastError = cause.Error()
 	f.Last = im.cfg.Now()
-	if f.Attempts >= im.cfg.Policy.MaxAttempts {
+	if f.Attempts >= im.cfg.Policy.MaxAttempts && f.Last.Sub(f.First) >= im.cfg.Policy.RetryFor {
 		f.GaveUp = true
 		d := policy.Decision{Reason: archive.ReasonFailed,
 			Detail: fmt.Sprintf("download failed %d times: %v", f.Attempts, cause)}
