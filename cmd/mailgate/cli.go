@@ -8,12 +8,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/term"
 
 	"github.com/mailgate/mailgate/connector"
 	"github.com/mailgate/mailgate/importer"
@@ -142,12 +144,12 @@ func cmdUsers(ctx context.Context, e *env, args []string) error {
 func readSecret(e *env, file, what string) (string, error) {
 	var r io.Reader
 	if file == "-" {
-		if f, ok := e.stdin.(interface{ Fd() uintptr }); ok && isTerminal(f.Fd()) {
+		if f, ok := e.stdin.(interface{ Fd() uintptr }); ok && term.IsTerminal(int(f.Fd())) {
 			fmt.Fprintf(e.stderr, "%s: ", what)
 		}
 		r = e.stdin
 	} else {
-		b, err := readFile(file)
+		b, err := os.ReadFile(file)
 		if err != nil {
 			return "", err
 		}

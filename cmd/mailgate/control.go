@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
-	"golang.org/x/term"
 
 	"github.com/mailgate/mailgate/connector"
 )
@@ -181,7 +179,3 @@ func activate(ctx context.Context, w *Wiring, id, actor string) (connector.Conne
 	}
 	return c, out, err
 }
-
-func isTerminal(fd uintptr) bool { return term.IsTerminal(int(fd)) }
-
-func readFile(name string) ([]byte, error) { return os.ReadFile(name) }
