@@ -12,7 +12,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// publishTimeout bounds a publish whose context has no deadline.
+// publishTimeout bounds one publish, also under a longer deadline of the
+// caller: a publish in flight when the connection to NATS breaks is lost
+// (nats.go does not send it again after reconnecting) and its
+// acknowledgement never comes. The caller publishes again; the event id
+// keeps the stream from storing it twice.
 const publishTimeout = 10 * time.Second
 
 // Publisher sends archive events to the MAILGATE stream. Every publish waits
@@ -70,11 +74,8 @@ func (p *Publisher) publish(ctx context.Context, id, typ, customer, connection s
 	if err != nil {
 		return fmt.Errorf("archive: publish %s %s: %w", typ, id, err)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, publishTimeout)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
 	msg := &nats.Msg{Subject: Subject(customer, typ), Data: body, Header: nats.Header{}}
 	msg.Header.Set("Content-Type", "application/cloudevents+json")
 	// A PubAck with Duplicate set is success: the event is already stored.

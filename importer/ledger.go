@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailgate/mailgate/connector"
 )
 
 // KV bucket names.
@@ -47,7 +50,7 @@ func openLedger(ctx context.Context, js jetstream.JetStream, leaseTTL time.Durat
 		if err != nil {
 			return nil, fmt.Errorf("importer: kv %s: %w", cfg.Bucket, err)
 		}
-		return kv, nil
+		return boundedKV{KeyValue: kv, timeout: requestTimeout}, nil
 	}
 	var l ledger
 	var err error
@@ -63,6 +66,66 @@ func openLedger(ctx context.Context, js jetstream.JetStream, leaseTTL time.Durat
 		return nil, err
 	}
 	return &l, nil
+}
+
+// requestTimeout bounds one request of the ledger. A request in flight
+// when the connection to NATS breaks is lost: nats.go does not send it
+// again after reconnecting, so its answer never comes, and without a bound
+// of its own it would wait out its caller's deadline (ten minutes for a
+// document in flight) while the server is long back.
+const requestTimeout = 10 * time.Second
+
+// boundedKV gives each Get, Put, Create, Update and Delete of a bucket at
+// most timeout. One that runs out of it fails as a transient error, not as
+// its caller's deadline, so the pass retries instead of taking it for a
+// shutdown. Every ledger write is safe to repeat: a Put writes the same
+// value, and a Create or Update whose answer was lost fails as "exists"
+// when repeated, which its callers handle.
+type boundedKV struct {
+	jetstream.KeyValue
+	timeout time.Duration
+}
+
+func (kv boundedKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	return bounded(ctx, kv.timeout, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+		return kv.KeyValue.Get(ctx, key)
+	})
+}
+
+func (kv boundedKV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	return bounded(ctx, kv.timeout, func(ctx context.Context) (uint64, error) {
+		return kv.KeyValue.Put(ctx, key, value)
+	})
+}
+
+func (kv boundedKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	return bounded(ctx, kv.timeout, func(ctx context.Context) (uint64, error) {
+		return kv.KeyValue.Create(ctx, key, value, opts...)
+	})
+}
+
+func (kv boundedKV) Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error) {
+	return bounded(ctx, kv.timeout, func(ctx context.Context) (uint64, error) {
+		return kv.KeyValue.Update(ctx, key, value, revision)
+	})
+}
+
+func (kv boundedKV) Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+	_, err := bounded(ctx, kv.timeout, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, kv.KeyValue.Delete(ctx, key, opts...)
+	})
+	return err
+}
+
+func bounded[T any](ctx context.Context, timeout time.Duration, req func(context.Context) (T, error)) (T, error) {
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	v, err := req(rctx)
+	if err != nil && rctx.Err() != nil && ctx.Err() == nil {
+		err = connector.E("importer: kv", connector.Transient,
+			fmt.Errorf("NATS did not answer within %s: %w", timeout, nats.ErrTimeout))
+	}
+	return v, err
 }
 
 // record is the ledger entry of a document (or a skipped attachment).
