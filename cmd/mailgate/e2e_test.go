@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,7 +112,14 @@ func (p *proc) stop() {
 		select {
 		case <-p.done:
 		case <-time.After(20 * time.Second):
-			_ = p.cmd.Process.Kill()
+			// Hung: SIGQUIT makes the Go runtime write every goroutine's
+			// stack to stderr, which the failing test prints.
+			_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-p.done:
+			case <-time.After(5 * time.Second):
+				_ = p.cmd.Process.Kill()
+			}
 		}
 		_ = p.cmd.Wait()
 	}
