@@ -128,7 +128,7 @@ func (s *Server) apiRedeem(w http.ResponseWriter, r *http.Request, key APIKey) {
 		s.apiError(w, r, invalid(`body must be {"code":"…"}`))
 		return
 	}
-	c, res, err := s.activate(ctx, key.Customer, req.Code, "api:"+key.ID)
+	c, res, err := s.Redeem(ctx, key.Customer, req.Code, "api:"+key.ID)
 	if err != nil {
 		if isInvalidCode(err) {
 			s.apiKey.Fail("key:"+key.ID, now)
@@ -173,19 +173,32 @@ func (s *Server) apiTest(w http.ResponseWriter, r *http.Request, key APIKey) {
 		s.apiError(w, r, err)
 		return
 	}
+	c, res, err := s.Retest(ctx, c.ID, "api:"+key.ID)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	s.apiJSON(w, r, http.StatusOK, connectionResponse{Connection: toAPI(c), Test: &res})
+}
+
+// Retest runs the connection test of a connection; a failing one that
+// passes becomes active again, other states stay. A failed test is
+// reported in the result's Detail, not as an error. The DMS API and
+// `mailgate connections test` use it.
+func (s *Server) Retest(ctx context.Context, id, actor string) (connector.Connection, TestResult, error) {
+	c, err := s.deps.Connections.Get(ctx, id)
+	if err != nil {
+		return c, TestResult{}, fmt.Errorf("test %s: %w", id, err)
+	}
 	res, terr := s.deps.Tester.Test(ctx, c)
 	if terr != nil {
 		res.Detail = strings.TrimSpace(res.Detail + " " + testFailure(res, terr))
-		s.log.InfoContext(ctx, "api: connection test failed", "connection_id", c.ID, "err", terr)
+		s.log.InfoContext(ctx, "connection test failed", "connection_id", c.ID, "actor", actor, "err", terr)
 	}
 	if c.State == connector.StateFailing && testPassed(c, res, terr) {
-		c, err = s.recoverConnection(ctx, c.ID, "api:"+key.ID)
-		if err != nil {
-			s.apiError(w, r, err)
-			return
-		}
+		c, err = s.recoverConnection(ctx, c.ID, actor)
 	}
-	s.apiJSON(w, r, http.StatusOK, connectionResponse{Connection: toAPI(c), Test: &res})
+	return c, res, err
 }
 
 func (s *Server) recoverConnection(ctx context.Context, id, actor string) (connector.Connection, error) {

@@ -496,33 +496,55 @@ func (s *Server) demoRedeem(w http.ResponseWriter, r *http.Request, u *sessionUs
 		s.fail(w, r, err)
 		return
 	}
-	if _, _, err := s.activate(ctx, u.Customer, r.PostFormValue("code"), u.actor()); err != nil {
+	if _, _, err := s.Redeem(ctx, u.Customer, r.PostFormValue("code"), u.actor()); err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	http.Redirect(w, r, "/connections/"+url.PathEscape(id)+"/code", http.StatusSeeOther)
 }
 
-// activate redeems a code of customer, tests the connection, and makes it
-// active (test passed) or failing (with the reason). Shared by the API and
-// the demo button.
-func (s *Server) activate(ctx context.Context, customer, code, actor string) (connector.Connection, TestResult, error) {
+// Redeem redeems a one-time code of customer and activates its
+// connection. The DMS API, the demo button and `mailgate connections
+// redeem` (through the control service) all redeem here, so they keep the
+// same rules.
+func (s *Server) Redeem(ctx context.Context, customer, code, actor string) (connector.Connection, TestResult, error) {
 	id, err := s.deps.Codes.Redeem(ctx, customer, strings.TrimSpace(code))
 	if err != nil {
 		return connector.Connection{}, TestResult{}, fmt.Errorf("redeem: %w", err)
 	}
+	c, res, err := s.Activate(ctx, customer, id, actor)
+	if err == nil {
+		switch c.State {
+		case connector.StateActive:
+			s.metrics.redeems.WithLabelValues("active").Inc()
+		case connector.StateFailing:
+			s.metrics.redeems.WithLabelValues("failing").Inc()
+		}
+	}
+	return c, res, err
+}
+
+// Activate tests a pending connection of customer and makes it active (test
+// passed) or failing (with the reason). A connection that is not pending,
+// or of another customer, is refused like an invalid code. One that left
+// pending during the test (a token error that needs a person moved it to
+// needs_consent, or somebody deleted it) is left as it is.
+func (s *Server) Activate(ctx context.Context, customer, id, actor string) (connector.Connection, TestResult, error) {
 	c, err := s.deps.Connections.Get(ctx, id)
 	if err != nil {
-		return c, TestResult{}, fmt.Errorf("redeem: get %s: %w", id, err)
+		return c, TestResult{}, fmt.Errorf("activate: get %s: %w", id, err)
 	}
 	if c.Customer != customer || c.State != connector.StatePending {
 		// Codes already refuses other customers' codes; a connection that
 		// moved on (deleted, or redeemed by another path) is no use either.
-		return connector.Connection{}, TestResult{}, fmt.Errorf("redeem %s (state %s): %w", id, c.State, errInvalidCode)
+		return connector.Connection{}, TestResult{}, fmt.Errorf("activate %s (state %s): %w", id, c.State, errInvalidCode)
 	}
 	res, terr := s.deps.Tester.Test(ctx, c)
 	passed := testPassed(c, res, terr)
 	c, err = s.deps.Connections.Update(ctx, id, func(c *connector.Connection) error {
+		if c.State != connector.StatePending {
+			return nil
+		}
 		if passed {
 			c.State, c.LastError = connector.StateActive, ""
 		} else {
@@ -532,16 +554,11 @@ func (s *Server) activate(ctx context.Context, customer, code, actor string) (co
 		return nil
 	})
 	if err != nil {
-		return c, res, fmt.Errorf("redeem: update %s: %w", id, err)
+		return c, res, fmt.Errorf("activate: update %s: %w", id, err)
 	}
-	s.log.InfoContext(ctx, "code redeemed", "connection_id", id, "customer", customer, "actor", actor, "state", c.State)
-	if passed {
-		s.metrics.redeems.WithLabelValues("active").Inc()
-		if s.deps.Trigger != nil {
-			s.deps.Trigger.Trigger(id)
-		}
-	} else {
-		s.metrics.redeems.WithLabelValues("failing").Inc()
+	s.log.InfoContext(ctx, "connection activated", "connection_id", id, "customer", customer, "actor", actor, "state", c.State)
+	if c.State == connector.StateActive && s.deps.Trigger != nil {
+		s.deps.Trigger.Trigger(id)
 	}
 	return c, res, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/mailgate/mailgate/connector"
+	"github.com/mailgate/mailgate/portal"
 )
 
 // The control service lets CLI commands ask a running mailgate for what
@@ -36,14 +37,8 @@ type controlRequest struct {
 
 type controlResult struct {
 	Connection connector.Connection `json:"connection"`
-	Test       testOutcome          `json:"test"`
+	Test       portal.TestResult    `json:"test"`
 	Error      string               `json:"error,omitempty"`
-}
-
-type testOutcome struct {
-	CanRead  bool   `json:"canRead"`
-	CanWrite bool   `json:"canWrite"`
-	Detail   string `json:"detail,omitempty"`
 }
 
 // control sends one request to the control service and decodes its answer.
@@ -56,7 +51,7 @@ func control(ctx context.Context, nc *nats.Conn, op string, req controlRequest, 
 	defer cancel()
 	msg, err := nc.RequestWithContext(ctx, controlSubject+"."+op, b)
 	if errors.Is(err, nats.ErrNoResponders) {
-		return errors.New("no running mailgate answered (start `mailgate serve`, or point MAILGATE_NATS_URL at its NATS)")
+		return errors.New("no running mailgate portal answered (start `mailgate serve` with role portal or all, or point MAILGATE_NATS_URL at its NATS)")
 	}
 	if err != nil {
 		return fmt.Errorf("control %s: %w", op, err)
@@ -70,7 +65,9 @@ func control(ctx context.Context, nc *nats.Conn, op string, req controlRequest, 
 	return nil
 }
 
-// startControl registers the control service on nc.
+// startControl registers the control service on nc. It runs beside the
+// portal, whose rules it applies: with several roles, the processes that
+// serve the portal answer the CLI.
 func startControl(ctx context.Context, nc *nats.Conn, w *Wiring, log *slog.Logger) (micro.Service, error) {
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        "mailgate-control",
@@ -97,20 +94,15 @@ func startControl(ctx context.Context, nc *nats.Conn, w *Wiring, log *slog.Logge
 			_ = r.RespondJSON(res)
 		}))
 	}
-	act := func(ctx context.Context, id, actor string) (controlResult, error) {
-		c, t, err := activate(ctx, w, id, actor)
+	result := func(c connector.Connection, t portal.TestResult, err error) (controlResult, error) {
 		return controlResult{Connection: c, Test: t}, err
 	}
 	errs := []error{
 		handle("redeem", func(ctx context.Context, req controlRequest) (controlResult, error) {
-			id, err := w.Codes.Redeem(ctx, req.Customer, req.Code)
-			if err != nil {
-				return controlResult{}, err
-			}
-			return act(ctx, id, req.Actor)
+			return result(w.Portal.Redeem(ctx, req.Customer, req.Code, req.Actor))
 		}),
 		handle("test", func(ctx context.Context, req controlRequest) (controlResult, error) {
-			return act(ctx, req.ConnectionID, req.Actor)
+			return result(w.Portal.Retest(ctx, req.ConnectionID, req.Actor))
 		}),
 		handle("add-app", func(ctx context.Context, req controlRequest) (controlResult, error) {
 			if err := connector.ValidCustomer(req.Customer); err != nil {
@@ -138,7 +130,7 @@ func startControl(ctx context.Context, nc *nats.Conn, w *Wiring, log *slog.Logge
 			if err != nil {
 				return controlResult{}, err
 			}
-			return act(ctx, c.ID, req.Actor)
+			return result(w.Portal.Activate(ctx, c.Customer, c.ID, req.Actor))
 		}),
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -146,36 +138,4 @@ func startControl(ctx context.Context, nc *nats.Conn, w *Wiring, log *slog.Logge
 		return nil, fmt.Errorf("control service: %w", err)
 	}
 	return svc, nil
-}
-
-// activate runs the connection test and moves the connection to active when
-// it passes, or to failing with the reason when it does not. A token error
-// that needs a person has already moved it to needs_consent.
-func activate(ctx context.Context, w *Wiring, id, actor string) (connector.Connection, testOutcome, error) {
-	c, err := w.Connections.Get(ctx, id)
-	if err != nil {
-		return c, testOutcome{}, err
-	}
-	m := graphMailboxes{graph: w.Graph, tokens: w.Tokens}
-	r, terr := m.mailbox(c).Test(ctx)
-	out := testOutcome{CanRead: r.CanRead, CanWrite: r.CanWrite, Detail: r.Detail}
-	c, err = w.Connections.Update(ctx, id, func(c *connector.Connection) error {
-		c.UpdatedBy = actor
-		switch {
-		case c.State == connector.StateNeedsConsent || c.State == connector.StateDeleted:
-		case terr == nil && r.CanRead && r.CanWrite:
-			c.State, c.LastError = connector.StateActive, ""
-		default:
-			c.State = connector.StateFailing
-			c.LastError = "connection test failed: " + r.Detail
-			if terr != nil {
-				c.LastError = "connection test failed: " + terr.Error()
-			}
-		}
-		return nil
-	})
-	if err == nil && c.State == connector.StateActive && w.Importer != nil {
-		w.Importer.Trigger(id)
-	}
-	return c, out, err
 }

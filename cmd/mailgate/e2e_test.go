@@ -430,6 +430,12 @@ func TestDemoEndToEnd(t *testing.T) {
 	if !strings.Contains(out, "read true, write true") {
 		t.Errorf("connections test:\n%s", out)
 	}
+	// The CLI redeems through the portal's rules: a used code is refused.
+	redo := exec.Command(bin, "connections", "redeem", code, "--customer", "firma")
+	redo.Env = append(os.Environ(), env...)
+	if out, err := redo.CombinedOutput(); err == nil || !strings.Contains(string(out), "invalid, expired or used") {
+		t.Errorf("connections redeem of a used code: err %v, want the invalid-code answer:\n%s", err, out)
+	}
 
 	// Later passes (the demo polls every 5 s) find nothing new: no second
 	// event for any document.

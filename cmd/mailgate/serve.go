@@ -139,11 +139,13 @@ func (m *Main) Run(ctx context.Context) error {
 		g.Go(func() error { return w.Importer.Run(gctx) })
 		g.Go(func() error { return keepTokensAlive(gctx, w.Tokens, log) })
 	}
-	ctl, err := startControl(gctx, nc, w, log)
-	if err != nil {
-		return err
+	if w.Portal != nil {
+		ctl, err := startControl(gctx, nc, w, log)
+		if err != nil {
+			return err
+		}
+		defer ctl.Stop()
 	}
-	defer ctl.Stop()
 
 	{
 		handler := opsHandler(w)
