@@ -2,6 +2,7 @@ package importer
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -274,6 +275,15 @@ func (p *pass) page(ctx context.Context, cur cursor, page connector.DeltaPage) e
 		}
 		copies[k] = append(copies[k], m)
 	}
+	// Whether a mail is done is asked for every mail of the page at once,
+	// so that no mail waits for its answer behind the ledger's writes. A
+	// later copy of a mail asks after the earlier one is done.
+	done := make(map[string]func() (bool, error), len(order))
+	for _, k := range order {
+		if m := copies[k][0]; p.wanted(m) {
+			done[k] = async(func() (bool, error) { return p.im.ledger.mailDone(ctx, p.mailKey(m)) })
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(p.im.cfg.MailWorkers)
 	for _, k := range order {
@@ -281,11 +291,15 @@ func (p *pass) page(ctx context.Context, cur cursor, page connector.DeltaPage) e
 			break
 		}
 		g.Go(func() error {
-			for _, m := range copies[k] {
+			for i, m := range copies[k] {
 				if gctx.Err() != nil {
 					return context.Cause(gctx)
 				}
-				if err := p.mail(gctx, m); err != nil {
+				isDone := done[k]
+				if i > 0 || isDone == nil {
+					isDone = func() (bool, error) { return p.im.ledger.mailDone(gctx, p.mailKey(m)) }
+				}
+				if err := p.mail(gctx, m, isDone); err != nil {
 					return err
 				}
 			}
@@ -301,6 +315,17 @@ func (p *pass) page(ctx context.Context, cur cursor, page connector.DeltaPage) e
 	return nil
 }
 
+// wanted reports whether m may hold documents: it has attachments, or
+// whole mails are archived.
+func (p *pass) wanted(m connector.Message) bool {
+	return m.HasAttachments || p.im.cfg.Policy.SaveEML
+}
+
+// mailKey is the ledger key of m's "done" mark.
+func (p *pass) mailKey(m connector.Message) string {
+	return hashID(p.conn.Customer, p.conn.ID, mailIdentity(m.InternetMessageID, m.ID))
+}
+
 // job is one document candidate of a mail: an attachment, or the whole
 // mail as .eml.
 type job struct {
@@ -309,18 +334,19 @@ type job struct {
 }
 
 // mail handles every document of one mail and then post-processes it.
-func (p *pass) mail(ctx context.Context, m connector.Message) error {
+// isDone reports whether the ledger has the mail as done.
+func (p *pass) mail(ctx context.Context, m connector.Message, isDone func() (bool, error)) error {
 	im := p.im
-	mailID := mailIdentity(m.InternetMessageID, m.ID)
-	mailKey := hashID(p.conn.Customer, p.conn.ID, mailID)
-	done, err := im.ledger.mailDone(ctx, mailKey)
+	if !p.wanted(m) {
+		return nil
+	}
+	done, err := isDone()
 	if err != nil || done {
 		return err
 	}
+	mailID := mailIdentity(m.InternetMessageID, m.ID)
+	mailKey := p.mailKey(m)
 	saveEML := im.cfg.Policy.SaveEML
-	if !m.HasAttachments && !saveEML {
-		return nil
-	}
 	var jobs []job
 	if m.HasAttachments {
 		atts, err := p.mb.Attachments(ctx, m.ID)
@@ -462,27 +488,33 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	a := j.att
 	attKey := hashID(p.conn.Customer, p.conn.ID, mailID, "attachment", a.Name, string(a.Type),
 		strconv.FormatInt(a.Size, 10), strconv.FormatBool(j.wholeMail))
-	f, err := im.ledger.failure(ctx, attKey)
-	if err != nil {
-		return false, err
-	}
-	if f.GaveUp {
-		return false, nil
-	}
+	// The attachment's failure record is read while it downloads: the
+	// ledger's answers wait behind its writes, and most attachments never
+	// failed.
+	failRec := async(func() (failure, error) { return im.ledger.failure(ctx, attKey) })
 	if d, ok := im.policy.Precheck(a); ok && !j.wholeMail {
+		if f, err := failRec(); err != nil || f.GaveUp {
+			return false, err
+		}
 		id := DocumentID(p.conn.Customer, p.conn.ID, mailID, "", a.Name)
 		return false, p.skip(ctx, m, mailID, id, policy.SanitizeName(a.Name, ""), a.Size, "", d, "")
 	}
 
-	sp, err := p.spool(ctx, m, j)
-	if err != nil {
-		return p.fail(ctx, m, mailID, attKey, f, a.Name, err)
+	sp, spoolErr := p.spool(ctx, m, j)
+	if sp != nil {
+		defer func() {
+			if cerr := sp.Close(); cerr != nil {
+				im.log.Warn("importer: close spool", "error", cerr)
+			}
+		}()
 	}
-	defer func() {
-		if cerr := sp.Close(); cerr != nil {
-			im.log.Warn("importer: close spool", "error", cerr)
-		}
-	}()
+	f, err := failRec()
+	if err != nil || f.GaveUp {
+		return false, err
+	}
+	if spoolErr != nil {
+		return p.fail(ctx, m, mailID, attKey, f, a.Name, spoolErr)
+	}
 	d, err := im.policy.Classify(a, m.BodyHTML, sp.Size(), sp.Reader())
 	if err != nil {
 		return false, fmt.Errorf("importer: classify: %w", err)
@@ -503,9 +535,26 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	if seen(id) {
 		return false, nil // the same attachment twice in one mail
 	}
-	if rec, found, err := im.ledger.lookup(ctx, id); err != nil || found {
-		if err == nil && rec.State == stateDone && !im.cfg.Policy.ImportDuplicates {
-			// A crash may have come between record and claim.
+	// The content index is read before and written after the import: a
+	// claim is only ever made by a published document, so a crash can at
+	// worst let a copy through, never make a copy point at a document the
+	// DMS has not got. The lock keeps concurrent documents of this importer
+	// with the same content from both finding no owner. The document's
+	// record and the content's owner are read at once.
+	owned := func() (string, error) { return "", nil }
+	if d.Import {
+		unlock, err := im.shaLocks.lock(ctx, p.conn.Customer+"/"+sha)
+		if err != nil {
+			return false, fmt.Errorf("importer: content lock %s: %w", id, err)
+		}
+		defer unlock()
+		owned = async(func() (string, error) { return im.ledger.shaOwner(ctx, p.conn.Customer, sha) })
+	}
+	rec, found, err := im.ledger.lookup(ctx, id)
+	owner, oerr := owned()
+	if err = cmp.Or(err, oerr); err != nil || found {
+		if err == nil && rec.State == stateDone && !im.cfg.Policy.ImportDuplicates && owner == "" {
+			// A crash may have come between publish and claim.
 			_, err = im.ledger.claimSHA(ctx, p.conn.Customer, sha, id)
 		}
 		if err == nil && f.Attempts > 0 {
@@ -515,20 +564,6 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	}
 	if !d.Import {
 		return false, p.skip(ctx, m, mailID, id, name, sp.Size(), sha, d, "")
-	}
-	// The content index is read before and written after the import: a
-	// claim is only ever made by a recorded document, so a crash can at
-	// worst let a copy through, never make a copy point at nothing. The
-	// lock keeps concurrent documents of this importer with the same
-	// content from both finding no owner.
-	unlock, err := im.shaLocks.lock(ctx, p.conn.Customer+"/"+sha)
-	if err != nil {
-		return false, fmt.Errorf("importer: content lock %s: %w", id, err)
-	}
-	defer unlock()
-	owner, err := im.ledger.shaOwner(ctx, p.conn.Customer, sha)
-	if err != nil {
-		return false, err
 	}
 	if owner != "" && owner != id && !im.cfg.Policy.ImportDuplicates {
 		d := policy.Decision{ContentType: d.ContentType, Reason: archive.ReasonDuplicate,
@@ -561,19 +596,25 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 		return false, err
 	}
 	now := im.cfg.Now()
-	if err := im.ledger.record(ctx, id, record{
+	// The record and the content claim are written at once; each is safe
+	// without the other (see above), and a replay finishes what a crash
+	// left out.
+	claimed := func() (string, error) { return id, nil }
+	if owner == "" {
+		claimed = async(func() (string, error) { return im.ledger.claimSHA(ctx, p.conn.Customer, sha, id) })
+	}
+	err = im.ledger.record(ctx, id, record{
 		State: stateDone, Time: now, Connection: p.conn.ID, Message: mailID, Name: name,
 		SHA256: sha, Kind: d.Kind, Bucket: ref.Bucket, Key: ref.Key,
-	}); err != nil {
+	})
+	if _, cerr := claimed(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return false, err
 	}
 	if err := im.step("recorded"); err != nil {
 		return false, err
-	}
-	if owner == "" {
-		if _, err := im.ledger.claimSHA(ctx, p.conn.Customer, sha, id); err != nil {
-			return false, err
-		}
 	}
 	if f.Attempts > 0 {
 		if err := im.ledger.clearFailure(ctx, attKey); err != nil {
@@ -708,4 +749,21 @@ func (p *pass) skip(ctx context.Context, m connector.Message, mailID, id, name s
 
 func messageInfo(m connector.Message) archive.MessageInfo {
 	return archive.MessageInfo{InternetMessageID: m.InternetMessageID, From: m.From, Subject: m.Subject, ReceivedAt: m.ReceivedAt}
+}
+
+// async starts fn and returns a function that waits for its result.
+func async[T any](fn func() (T, error)) func() (T, error) {
+	var (
+		v    T
+		err  error
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		v, err = fn()
+	}()
+	return func() (T, error) {
+		<-done
+		return v, err
+	}
 }
