@@ -76,12 +76,13 @@ func (r rawDir) put(_ context.Context, key string, b []byte) error {
 
 // rawPutRow puts every document once, sequentially, as the importer works
 // the mails of one mailbox.
-func (b *bencher) rawPutRow(ctx context.Context, scenario string, docs [][]byte) (Row, error) {
+// run names the run in the object keys.
+func (b *bencher) rawPutRow(ctx context.Context, scenario, run string, docs [][]byte) (Row, error) {
 	row := Row{Scenario: scenario, What: whatRawPut, Docs: len(docs)}
 	resetPeakRSS()
 	base, cpu0, t0 := currentRSS(), cpuTime(), time.Now()
 	for i, d := range docs {
-		if err := b.raw.put(ctx, "raw/"+scenario+"/"+strconv.Itoa(i)+".pdf", d); err != nil {
+		if err := b.raw.put(ctx, "raw/"+scenario+"/"+run+"/"+strconv.Itoa(i)+".pdf", d); err != nil {
 			return Row{}, err
 		}
 		row.Bytes += int64(len(d))

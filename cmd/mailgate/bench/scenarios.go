@@ -48,6 +48,13 @@ func (b *bencher) importScenario(ctx context.Context, name string, mails, size i
 	if err != nil {
 		return nil, err
 	}
+	// The raw ceiling is measured before and after mailgate, and the
+	// faster run counts: the disk's pace drifts during a run, and the
+	// ratio should not flatter mailgate when it does.
+	rawBefore, err := b.rawPutRow(ctx, name, "before", docs)
+	if err != nil {
+		return nil, err
+	}
 	c, err := b.connect(ctx, e, graphtest.DefaultMailbox)
 	if err != nil {
 		return nil, err
@@ -67,10 +74,16 @@ func (b *bencher) importScenario(ctx context.Context, name string, mails, size i
 		}
 		rows = append(rows, row4)
 	}
-	raw, err := b.rawPutRow(ctx, name, docs)
+	raw, err := b.rawPutRow(ctx, name, "after", docs)
 	if err != nil {
 		return nil, err
 	}
+	note := fmt.Sprintf("raw put before mailgate %.1f docs/s, after %.1f docs/s; the faster counts",
+		rawBefore.DocsPerSec(), raw.DocsPerSec())
+	if rawBefore.Elapsed < raw.Elapsed {
+		raw = rawBefore
+	}
+	raw.Note = note
 	rows = append(rows, raw)
 	if publish {
 		pub, err := rawPublishRow(ctx, e.js, name, mails)
