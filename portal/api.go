@@ -50,7 +50,7 @@ func toAPI(c connector.Connection) apiConnection {
 // authentication is rate limited per client IP.
 func (s *Server) api(h func(http.ResponseWriter, *http.Request, APIKey)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ip, now := clientIP(r), s.now()
+		ip, now := s.clientIP(r), s.now()
 		if wait := s.apiIP.Wait(ip, now); wait > 0 {
 			s.apiError(w, r, &rateLimitedError{retryAfter: wait})
 			return
@@ -117,7 +117,7 @@ type connectionResponse struct {
 // repeated failures are limited per key and per IP.
 func (s *Server) apiRedeem(w http.ResponseWriter, r *http.Request, key APIKey) {
 	ctx := r.Context()
-	ip, now := clientIP(r), s.now()
+	ip, now := s.clientIP(r), s.now()
 	if wait := max(s.apiKey.Wait("key:"+key.ID, now), s.apiKey.Wait("ip:"+ip, now)); wait > 0 {
 		s.metrics.redeems.WithLabelValues("limited").Inc()
 		s.apiError(w, r, &rateLimitedError{retryAfter: wait})

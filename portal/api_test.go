@@ -1,7 +1,10 @@
 package portal
 
 import (
+	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -285,5 +288,79 @@ func TestAPIRedeemConcurrentlyOnce(t *testing.T) {
 	wg.Wait()
 	if ok != 1 {
 		t.Errorf("%d successful redeems of one code, want 1", ok)
+	}
+}
+
+// Behind a trusted reverse proxy, clients are told apart by the address
+// the proxy recorded; a client that sends X-Forwarded-For itself gains
+// nothing.
+func TestRateLimitBehindTrustedProxy(t *testing.T) {
+	loopback := func(c *Config, _ *Deps) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} }
+	e := newEnv(t, loopback)
+	badKey := func(xff string) int {
+		req, _ := http.NewRequest("GET", e.ts.URL+"/api/v1/connections", nil)
+		req.Header.Set("Authorization", "Bearer mgk_0123456789abcdef_nope")
+		req.Header.Set("X-Forwarded-For", xff)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	var status int
+	for range 21 {
+		status = badKey("198.51.100.7")
+	}
+	if status != http.StatusTooManyRequests {
+		t.Fatalf("21st bad key from 198.51.100.7 via the proxy: %d, want 429", status)
+	}
+	if status := badKey("203.0.113.9"); status != http.StatusUnauthorized {
+		t.Errorf("another client via the same proxy: %d, want 401 (not limited)", status)
+	}
+	// A client spoofing the header is still the address the proxy saw.
+	if status := badKey("203.0.113.9, 198.51.100.7"); status != http.StatusTooManyRequests {
+		t.Errorf("limited client prepending a forged address: %d, want 429", status)
+	}
+
+	// Without trusted proxies the header is ignored: every request comes
+	// from the loopback peer.
+	e = newEnv(t)
+	for i := range 21 {
+		status = badKey(fmt.Sprintf("198.51.100.%d", i))
+	}
+	if status != http.StatusTooManyRequests {
+		t.Errorf("21st bad key with rotating X-Forwarded-For and no trusted proxy: %d, want 429", status)
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	s := &Server{cfg: Config{TrustedProxies: []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8"),
+	}}}
+	for _, tc := range []struct {
+		remote string
+		xff    []string
+		want   string
+	}{
+		{"192.0.2.1:5000", nil, "192.0.2.1"},
+		{"192.0.2.1:5000", []string{"198.51.100.7"}, "192.0.2.1"}, // untrusted peer: header ignored
+		{"10.1.2.3:5000", nil, "10.1.2.3"},
+		{"10.1.2.3:5000", []string{"198.51.100.7"}, "198.51.100.7"},
+		{"10.1.2.3:5000", []string{"198.51.100.7, 10.9.9.9"}, "198.51.100.7"}, // two proxies
+		{"10.1.2.3:5000", []string{"203.0.113.1", "198.51.100.7"}, "198.51.100.7"},
+		{"10.1.2.3:5000", []string{"forged, 198.51.100.7"}, "198.51.100.7"},
+		{"10.1.2.3:5000", []string{"198.51.100.7, garbage"}, "10.1.2.3"},
+		{"[fd00::1]:5000", []string{"2001:db8::7"}, "2001:db8::7"},
+		{"[::ffff:10.1.2.3]:5000", []string{"198.51.100.7"}, "198.51.100.7"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = tc.remote
+		for _, h := range tc.xff {
+			r.Header.Add("X-Forwarded-For", h)
+		}
+		if got := s.clientIP(r); got != tc.want {
+			t.Errorf("clientIP(%s, X-Forwarded-For %q) = %s, want %s", tc.remote, tc.xff, got, tc.want)
+		}
 	}
 }

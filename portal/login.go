@@ -33,7 +33,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.now()
-	ip, user := clientIP(r), strings.ToLower(name)
+	ip, user := s.clientIP(r), strings.ToLower(name)
 	if wait := max(s.loginIP.Wait(ip, now), s.loginName.Wait(user, now)); wait > 0 {
 		s.metrics.logins.WithLabelValues("limited").Inc()
 		retryAfterHeader(w, &rateLimitedError{retryAfter: wait})

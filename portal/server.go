@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -36,6 +37,12 @@ type Config struct {
 	// DemoRedeem lets the code page redeem the code as the DMS would, so a
 	// newcomer can finish the demo without a DMS. Never in production.
 	DemoRedeem bool
+	// TrustedProxies are the reverse proxies in front of the portal. A
+	// request from one of them is attributed, for rate limits and logs, to
+	// the last address in X-Forwarded-For that is not a trusted proxy;
+	// from anywhere else X-Forwarded-For is ignored, since a client can
+	// send it.
+	TrustedProxies []netip.Prefix
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer // nil: metrics are not registered
@@ -352,13 +359,46 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// clientIP is the peer address; proxies' headers are not trusted.
-func clientIP(r *http.Request) string {
+// clientIP is the address of the client behind r: the peer, or, when the
+// peer is a trusted proxy, the nearest untrusted address the proxies
+// recorded in X-Forwarded-For.
+func (s *Server) clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if !s.trusted(host) {
+		return host
+	}
+	var hops []string
+	for _, h := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(h, ",")...)
+	}
+	for _, hop := range slices.Backward(hops) {
+		hop = strings.TrimSpace(hop)
+		if _, err := netip.ParseAddr(hop); err != nil {
+			break // a proxy wrote nonsense: stop at the last address we can tell
+		}
+		host = hop
+		if !s.trusted(hop) {
+			break
+		}
 	}
 	return host
+}
+
+func (s *Server) trusted(addr string) bool {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 func randomToken() string { return oauth2.GenerateVerifier() }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -48,10 +49,11 @@ type Config struct {
 	OIDCCustomer     string
 	OIDCGroupsURL    string
 
-	SecretKey    []byte
-	ConnectGroup string
-	PollInterval time.Duration
-	LogLevel     string
+	SecretKey      []byte
+	ConnectGroup   string
+	TrustedProxies []netip.Prefix
+	PollInterval   time.Duration
+	LogLevel       string
 
 	// Demo is set by `mailgate demo`: the simulator stands in for Microsoft
 	// and missing secrets are generated.
@@ -116,6 +118,24 @@ func settings() []setting {
 		{name: "OIDC_CUSTOMER", def: "", usage: "customer that single sign-on users belong to", set: str(func(c *Config) *string { return &c.OIDCCustomer })},
 		{name: "OIDC_GROUPS_URL", def: "", usage: "where to look up groups when the token has too many to carry (Microsoft: <graph>/me/getMemberGroups)", set: str(func(c *Config) *string { return &c.OIDCGroupsURL })},
 		{name: "CONNECT_GROUP", def: "mailbox-connect", usage: "portal group whose members may connect mailboxes", set: str(func(c *Config) *string { return &c.ConnectGroup })},
+		{name: "TRUSTED_PROXIES", def: "", usage: "reverse proxies in front of the portal, comma-separated addresses or CIDRs; their X-Forwarded-For names the client for rate limits and logs", set: func(c *Config, v string) error {
+			c.TrustedProxies = nil
+			for _, f := range strings.Split(v, ",") {
+				if f = strings.TrimSpace(f); f == "" {
+					continue
+				}
+				p, err := netip.ParsePrefix(f)
+				if err != nil {
+					a, aerr := netip.ParseAddr(f)
+					if aerr != nil {
+						return fmt.Errorf("%q is neither an address nor a CIDR", f)
+					}
+					p = netip.PrefixFrom(a, a.BitLen())
+				}
+				c.TrustedProxies = append(c.TrustedProxies, p.Masked())
+			}
+			return nil
+		}},
 		{name: "POLL_INTERVAL", def: "1m", usage: "how often an idle connection is polled", set: func(c *Config, v string) error {
 			d, err := time.ParseDuration(v)
 			c.PollInterval = d

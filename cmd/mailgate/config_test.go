@@ -3,7 +3,9 @@ package main
 import (
 	"flag"
 	"io"
+	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -165,3 +167,21 @@ func TestRedactURL(t *testing.T) {
 }
 
 func writeFile(name, content string) error { return os.WriteFile(name, []byte(content), 0o600) }
+
+func TestConfigTrustedProxies(t *testing.T) {
+	env := validEnv()
+	env["MAILGATE_TRUSTED_PROXIES"] = "10.0.0.0/8, 192.0.2.7,fd00::/8"
+	cfg, err := load(t, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("fd00::/8")}
+	if !slices.Equal(cfg.TrustedProxies, want) {
+		t.Errorf("trusted proxies = %v, want %v", cfg.TrustedProxies, want)
+	}
+	env["MAILGATE_TRUSTED_PROXIES"] = "10.0.0.0/8,proxy.example.com"
+	if _, err := load(t, env); err == nil || !strings.Contains(err.Error(), "MAILGATE_TRUSTED_PROXIES") ||
+		!strings.Contains(err.Error(), `"proxy.example.com" is neither an address nor a CIDR`) {
+		t.Errorf("a host name as trusted proxy: err = %v", err)
+	}
+}

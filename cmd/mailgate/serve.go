@@ -302,14 +302,15 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 			Audit:       w.Publisher,
 			Trigger:     trigger,
 		}, portal.Config{
-			PublicURL:    cfg.PublicURL,
-			ConnectGroup: cfg.ConnectGroup,
-			OIDC:         oidc,
-			DemoRedeem:   cfg.Demo,
-			Logger:       log,
-			Registerer:   w.Registry,
-			Gatherer:     w.Registry,
-			Ready:        func(ctx context.Context) error { return ready(ctx, nc, w.Store) },
+			PublicURL:      cfg.PublicURL,
+			ConnectGroup:   cfg.ConnectGroup,
+			OIDC:           oidc,
+			DemoRedeem:     cfg.Demo,
+			TrustedProxies: cfg.TrustedProxies,
+			Logger:         log,
+			Registerer:     w.Registry,
+			Gatherer:       w.Registry,
+			Ready:          func(ctx context.Context) error { return ready(ctx, nc, w.Store) },
 		})
 		if err != nil {
 			return nil, err
