@@ -24,9 +24,17 @@ import (
 // SHA-256, fsyncs it and hard-links it to its final name, then fsyncs the
 // directory: a document under its key is always complete and durable, and
 // the link fails rather than replacing an existing document.
+//
+// A put cut short by a crash leaves its temporary file behind; the first
+// put into a directory in each process removes those older than an hour.
 type DirStore struct {
-	dir string
+	dir   string
+	swept sync.Map // directories swept of stale temporary files
 }
+
+// staleTemp is the age after which a temporary file is a crash's leftover:
+// far beyond any put in progress.
+const staleTemp = time.Hour
 
 // dirMeta is the sidecar file of a DirStore object.
 type dirMeta struct {
@@ -82,6 +90,9 @@ func (d *DirStore) Put(ctx context.Context, key string, body io.Reader, size int
 	dir := filepath.Dir(dataPath)
 	if err := d.ensureDir(dir); err != nil {
 		return ObjectRef{}, fmt.Errorf("archive: dir put %s: %w", key, err)
+	}
+	if _, done := d.swept.LoadOrStore(dir, true); !done {
+		d.sweep(dir, time.Now().Add(-staleTemp))
 	}
 
 	tmp, err := os.CreateTemp(dir, ".tmp-*")
@@ -198,6 +209,23 @@ func (d *DirStore) ensureDir(dir string) error {
 		return err
 	}
 	return syncDir(parent)
+}
+
+// sweep removes the temporary files in dir older than before. It is best
+// effort: a leftover costs disk space, never correctness.
+func (d *DirStore) sweep(dir string, before time.Time) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".tmp-") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.ModTime().Before(before) {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 func syncDir(dir string) error {

@@ -7,10 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -255,6 +258,42 @@ func TestDirStore(t *testing.T) {
 		t.Errorf("Bucket = %q, want dir:<absolute path>", st.Bucket())
 	}
 	testStore(t, st)
+}
+
+// A crash mid-put leaves a temporary file; the next process's first put
+// into that directory removes it once it is an hour old.
+func TestDirStoreSweepsCrashLeftovers(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "firma", "2026", "11")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	stale, fresh := filepath.Join(dir, ".tmp-123"), filepath.Join(dir, ".tmp-456")
+	for _, f := range []string{stale, fresh} {
+		if err := os.WriteFile(f, []byte("half a docu"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	st, err := archive.NewDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte("%PDF-1.7 invoice")
+	sum := sha256.Sum256(body)
+	key := "firma/2026/11/" + hex.EncodeToString(sum[:]) + ".pdf"
+	if _, err := st.Put(t.Context(), key, bytes.NewReader(body), int64(len(body)), hex.EncodeToString(sum[:]), archive.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a 2-hour-old temporary file survived the put: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a fresh temporary file (a put in progress?) was removed: %v", err)
+	}
 }
 
 func TestS3Store(t *testing.T) {
