@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/mailgate/mailgate/archive"
 	"github.com/mailgate/mailgate/connector"
 )
@@ -577,6 +579,31 @@ func TestRunPollsAndStopsCleanly(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return")
+	}
+}
+
+// A connection this replica no longer polls (paused, deleted) has no lag
+// series left behind at a stale value.
+func TestRunDropsLagOfForgottenConnection(t *testing.T) {
+	e := newEnv(t, connector.PostNone)
+	want := deliverMix(t, e.mb, 10)
+	im := e.importer(t, "r1", func(c *Config) { c.Now, c.After, c.PollInterval = time.Now, time.After, time.Hour })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- im.Run(ctx) }()
+	waitFor(t, func() bool { n, _ := e.events.counts(); return n == want.imported })
+	waitFor(t, func() bool { return testutil.CollectAndCount(im.metrics.lag) == 1 })
+	if _, err := e.conns.Update(ctx, e.conn.ID, func(c *connector.Connection) error {
+		c.State = connector.StatePaused
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return testutil.CollectAndCount(im.metrics.lag) == 0 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -65,9 +65,13 @@ func (im *Importer) Run(ctx context.Context) error {
 		case send <- job:
 			s.start(job.id)
 		case r := <-results:
-			s.done(r)
+			if s.done(r) {
+				im.forget(r.id)
+			}
 		case list := <-lists:
-			s.assign(list)
+			for _, id := range s.assign(list) {
+				im.forget(id)
+			}
 		case id := <-im.trigger:
 			s.trigger(id)
 		case <-wake:
@@ -132,6 +136,7 @@ func (im *Importer) work(ctx context.Context, j runJob) runResult {
 	}
 	c, err := im.deps.Connections.Get(ctx, j.id)
 	if connector.IsKind(err, connector.NotFound) {
+		im.forget(j.id)
 		return runResult{id: j.id}
 	}
 	if err != nil {
@@ -141,11 +146,14 @@ func (im *Importer) work(ctx context.Context, j runJob) runResult {
 		return later
 	}
 	if !workable(c.State) {
+		im.forget(j.id)
 		return runResult{id: j.id}
 	}
 	res, next, err := im.syncPass(ctx, c)
 	switch {
 	case errors.Is(err, ErrLeased):
+		// Another replica works it and reports its lag.
+		im.metrics.lag.DeleteLabelValues(j.id)
 	case err != nil && stopped(err):
 	case err != nil:
 		im.log.Warn("importer: pass failed", "connection_id", j.id, "kind", connector.KindOf(err).String(),
@@ -161,6 +169,12 @@ func (im *Importer) work(ctx context.Context, j runJob) runResult {
 		return runResult{id: j.id, next: next}
 	}
 	return later
+}
+
+// forget drops what this replica reports about a connection it no longer
+// polls.
+func (im *Importer) forget(id string) {
+	im.metrics.lag.DeleteLabelValues(id)
 }
 
 // workable reports whether Run polls a connection in state s; failing

@@ -47,11 +47,11 @@ func (s *schedule) start(id string) {
 
 // done takes a worker's result: the connection is due again at r.next, or
 // forgotten when r.next is zero. A trigger that came meanwhile makes it
-// due at once.
-func (s *schedule) done(r runResult) {
+// due at once. It reports whether it forgot the connection.
+func (s *schedule) done(r runResult) (forgot bool) {
 	e := s.byID[r.id]
 	if e == nil || !e.active {
-		return
+		return false
 	}
 	e.active = false
 	switch {
@@ -59,11 +59,12 @@ func (s *schedule) done(r runResult) {
 		e.due = time.Time{}
 	case e.dropped || r.next.IsZero():
 		delete(s.byID, e.id)
-		return
+		return true
 	default:
 		e.due = r.next
 	}
 	heap.Push(&s.queue, e)
+	return false
 }
 
 // trigger makes id due at once, skipping the status check. An unknown id
@@ -89,7 +90,8 @@ func (s *schedule) trigger(id string) {
 // assign takes a scan's list: new workable connections are due at once
 // (their worker reads the status to learn the real time), and those no
 // longer listed as workable are forgotten, unless they wait for a trigger.
-func (s *schedule) assign(conns []connector.Connection) {
+// It returns the connections it forgot.
+func (s *schedule) assign(conns []connector.Connection) (forgotten []string) {
 	listed := make(map[string]bool, len(conns))
 	for _, c := range conns {
 		if !workable(c.State) {
@@ -112,8 +114,10 @@ func (s *schedule) assign(conns []connector.Connection) {
 		default:
 			heap.Remove(&s.queue, e.index)
 			delete(s.byID, id)
+			forgotten = append(forgotten, id)
 		}
 	}
+	return forgotten
 }
 
 // schedQueue is a heap of entries: triggered first, then by due time.
