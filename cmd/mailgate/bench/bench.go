@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/mailgate/mailgate/archive"
 	"github.com/mailgate/mailgate/connector"
 	"github.com/mailgate/mailgate/importer"
+	"github.com/mailgate/mailgate/internal/minioproc"
 )
 
 // Scenario names for Options.Only.
@@ -255,34 +257,37 @@ type bencher struct {
 	dir      string
 	progress io.Writer
 
-	minio *minioServer
+	minio *minioproc.Server
 	store importer.Store
 	raw   rawPutter
 }
 
 func (b *bencher) openStore(ctx context.Context, rep *Report) error {
 	if !b.opts.NoMinIO {
-		bin, err := findMinIO(b.opts.MinIO)
+		bin, err := minioproc.Find(b.opts.MinIO)
 		if err != nil {
 			fmt.Fprintf(b.progress, "MinIO missing (%v): using the directory archive\n", err)
 		} else {
-			m, err := startMinIO(ctx, bin, b.dir)
+			m, err := minioproc.New(bin, filepath.Join(b.dir, "minio"), "mailgate-bench", "mailgate-bench")
 			if err != nil {
-				return err
-			}
-			st, err := archive.NewS3(ctx, m.cfg)
-			if err != nil {
-				m.stop()
 				return fmt.Errorf("bench: %w", err)
 			}
-			raw, err := newRawS3(m.cfg)
+			if err := m.Start(ctx); err != nil {
+				return fmt.Errorf("bench: %w", err)
+			}
+			st, err := archive.NewS3(ctx, m.Config())
 			if err != nil {
-				m.stop()
+				m.Stop()
+				return fmt.Errorf("bench: %w", err)
+			}
+			raw, err := newRawS3(m.Config())
+			if err != nil {
+				m.Stop()
 				return err
 			}
 			b.minio, b.store, b.raw = m, st, raw
 			rep.Store = "minio"
-			rep.Machine.MinIO = minioVersion(bin)
+			rep.Machine.MinIO = minioproc.Version(bin)
 			return nil
 		}
 	}
@@ -298,7 +303,7 @@ func (b *bencher) openStore(ctx context.Context, rep *Report) error {
 
 func (b *bencher) closeStore() {
 	if b.minio != nil {
-		b.minio.stop()
+		b.minio.Stop()
 	}
 }
 
