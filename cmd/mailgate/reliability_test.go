@@ -328,20 +328,32 @@ func startCluster(t *testing.T) string {
 		}
 		urls = append(urls, srv.ClientURL())
 	}
-	// Wait for the JetStream meta leader, so replicated streams can be made.
+	// Wait until a replicated stream can be made: a meta leader alone is not
+	// enough while the other peers are still reported offline.
+	nc, err := nats.Connect(strings.Join(urls, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		leader := false
-		for _, srv := range servers {
-			leader = leader || srv.JetStreamIsLeader()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PROBE", Subjects: []string{"probe.>"}, Replicas: 3})
+		if err == nil {
+			err = js.DeleteStream(ctx, "PROBE")
 		}
-		if leader {
+		cancel()
+		if err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no JetStream meta leader in the cluster")
+			t.Fatalf("the NATS cluster cannot place a replicated stream: %v", err)
 		}
-		time.Sleep(100 * time.Millisecond) // the server has no leader-elected notification
+		time.Sleep(200 * time.Millisecond) // the cluster has no "all peers joined" notification
 	}
 	return strings.Join(urls, ",")
 }

@@ -182,15 +182,16 @@ func (m *Main) Run(ctx context.Context) error {
 	return err
 }
 
-// wireWithRetry retries wire while JetStream does not answer in time: in a
-// cluster that is starting, or when replicas create the same streams and
-// buckets at once, the first requests can time out. Creating them is
-// idempotent, so a retry is safe.
+// wireWithRetry retries wire while JetStream is not ready: in a cluster
+// that is starting, requests time out, or are refused while the cluster
+// has no leader or too few peers for the replicas asked for; when replicas
+// create the same streams and buckets at once, the first requests can time
+// out. Creating them is idempotent, so a retry is safe.
 func (m *Main) wireWithRetry(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*Wiring, error) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for attempt := 1; ; attempt++ {
 		w, err := m.wire(ctx, nc, js)
-		if err == nil || !isTimeout(err) || time.Now().After(deadline) {
+		if err == nil || !notReady(err) || time.Now().After(deadline) {
 			return w, err
 		}
 		m.Logger.Warn("jetstream not answering yet, retrying", "attempt", attempt, "err", err)
@@ -202,8 +203,24 @@ func (m *Main) wireWithRetry(ctx context.Context, nc *nats.Conn, js jetstream.Je
 	}
 }
 
-func isTimeout(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse)
+// notReady reports whether err is JetStream not ready yet rather than
+// refusing for good.
+func notReady(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case 10005, // no suitable peers for placement: peers not joined yet
+		10008, // JetStream system temporarily unavailable
+		10009, // cluster cannot handle the request: no meta leader
+		jetstream.JSErrCodeJetStreamNotEnabled:
+		return true
+	}
+	return false
 }
 
 // wire builds the packages in dependency order. Only cmd knows them all.
