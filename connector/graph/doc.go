@@ -26,9 +26,9 @@
 // When a wait for the limiter (a remembered Retry-After or the request
 // budget) would outlast the request's deadline, the operation fails at once
 // with Kind Throttled and the remaining wait as RetryAfter, without sending.
-// The budget is a token bucket with a burst of a tenth of Requests, refilled
-// with the other nine tenths over Window, so no sliding window of Window ever
-// sees more than Requests.
+// The budget is a token bucket with a burst of a twentieth of Requests,
+// refilled with the other nineteen twentieths over Window, so no sliding
+// window of Window ever sees more than Requests.
 //
 // Content ($value of a message or an attachment) is streamed: the response
 // body is handed to the caller, and the mailbox's in-flight slot is held until

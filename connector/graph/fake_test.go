@@ -283,7 +283,7 @@ func TestInFlightLimit(t *testing.T) {
 }
 
 func TestRequestBudget(t *testing.T) {
-	l := newLimiter(4, 20, time.Hour) // burst 2, then one per 200 s
+	l := newLimiter(4, 40, time.Hour) // burst 2, then 38 more over the hour: one per 94.7 s
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	for i := range 2 {
@@ -294,8 +294,8 @@ func TestRequestBudget(t *testing.T) {
 	}
 	err := l.acquire(ctx)
 	var we *waitError
-	if !errors.As(err, &we) || we.wait < 190*time.Second || we.wait > 200*time.Second {
-		t.Errorf("third request within the window: %v, want a wait of about 200s", err)
+	if !errors.As(err, &we) || we.wait < 90*time.Second || we.wait > 95*time.Second {
+		t.Errorf("third request within the window: %v, want a wait of about 94.7s", err)
 	}
 	// The refused reservation was given back: nothing else changed.
 	if l.budget.Tokens() > 0.01 {

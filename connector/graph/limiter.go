@@ -28,10 +28,11 @@ type limiter struct {
 }
 
 // newLimiter returns a limiter for n concurrent requests and requests per
-// window. The token bucket refills (requests-burst)/window with a burst of a
-// tenth, so no sliding window ever sees more than requests.
+// window. The token bucket refills (requests-burst)/window with a burst of
+// a twentieth, so no sliding window ever sees more than requests, and a
+// busy mailbox uses 0.95 of them.
 func newLimiter(n, requests int, window time.Duration) *limiter {
-	burst := max(1, requests/10)
+	burst := max(1, requests/20)
 	refill := requests - burst
 	if refill <= 0 {
 		refill, burst = requests, 1
