@@ -13,9 +13,11 @@
 //	  ─▶ post-process the mail ─▶ mail record ─▶ … all mails of the page
 //	  ─▶ commit the next/delta link (compare-and-set)
 //
-// The mails of a page are worked MailWorkers (4) at once, and the
-// documents of a pass together are bounded to the same number, matching
-// Graph's 4 requests in flight per mailbox. The order per document (store,
+// The mails of a page are worked MailWorkers (8) at once, and the
+// documents of a pass together are bounded to the same number: twice
+// Graph's 4 requests in flight per mailbox (which the Graph client keeps
+// to), since a document spends about half its time after its download,
+// storing, announcing and recording. The order per document (store,
 // event, ledger) and per mail (all documents, then post-processing) holds
 // within each mail; the cursor is committed only after every mail of the
 // page is done, and an error anywhere leaves it before the page, which is

@@ -87,7 +87,7 @@ type Config struct {
 	PollInterval      time.Duration // idle poll; default 1m
 	LeaseTTL          time.Duration // default 30s, renewed every TTL/3
 	Workers           int           // connections worked at once; default 8
-	MailWorkers       int           // mails of a page, and documents of a pass, in flight at once; default 4, at most 4
+	MailWorkers       int           // mails of a page, and documents of a pass, in flight at once; default 8, at most 8
 	AttachmentWorkers int           // attachments of one mail in parallel; default 2, at most 4
 	Policy            PolicyConfig
 	SpoolDir          string // temporary files; "" = os.TempDir()
@@ -126,11 +126,14 @@ func (c *Config) setDefaults() {
 		c.Workers = 8
 	}
 	if c.MailWorkers <= 0 {
-		c.MailWorkers = 4
+		// Graph allows 4 requests in flight per mailbox, the Graph client
+		// keeps to that, and a document spends half its time after its
+		// download (store, event, ledger): twice as many documents keep
+		// the mailbox's 4 slots busy.
+		c.MailWorkers = 8
 	}
-	// Graph allows 4 requests in flight per mailbox; more documents at
-	// once would only queue at the client's limiter, holding spools.
-	c.MailWorkers = min(c.MailWorkers, 4)
+	// More would only queue at the client's limiter, holding spools.
+	c.MailWorkers = min(c.MailWorkers, 8)
 	if c.AttachmentWorkers <= 0 {
 		c.AttachmentWorkers = 2
 	}
