@@ -630,11 +630,8 @@ func (g *graphCall) listMessages() {
 
 func (g *graphCall) message() {
 	s := g.s
-	s.mu.Lock()
-	m := g.lookupMessage()
+	m := g.lockMessage()
 	if m == nil {
-		s.mu.Unlock()
-		g.notFound()
 		return
 	}
 	switch g.rt.endpoint {
@@ -722,6 +719,18 @@ func (g *graphCall) message() {
 	}
 }
 
+// lockMessage takes s.mu and finds the route's message. Without one it
+// answers 404 and releases s.mu again; with one the caller holds s.mu.
+func (g *graphCall) lockMessage() *message {
+	g.s.mu.Lock()
+	m := g.lookupMessage()
+	if m == nil {
+		g.s.mu.Unlock()
+		g.notFound()
+	}
+	return m
+}
+
 // lookupMessage finds the route's message (in the route's folder, if
 // any); s.mu held.
 func (g *graphCall) lookupMessage() *message {
@@ -738,11 +747,8 @@ func (g *graphCall) lookupMessage() *message {
 }
 
 func (g *graphCall) messageValue() {
-	g.s.mu.Lock()
-	m := g.lookupMessage()
+	m := g.lockMessage()
 	if m == nil {
-		g.s.mu.Unlock()
-		g.notFound()
 		return
 	}
 	mail := m.mail
@@ -779,11 +785,8 @@ func (g *graphCall) attachmentJSON(a *attachment, withContent bool) map[string]a
 }
 
 func (g *graphCall) attachments() {
-	g.s.mu.Lock()
-	m := g.lookupMessage()
+	m := g.lockMessage()
 	if m == nil {
-		g.s.mu.Unlock()
-		g.notFound()
 		return
 	}
 	atts := append([]*attachment(nil), m.attachments...)
