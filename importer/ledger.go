@@ -313,7 +313,7 @@ func (l *ledger) commitCursor(ctx context.Context, connID string, c cursor, rev 
 	} else {
 		nrev, err = l.cursors.Update(ctx, key, b, rev)
 	}
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	if casConflict(err) {
 		return 0, fmt.Errorf("importer: commit cursor %s: %w", connID, errCursorMoved)
 	}
 	if err != nil {
@@ -327,10 +327,22 @@ func (l *ledger) dropCursor(ctx context.Context, connID string, rev uint64) erro
 	if rev != 0 {
 		opts = append(opts, jetstream.LastRevision(rev))
 	}
-	if err := l.cursors.Delete(ctx, cursorKey(connID), opts...); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	err := l.cursors.Delete(ctx, cursorKey(connID), opts...)
+	if casConflict(err) {
+		return fmt.Errorf("importer: drop cursor %s: %w", connID, errCursorMoved)
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("importer: drop cursor %s: %w", connID, err)
 	}
 	return nil
+}
+
+// casConflict reports whether a Create, Update or Delete with a revision
+// failed because the key was not at the revision given. A replicated
+// bucket reports that as error 10164, which matches only
+// ErrKeyRevisionMismatch; a single server's 10071 matches both.
+func casConflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
 }
 
 func (l *ledger) status(ctx context.Context, connID string) (Status, uint64, error) {
