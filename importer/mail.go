@@ -161,4 +161,3 @@ func (p *pass) ensureMoveFolder(ctx context.Context, name string) (string, error
 	p.moveFolderID = id
 	return id, nil
 }
-

@@ -401,4 +401,3 @@ func (p *pass) wanted(m connector.Message) bool {
 func (p *pass) mailKey(m connector.Message) string {
 	return hashID(p.conn.Customer, p.conn.ID, mailIdentity(m.InternetMessageID, m.ID))
 }
-

@@ -649,4 +649,3 @@ func TestCrashBeforeContentIndex(t *testing.T) {
 		t.Errorf("%d imported, skips %v; want the second scan a duplicate", n, e.events.reasons())
 	}
 }
-
