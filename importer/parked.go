@@ -191,10 +191,13 @@ func (p *pass) park(ctx context.Context, m connector.Message, cause error) error
 	return nil
 }
 
-// retryBackoff spaces a parked mail's retries: 30 s doubling up to 30
-// minutes, jittered.
+// retryBackoff spaces a parked mail's retries: doubling from a 120th of
+// RetryFor (1 s to 30 s) up to half of it (at most 30 minutes), jittered;
+// with the default hour, 30 s, 1, 2, 4, 8, 16, 30, 30 … minutes.
 func (im *Importer) retryBackoff() backoff {
-	return backoff{base: 30 * time.Second, max: 30 * time.Minute, rand: im.backoff.rand}
+	horizon := im.cfg.Policy.RetryFor
+	base := min(max(horizon/120, time.Second), 30*time.Second)
+	return backoff{base: base, max: min(max(horizon/2, base), 30*time.Minute), rand: im.backoff.rand}
 }
 
 func parkedCount(b *backlog) int {

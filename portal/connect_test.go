@@ -495,6 +495,10 @@ func TestStatusErrorIsNotFatal(t *testing.T) {
 
 type failingStatuses struct{}
 
+func (failingStatuses) Retry(context.Context, string) (int, error) {
+	return 0, errors.New("status store down")
+}
+
 func (failingStatuses) Status(context.Context, string) (ConnectionStatus, error) {
 	return ConnectionStatus{}, errors.New("importer down")
 }

@@ -123,6 +123,31 @@ func (s *Server) resume(w http.ResponseWriter, r *http.Request, u *sessionUser) 
 	s.setState(w, r, u, connector.StatePaused, connector.StateActive, "flash.resumed")
 }
 
+// retryParked makes the connection's given-up mails due for new retries.
+func (s *Server) retryParked(w http.ResponseWriter, r *http.Request, u *sessionUser) {
+	ctx := r.Context()
+	c, err := s.ownConnection(ctx, u.Customer, r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if s.deps.Statuses == nil {
+		s.fail(w, r, invalid("error.state"))
+		return
+	}
+	n, err := s.deps.Statuses.Retry(ctx, c.ID)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("retry: %w", err))
+		return
+	}
+	if s.deps.Trigger != nil {
+		s.deps.Trigger.Trigger(c.ID)
+	}
+	s.log.InfoContext(ctx, "given-up mails retried", "connection_id", c.ID, "mails", n, "user", u.Name)
+	s.sessions.Put(ctx, "flash", "flash.retried")
+	http.Redirect(w, r, "/connections/"+url.PathEscape(c.ID), http.StatusSeeOther)
+}
+
 type disconnectData struct {
 	C    connector.Connection
 	Done bool

@@ -50,6 +50,9 @@ type TestResult struct {
 // Statuses reports what the importer knows about a connection.
 type Statuses interface {
 	Status(ctx context.Context, connectionID string) (ConnectionStatus, error)
+	// Retry makes the connection's given-up mails due for new retries and
+	// returns how many.
+	Retry(ctx context.Context, connectionID string) (int, error)
 }
 
 // ConnectionStatus is the importer's view of one connection.
@@ -63,6 +66,22 @@ type ConnectionStatus struct {
 	BackfillDone     bool
 	BackfillMessages int
 	Recent           []HistoryEntry
+	// Parked mails failed on their own and wait for a retry; GivenUp
+	// ones failed until the retry horizon and wait for a person's Retry.
+	Parked      int
+	GivenUp     int
+	ParkedMails []ParkedMail
+}
+
+// ParkedMail is a mail that failed on its own.
+type ParkedMail struct {
+	Subject    string
+	From       string
+	ReceivedAt time.Time
+	Attempts   int
+	NextRetry  time.Time
+	LastError  string
+	GaveUp     bool
 }
 
 // HistoryEntry is one recent import or skip of a connection.

@@ -60,6 +60,8 @@ type fakeStatuses struct{ st ConnectionStatus }
 
 func (f fakeStatuses) Status(context.Context, string) (ConnectionStatus, error) { return f.st, nil }
 
+func (f fakeStatuses) Retry(context.Context, string) (int, error) { return f.st.GivenUp, nil }
+
 type recordAudit struct {
 	mu     sync.Mutex
 	events []archive.ConnectionChanged

@@ -38,6 +38,10 @@ func (t tester) Test(ctx context.Context, c connector.Connection) (portal.TestRe
 // statusAdapter shows the importer's per-connection status in the portal.
 type statusAdapter struct{ r *importer.StatusReader }
 
+func (s statusAdapter) Retry(ctx context.Context, id string) (int, error) {
+	return s.r.Retry(ctx, id, "")
+}
+
 func (s statusAdapter) Status(ctx context.Context, id string) (portal.ConnectionStatus, error) {
 	st, err := s.r.Status(ctx, id)
 	if err != nil {
@@ -52,6 +56,14 @@ func (s statusAdapter) Status(ctx context.Context, id string) (portal.Connection
 		SkippedByReason:  st.SkippedByReason,
 		BackfillDone:     st.Backfill.Done,
 		BackfillMessages: st.Backfill.Messages,
+		Parked:           st.Parked,
+		GivenUp:          st.GivenUp,
+	}
+	for _, pm := range st.ParkedMails {
+		out.ParkedMails = append(out.ParkedMails, portal.ParkedMail{
+			Subject: pm.Subject, From: pm.From, ReceivedAt: pm.ReceivedAt, Attempts: pm.Attempts,
+			NextRetry: pm.NextRetry, LastError: pm.LastError, GaveUp: pm.GaveUp,
+		})
 	}
 	for _, h := range st.Recent {
 		out.Recent = append(out.Recent, portal.HistoryEntry{

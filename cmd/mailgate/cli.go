@@ -220,7 +220,7 @@ func cmdAPIKeys(ctx context.Context, e *env, args []string) error {
 
 func cmdConnections(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
-		return usageError(e, "connections: want list, show, redeem, test, pause, resume, delete or add-app")
+		return usageError(e, "connections: want list, show, redeem, test, pause, resume, retry, delete or add-app")
 	}
 	fs := newFlagSet(e, "connections "+args[0])
 	customer := fs.String("customer", "", "customer (redeem, add-app)")
@@ -231,6 +231,7 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 	secretExpires := fs.String("secret-expires", "", "expiry date of the client secret, YYYY-MM-DD (add-app)")
 	mailbox := fs.String("mailbox", "", "mailbox address (add-app)")
 	asJSON := fs.Bool("json", false, "print JSON")
+	mailKey := fs.String("mail", "", "only this given-up mail, by its key from connections show (retry)")
 	st, rest, err := connectCLI(ctx, e, fs, args[1:])
 	if err != nil {
 		return err
@@ -278,6 +279,17 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
+		// Parked mails as they are now, not as of the last pass.
+		if parked, err := statuses.Parked(ctx, id); err == nil {
+			status.ParkedMails, status.Parked, status.GivenUp = parked, 0, 0
+			for _, pm := range parked {
+				if pm.GaveUp {
+					status.GivenUp++
+				} else {
+					status.Parked++
+				}
+			}
+		}
 		// The connection without its secrets, and what the importer did
 		// with it: last and next sync, counts by skip reason, backfill
 		// progress, recent history.
@@ -313,6 +325,25 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "connection %s deleted; its tokens are wiped. Remove mailgate's permissions in Microsoft Entra (Enterprise applications) as well.\n", c.ID)
+	case "retry":
+		// Given-up mails (connections show lists them under
+		// import.parkedMails) get a new round of retries on the next poll.
+		id, err := one("retry ID [--mail KEY]")
+		if err != nil {
+			return err
+		}
+		if _, err := store.Get(ctx, id); err != nil {
+			return err
+		}
+		statuses, err := importer.NewStatusReader(ctx, st.js, st.cfg.NATSReplicas)
+		if err != nil {
+			return err
+		}
+		n, err := statuses.Retry(ctx, id, *mailKey)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%d given-up mails of connection %s are retried on its next poll\n", n, id)
 	case "redeem":
 		code, err := one("redeem CODE --customer C")
 		if err != nil {

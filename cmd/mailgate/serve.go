@@ -292,6 +292,8 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 			Replica:      cfg.Replica,
 			Replicas:     cfg.NATSReplicas,
 			PollInterval: cfg.PollInterval,
+			Workers:      cfg.Workers,
+			Policy:       importer.PolicyConfig{RetryFor: cfg.RetryFor},
 			SpoolDir:     w.SpoolDir,
 			Logger:       log,
 			Registerer:   w.Registry,
@@ -389,6 +391,11 @@ func (w *Wiring) ready(ctx context.Context) error {
 	if w.SpoolDir != "" {
 		if err := archive.CheckDir(w.SpoolDir); err != nil {
 			errs = append(errs, fmt.Errorf("spool: %w", err))
+		}
+	}
+	if w.Importer != nil {
+		if err := w.Importer.Fault(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
