@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/mailgate/mailgate/archive"
 	"github.com/mailgate/mailgate/connector"
@@ -31,7 +32,7 @@ const (
 	// beyond it the oldest are forgotten (their failed events stay).
 	maxGivenUp = 500
 	// parkedPerPass bounds the parked mails one pass retries.
-	parkedPerPass = 20
+	parkedPerPass = 100
 )
 
 var errTooManyParked = errors.New("importer: too many failing mails parked")
@@ -298,60 +299,63 @@ func (p *pass) isParked(key string) bool {
 	return ok
 }
 
-// retryParked retries the parked mails that are due, oldest due first.
-// A mail that works is unparked; one that fails again is parked again (or
-// given up); a failure that is not the mail's ends the pass.
+// retryParked retries the parked mails that are due, oldest due first,
+// up to MailWorkers at once. A mail that works is unparked; one that
+// fails again is parked again (or given up); a failure that is not the
+// mail's ends the pass.
 func (p *pass) retryParked(ctx context.Context) error {
 	im := p.im
 	now := im.cfg.Now()
 	p.mu.Lock()
-	var due []string
+	var due []*parkedMail
+	keys := make(map[*parkedMail]string)
 	for k, e := range p.backlog.Parked {
 		if !e.GaveUp && !e.Next.After(now) {
-			due = append(due, k)
+			due = append(due, e)
+			keys[e] = k
 		}
 	}
-	parked := maps.Clone(p.backlog.Parked)
 	p.mu.Unlock()
-	slices.SortFunc(due, func(x, y string) int { return parked[x].Next.Compare(parked[y].Next) })
+	if len(due) == 0 {
+		return nil
+	}
+	slices.SortFunc(due, func(x, y *parkedMail) int { return x.Next.Compare(y.Next) })
 	if len(due) > parkedPerPass {
 		due = due[:parkedPerPass]
 	}
-	for _, key := range due {
-		if err := p.live(ctx, time.Second); err != nil {
-			return err
-		}
-		pm := parked[key]
-		m, err := p.mb.Message(ctx, pm.MessageID)
-		switch {
-		case connector.IsKind(err, connector.NotFound):
-			// Deleted by a person: nothing is left to import.
-			im.log.Info("importer: parked mail is gone from the mailbox", "connection_id", p.conn.ID, "message_id", pm.MessageID)
-			if err := p.unpark(ctx, key); err != nil {
-				return err
-			}
-			continue
-		case err != nil:
-			err = fmt.Errorf("importer: message %s: %w", pm.MessageID, err)
-			m = pm.message()
-		default:
-			err = p.mail(ctx, m, func() (bool, error) { return im.ledger.mailDone(ctx, key) })
-		}
-		switch {
-		case err == nil:
-			im.log.Info("importer: parked mail imported", "connection_id", p.conn.ID, "message_id", m.ID, "attempts", pm.Attempts+1)
-			if err := p.unpark(ctx, key); err != nil {
-				return err
-			}
-		case ownerOf(err) == ownerItem:
-			if err := p.park(ctx, m, err); err != nil {
-				return err
-			}
-		default:
-			return err
-		}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(im.cfg.MailWorkers)
+	for _, pm := range due {
+		g.Go(func() error { return p.retryOne(gctx, keys[pm], *pm) })
 	}
-	return nil
+	return g.Wait()
+}
+
+func (p *pass) retryOne(ctx context.Context, key string, pm parkedMail) error {
+	im := p.im
+	if err := p.live(ctx, time.Second); err != nil {
+		return err
+	}
+	m, err := p.mb.Message(ctx, pm.MessageID)
+	switch {
+	case connector.IsKind(err, connector.NotFound):
+		// Deleted by a person: nothing is left to import.
+		im.log.Info("importer: parked mail is gone from the mailbox", "connection_id", p.conn.ID, "message_id", pm.MessageID)
+		return p.unpark(ctx, key)
+	case err != nil:
+		err = fmt.Errorf("importer: message %s: %w", pm.MessageID, err)
+		m = pm.message()
+	default:
+		err = p.mail(ctx, m, func() (bool, error) { return im.ledger.mailDone(ctx, key) })
+	}
+	switch {
+	case err == nil:
+		im.log.Info("importer: parked mail imported", "connection_id", p.conn.ID, "message_id", m.ID, "attempts", pm.Attempts+1)
+		return p.unpark(ctx, key)
+	case ownerOf(err) == ownerItem && ctx.Err() == nil:
+		return p.park(ctx, m, err)
+	}
+	return err
 }
 
 // markWorking notes, once per pass and before its first announcement, that
