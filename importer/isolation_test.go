@@ -392,3 +392,20 @@ func TestReplayBeyondTheDuplicateWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestMailOfTheSameSecondAsTheConnection: Graph's receivedDateTime has
+// whole seconds, the connection's creation time does not; mail received
+// in the second the mailbox was connected is new mail.
+func TestMailOfTheSameSecondAsTheConnection(t *testing.T) {
+	e := newEnv(t, connector.PostNone)
+	created := t0.Add(579 * time.Millisecond)
+	e.conn.CreatedAt = created
+	e.conn.Backfill = connector.Backfill{Mode: connector.BackfillNew}
+	e.conns = newFakeConnections(e.conn)
+	e.mb.deliver("inbox", connector.Message{InternetMessageID: "<same-second@x>", ReceivedAt: t0}, file("r.pdf", "", pdfDoc(1)))
+	e.mb.deliver("inbox", connector.Message{InternetMessageID: "<before@x>", ReceivedAt: t0.Add(-time.Second)}, file("old.pdf", "", pdfDoc(2)))
+	im := e.importer(t, "r1", nil)
+	if res := e.sync(t, im); res.Imported != 1 {
+		t.Errorf("%+v, want the mail of the same second imported and the older one left alone", res)
+	}
+}

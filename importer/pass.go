@@ -329,7 +329,9 @@ func (p *pass) page(ctx context.Context, cur cursor, page connector.DeltaPage) e
 		p.mu.Lock()
 		p.res.Messages++
 		p.mu.Unlock()
-		if cur.Mode != string(connector.BackfillAll) && !cur.Since.IsZero() && m.ReceivedAt.Before(cur.Since) {
+		// Graph's receivedDateTime has whole seconds: mail of the same
+		// second as Since counts as after it.
+		if cur.Mode != string(connector.BackfillAll) && !cur.Since.IsZero() && m.ReceivedAt.Before(cur.Since.Truncate(time.Second)) {
 			// Received before the connection (backfill "new") or before the
 			// chosen date ("since"): left alone in every round, also after a
 			// delta reset or when a person moves it in.
