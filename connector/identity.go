@@ -176,7 +176,7 @@ func (i *Identity) Exchange(ctx context.Context, code string, req AuthRequest) (
 	const op = "connector: identity: exchange code"
 	tok, err := i.oauth.Exchange(i.client(ctx), code, oauth2.VerifierOption(req.Verifier))
 	if err != nil {
-		return Consent{}, ClassifyTokenError(op, err)
+		return Consent{}, classifyToken(op, true, err)
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
@@ -239,7 +239,7 @@ func (i *Identity) idVerifier(ctx context.Context) (*oidc.IDTokenVerifier, error
 func (i *Identity) refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
 	tok, err := i.oauth.TokenSource(i.client(ctx), &oauth2.Token{RefreshToken: refreshToken}).Token()
 	if err != nil {
-		return nil, classifyToken("connector: identity: refresh token", true, err)
+		return nil, ClassifyTokenError("connector: identity: refresh token", err)
 	}
 	return tok, nil
 }
@@ -272,9 +272,9 @@ func (s classifyingSource) Token() (*oauth2.Token, error) {
 // refusals are the OAuth error codes of a token endpoint answer that only
 // a person can resolve, whatever AADSTS code Microsoft puts on them:
 // Microsoft's error reference tells clients not to depend on AADSTS
-// numbers, which it adds and changes. invalid_grant counts only on a
-// refresh (see classifyToken): on a code exchange the person is still at
-// the browser and the portal explains it there.
+// numbers, which it adds and changes. invalid_grant counts on a refresh or
+// client credentials request, not on a code exchange (see classifyToken):
+// there the person is still at the browser and the portal explains it.
 var refusals = map[string]string{
 	"invalid_grant":        "the sign-in behind this connection is no longer valid (revoked, expired or ended by a policy of the organisation)",
 	"interaction_required": "Microsoft requires the person to sign in again (for example multi-factor authentication or a Conditional Access policy)",
@@ -343,21 +343,23 @@ func Explain(err error) string {
 
 // ClassifyTokenError turns an error from a token endpoint into an *Error.
 // An answer only a person can resolve is NeedsConsent: the OAuth errors
-// interaction_required, consent_required, invalid_client (a wrong or
-// expired secret) and unauthorized_client whatever their AADSTS code, and a
-// few codes documented to need a person (missing consent, MFA, Conditional
-// Access). 429 is Throttled with Retry-After; 5xx and network errors are
+// invalid_grant (the refresh token is revoked, expired or ended by a
+// policy), interaction_required, consent_required, invalid_client (a wrong
+// or expired secret) and unauthorized_client, whatever their AADSTS code. 429 is Throttled with Retry-After; 5xx and network errors are
 // Transient; anything else is Other. Code is Microsoft's AADSTS code (from
 // error_codes, else the description), or the OAuth error when there is
 // none. The result never carries the response body, only Microsoft's error,
 // code and the first line of its description.
 func ClassifyTokenError(op string, err error) error { return classifyToken(op, false, err) }
 
-// classifyToken is ClassifyTokenError; refresh says the request redeemed a
-// refresh token, where invalid_grant means the grant is gone: Microsoft's
-// advice for it is a new request to the authorize endpoint, which needs a
-// person.
-func classifyToken(op string, refresh bool, err error) error {
+// classifyToken is ClassifyTokenError; exchange says the request redeemed
+// an authorization code. There invalid_grant is a code that is spent,
+// expired or has the wrong verifier, for the portal to explain to the
+// person at the browser; elsewhere it means the grant is gone, and
+// Microsoft's advice for it is a new request to the authorize endpoint,
+// which needs a person. On an exchange only the codes of consentOnExchange
+// are NeedsConsent among invalid_grant answers.
+func classifyToken(op string, exchange bool, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -409,7 +411,7 @@ func classifyToken(op string, refresh bool, err error) error {
 	case status >= 500 || status == http.StatusRequestTimeout:
 		out.Kind = Transient
 		out.RetryAfter = retryAfter(re.Response)
-	case refused && (oauthErr != "invalid_grant" || refresh):
+	case refused && (oauthErr != "invalid_grant" || !exchange):
 		out.Kind = NeedsConsent
 	case consentOnExchange[out.Code]:
 		out.Kind = NeedsConsent

@@ -178,10 +178,10 @@ func retrieveError(status int, code, desc string, header http.Header) *oauth2.Re
 }
 
 func TestClassifyTokenError(t *testing.T) {
-	const refresh, exchange = true, false
+	const refresh, exchange = false, true
 	tests := []struct {
 		name       string
-		refresh    bool
+		exchange   bool
 		err        error
 		kind       Kind
 		code       string
@@ -218,7 +218,7 @@ func TestClassifyTokenError(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := classifyToken("op", tt.refresh, tt.err)
+			err := classifyToken("op", tt.exchange, tt.err)
 			var e *Error
 			if !errors.As(err, &e) {
 				t.Fatalf("not an *Error: %v", err)
