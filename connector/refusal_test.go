@@ -126,3 +126,97 @@ func TestTokenRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestPrimeUsesTheExchangedToken: the access token of a code exchange
+// serves the connection's first calls; the new refresh token is not
+// redeemed straight away.
+func TestPrimeUsesTheExchangedToken(t *testing.T) {
+	ctx := context.Background()
+	e := newSimEnv(t)
+	req := connector.NewAuthRequest()
+	code, _ := e.consent(t, req)
+	consent, err := e.id.Exchange(ctx, code, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := e.sealer.Seal([]byte(consent.RefreshToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.store.Create(ctx, connector.Connection{Customer: "acme", TenantID: consent.TenantID, Mailbox: graphtest.DefaultMailbox,
+		Mode: connector.Delegated, State: connector.StatePending, ConsentedBy: consent.Username, RefreshToken: sealed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := e.sim.Counters().Total("token")
+	e.tokens.Prime(c.ID, consent.Token)
+	for range 3 {
+		tok, err := e.tokens.AccessToken(ctx, c.ID)
+		if err != nil || tok != consent.Token.AccessToken {
+			t.Fatalf("AccessToken after Prime: %v (same token: %v)", err, tok == consent.Token.AccessToken)
+		}
+		if tok2, err := e.tokens.TestToken(ctx, c); err != nil || tok2 != tok {
+			t.Fatalf("TestToken after Prime: %v", err)
+		}
+	}
+	if n := e.sim.Counters().Total("token") - before; n != 0 {
+		t.Errorf("%d token requests after the code exchange, want 0", n)
+	}
+}
+
+// TestTestTokenCandidate: a reconnect tests new app credentials before it
+// stores them; the test neither needs the stored state to be active nor
+// changes it, and a connection in needs_consent still sends no token
+// request of its own.
+func TestTestTokenCandidate(t *testing.T) {
+	ctx := context.Background()
+	e := newSimEnv(t)
+	old, err := e.sealer.Seal([]byte("an-expired-secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.store.Create(ctx, connector.Connection{Customer: "acme", TenantID: graphtest.DefaultTenantID, Mailbox: graphtest.DefaultMailbox,
+		Mode: connector.AppOnly, State: connector.StateActive, ClientID: graphtest.DefaultClientID, ClientSecret: old})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.tokens.AccessToken(ctx, c.ID); !connector.IsKind(err, connector.NeedsConsent) {
+		t.Fatalf("stored wrong secret: %v, want needs_consent", err)
+	}
+	before := e.sim.Counters().Total("token")
+	if _, err := e.tokens.AccessToken(ctx, c.ID); !connector.IsKind(err, connector.NeedsConsent) {
+		t.Fatalf("AccessToken in needs_consent: %v", err)
+	}
+	if n := e.sim.Counters().Total("token") - before; n != 0 {
+		t.Fatalf("%d token requests for a connection in needs_consent", n)
+	}
+
+	candidate := c
+	candidate.ClientSecret, err = e.sealer.Seal([]byte(graphtest.DefaultClientSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := e.tokens.TestToken(ctx, candidate)
+	if err != nil || tok == "" {
+		t.Fatalf("TestToken with the new secret: %v", err)
+	}
+	wrong := c
+	wrong.ClientSecret, _ = e.sealer.Seal([]byte("another-wrong-secret"))
+	if _, err := e.tokens.TestToken(ctx, wrong); !connector.IsKind(err, connector.NeedsConsent) {
+		t.Fatalf("TestToken with a wrong secret: %v, want needs_consent", err)
+	}
+	if got, _ := e.store.Get(ctx, c.ID); got.State != connector.StateNeedsConsent {
+		t.Errorf("state %s after candidate tests, want needs_consent untouched", got.State)
+	}
+	if ch := e.changesOf(c.ID); !slices.Equal(ch, []connector.State{connector.StateNeedsConsent}) {
+		t.Errorf("state changes %v, want only the first [needs_consent]", ch)
+	}
+	// The stored connection still waits for a person: no token request.
+	before = e.sim.Counters().Total("token")
+	if _, err := e.tokens.AccessToken(ctx, c.ID); !connector.IsKind(err, connector.NeedsConsent) {
+		t.Fatalf("AccessToken after candidate tests: %v", err)
+	}
+	if n := e.sim.Counters().Total("token") - before; n != 0 {
+		t.Errorf("%d token requests for the stored connection after candidate tests", n)
+	}
+}

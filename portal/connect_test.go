@@ -98,6 +98,17 @@ func TestWizardDelegatedWithSimulator(t *testing.T) {
 	if err != nil || len(plain) == 0 || bytes.Contains(c.RefreshToken, plain) {
 		t.Errorf("refresh token not sealed: %v", err)
 	}
+	// The connection test uses the code exchange's access token; nobody
+	// redeemed the new refresh token straight away.
+	if e.tester.primedFor(c.ID) == "" {
+		t.Error("the code exchange's access token was not handed to the connection test")
+	}
+	if n := e.sim.Counters().Requests["token"][http.StatusOK]; n != 1 {
+		t.Errorf("%d successful token requests for one connect, want 1 (the code exchange)", n)
+	}
+	if q := auth.Query(); q.Has("login_hint") && q.Has("prompt") {
+		t.Errorf("authorize URL sends login_hint and prompt=%s together", q.Get("prompt"))
+	}
 
 	// The callback's state is single use.
 	if r := b.get(r.header.Get("X-Unused") + "/connect/callback?" + auth.Query().Encode()); r.status != http.StatusBadRequest {
@@ -437,6 +448,9 @@ func TestReconnectWithSimulator(t *testing.T) {
 	r = b.consent(auth, graphtest.DefaultUser, true)
 	if r.status != http.StatusSeeOther || r.location() != "/connections/"+c.ID {
 		t.Fatalf("reconnect callback: %d %q %s", r.status, r.location(), r.body)
+	}
+	if e.tester.primedFor(c.ID) == "" {
+		t.Error("the reconnect's code exchange token was not handed to the connection test")
 	}
 	got, _ := e.store.Get(ctx, c.ID)
 	plain, err := e.sealer.Open(got.RefreshToken)
