@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailgate/mailgate/archive"
+	"github.com/mailgate/mailgate/archive/archivetest"
+	"github.com/mailgate/mailgate/connector"
+	"github.com/mailgate/mailgate/connector/graphtest"
+)
+
+// TestRefusedSignInStopsAtOnce runs `mailgate serve --role importer` with a
+// delegated connection that imports, then has the simulator refuse every
+// refresh of it with invalid_grant and an AADSTS code no list knows (as
+// Microsoft may, for example AADSTS70043 under a sign-in frequency policy).
+// The connection must reach needs_consent on the first refused refresh,
+// with one connection.changed event and a general explanation, and no
+// token request may follow: a second, healthy connection's polls are the
+// clock for "several poll intervals later".
+func TestRefusedSignInStopsAtOnce(t *testing.T) {
+	const (
+		poll    = 5 * time.Second // MAILGATE_POLL_INTERVAL of infra.env
+		unknown = 99999
+	)
+	bin := mailgateBinary(t)
+	in := newDirInfra(t)
+	// Access tokens live 2m5s; connector.Tokens replaces them two minutes
+	// before expiry, so the importer refreshes about every 5 s.
+	in.sim.SetTokenLifetime(2*time.Minute + 5*time.Second)
+	ctx := context.Background()
+	store, err := connector.NewStore(ctx, in.js, connector.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := in.addDelegatedConnection(t, store, "firma", graphtest.DefaultMailbox)
+	const clockBox = "uhr@" + graphtest.DefaultTenantDomain
+	in.sim.AddMailbox(graphtest.Mailbox{Address: clockBox, DisplayName: "Uhr", Shared: true})
+	clock := in.addAppConnection(t, "firma", clockBox)
+	in.deliverInvoices(t, graphtest.DefaultMailbox, 1)
+	p := startProc(t, bin, append(in.env(), "MAILGATE_REPLICA=signin", "MAILGATE_LOG_LEVEL=debug"), "serve", "--role", "importer")
+
+	// The delegated connection works: its invoice arrives.
+	eventually(t, time.Minute, "the delegated connection's invoice", func() bool {
+		if p.exited() {
+			t.Fatalf("the importer exited:\n%s", p.stderr())
+		}
+		_, distinct, _ := in.tally(t)
+		return distinct >= 1
+	})
+	if refused := in.sim.Counters().Requests["token"][http.StatusBadRequest]; refused != 0 {
+		t.Fatalf("%d token requests refused before the fault", refused)
+	}
+
+	// Microsoft ends the grant with a code mailgate has never seen.
+	in.sim.Inject(graphtest.Fault{PathContains: "/oauth2/v2.0/token", Grant: "refresh_token",
+		AADSTS: unknown, Suberror: "token_expired",
+		Description: "The refresh token has expired or is invalid due to a policy of the tenant."})
+	injectedAt := time.Now()
+	var stopped connector.Connection
+	eventually(t, 2*time.Minute, "the connection to need consent", func() bool {
+		c, err := store.Get(ctx, conn.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stopped = c
+		return c.State != connector.StateActive
+	})
+	reached := time.Since(injectedAt)
+	refusedAt := in.sim.Counters().Requests["token"][http.StatusBadRequest]
+	if stopped.State != connector.StateNeedsConsent {
+		t.Fatalf("state %s (%q), want needs_consent", stopped.State, stopped.LastError)
+	}
+	if refusedAt != 1 {
+		t.Errorf("%d refused token requests until needs_consent, want 1: the first refusal stops the connection", refusedAt)
+	}
+	// The cached token lasts at most 5 s more, then the next poll refreshes.
+	if limit := 5*time.Second + poll + 5*time.Second; reached > limit {
+		t.Errorf("needs_consent %s after the fault, want within one poll (%s)", reached.Round(time.Millisecond), limit)
+	}
+	code := fmt.Sprintf("AADSTS%d", unknown)
+	if !strings.Contains(stopped.LastError, code) || !strings.Contains(stopped.LastError, "no longer valid") {
+		t.Errorf("explanation %q: want the general sentence for invalid_grant with %s", stopped.LastError, code)
+	}
+
+	// Several poll intervals later, counted on the healthy connection's
+	// delta requests: still no token request for the stopped one (the fault
+	// stays, so any refresh would be answered 400 again).
+	deltas := func() int {
+		n := 0
+		for _, rec := range mailboxLog(in.sim.Counters(), clockBox) {
+			if rec.Endpoint == "messages.delta" {
+				n++
+			}
+		}
+		return n
+	}
+	start := deltas()
+	eventually(t, 2*time.Minute, "three more polls of the healthy connection", func() bool { return deltas() >= start+3 })
+	c := in.sim.Counters()
+	if n := c.Requests["token"][http.StatusBadRequest]; n != refusedAt {
+		t.Errorf("%d refused token requests after needs_consent; want none after the first", n-refusedAt)
+	}
+	if got, _ := store.Get(ctx, conn.ID); got.State != connector.StateNeedsConsent {
+		t.Errorf("the connection left needs_consent on its own: %s", got.State)
+	}
+	if got, _ := store.Get(ctx, clock.ID); got.State != connector.StateActive {
+		t.Errorf("the healthy connection is %s (%q), want active", got.State, got.LastError)
+	}
+
+	changes := connectionChanges(t, in.js, conn.ID)
+	if len(changes) != 1 {
+		t.Fatalf("%d connection.changed events, want exactly 1: %+v", len(changes), changes)
+	}
+	if ch := changes[0]; ch.From != "active" || ch.To != "needs_consent" || ch.Action != "needs_consent" || ch.Actor != "importer" || ch.Error != stopped.LastError {
+		t.Errorf("connection.changed %+v", ch)
+	}
+	if log := p.stderr(); !strings.Contains(log, "connection needs consent") || !strings.Contains(log, code) {
+		t.Errorf("the importer did not log the refusal with its code")
+	}
+	t.Logf("needs_consent %s after the fault with %d refused token request; %d polls of the healthy connection later still %d",
+		reached.Round(100*time.Millisecond), refusedAt, deltas()-start, c.Requests["token"][http.StatusBadRequest])
+}
+
+// newDirInfra is the infra without MinIO: the processes archive into a
+// directory, which is all a test about sign-in needs.
+func newDirInfra(t *testing.T) *infra {
+	t.Helper()
+	srv := archivetest.RunServer(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	sim := graphtest.NewServer()
+	t.Cleanup(sim.Close)
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(i * 11)
+	}
+	return &infra{sim: sim, natsURL: srv.ClientURL(), js: js, key: key, dataDir: t.TempDir()}
+}
+
+// connectionChanges returns the connection.changed events of a connection
+// on the stream, in order.
+func connectionChanges(t *testing.T, js jetstream.JetStream, id string) []archive.ConnectionChanged {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := js.Stream(ctx, "MAILGATE")
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mailgate.*.connection.changed"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []archive.ConnectionChanged
+	for {
+		batch, err := cons.FetchNoWait(500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			ev, err := archive.Decode(msg.Data())
+			if err != nil {
+				t.Fatalf("undecodable event: %v", err)
+			}
+			if d, ok := ev.Data.(*archive.ConnectionChanged); ok && d.Connection == id {
+				out = append(out, *d)
+			}
+		}
+		if n == 0 {
+			return out
+		}
+	}
+}
