@@ -700,3 +700,53 @@ func TestLastErrorAdvice(t *testing.T) {
 		}
 	}
 }
+
+// TestNeedsConsentAdvice: the page of a connection in needs_consent says
+// what to do for its kind (sign in again, a new client secret, an
+// administrator's consent), shows the stored explanation and offers
+// “Reconnect”, which starts that very step.
+func TestNeedsConsentAdvice(t *testing.T) {
+	e := newEnv(t)
+	b := e.loggedIn("alice")
+	secret, _ := e.sealer.Seal([]byte("old-secret"))
+	const why = "Microsoft refused the sign-in: the sign-in behind this connection is no longer valid (AADSTS99999). Please connect the mailbox again."
+	tests := []struct {
+		name     string
+		set      func(c *connector.Connection)
+		advice   string
+		redirect string // where “Reconnect” leads: a prefix
+	}{
+		{"delegated", func(c *connector.Connection) {}, "Click “Reconnect” and sign in again", e.sim.LoginURL()},
+		{"own app", func(c *connector.Connection) {
+			c.Mode, c.ClientID, c.ClientSecret, c.RefreshToken = connector.AppOnly, "own-client", secret, nil
+		}, "Create a new client secret in Microsoft Entra", "/connections/"},
+		{"mailgate's app", func(c *connector.Connection) {
+			c.Mode, c.RefreshToken = connector.AppOnly, nil
+		}, "An administrator of the tenant clicks “Reconnect”", e.sim.LoginURL()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := e.connection(customerA, connector.StateActive)
+			if _, err := e.store.Update(t.Context(), c.ID, func(c *connector.Connection) error {
+				tt.set(c)
+				c.State, c.LastError, c.UpdatedBy = connector.StateNeedsConsent, why, "importer"
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			body := html.UnescapeString(b.get("/connections/" + c.ID).body)
+			for _, want := range []string{tt.advice, why, "Reconnect"} {
+				if !strings.Contains(body, want) {
+					t.Errorf("page lacks %q", want)
+				}
+			}
+			r := b.post("/connections/"+c.ID+"/reconnect", url.Values{"csrf": {b.token("/connections")}})
+			if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), tt.redirect) {
+				t.Errorf("reconnect: %d %q, want a redirect to %s…", r.status, r.location(), tt.redirect)
+			}
+			if u, err := url.Parse(r.location()); err == nil && u.Query().Has("login_hint") && u.Query().Has("prompt") {
+				t.Errorf("reconnect sends login_hint and prompt together: %s", u)
+			}
+		})
+	}
+}
