@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +19,7 @@ import (
 
 	"github.com/mailgate/mailgate/archive"
 	"github.com/mailgate/mailgate/archive/archivetest"
+	"github.com/mailgate/mailgate/cmd/mailgate/samples"
 	"github.com/mailgate/mailgate/connector"
 	"github.com/mailgate/mailgate/connector/graphtest"
 )
@@ -188,4 +194,138 @@ func connectionChanges(t *testing.T, js jetstream.JetStream, id string) []archiv
 			return out
 		}
 	}
+}
+
+// TestReconnectAfterRefusal is the person's side through the built binary
+// (`mailgate serve`, all roles): connecting uses the code exchange's access
+// token for the connection test (one token request, no refresh straight
+// away); a refusal with an unknown code puts the connection in
+// needs_consent and its page says what to do; “Reconnect” signs in again,
+// tests the new grant with the new access token and makes the connection
+// active, and it imports again.
+func TestReconnectAfterRefusal(t *testing.T) {
+	bin := mailgateBinary(t)
+	in := newDirInfra(t)
+	port := freePorts(t, 1)[0]
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	env := append(in.env(), "MAILGATE_HTTP_ADDR="+strings.TrimPrefix(base, "http://"), "MAILGATE_PUBLIC_URL="+base, "MAILGATE_REPLICA=reconnect")
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte("s3cret-passw0rd\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runCLI(t, bin, env, "users", "add", "anna", "--customer", "firma", "--group", "mailbox-connect", "--password-file", pwFile)
+	apiKey := strings.TrimSpace(runCLI(t, bin, env, "apikeys", "create", "--customer", "firma"))
+	in.deliverInvoices(t, graphtest.DefaultMailbox, 1)
+	p := startProc(t, bin, env, "serve")
+	p.waitFor(t, regexp.MustCompile(`mailgate (listening) on`), time.Minute)
+
+	b := newBrowser(t, base)
+	resp := b.form("/login", "/login", url.Values{"name": {"anna"}, "password": {"s3cret-passw0rd"}, "next": {"/"}})
+	resp.Body.Close()
+	tokens := func() int { return in.sim.Counters().Total("token") }
+
+	// Connect: one token request, the code exchange; the connection test
+	// and the redeem use its access token.
+	before := tokens()
+	b.c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	authURL := b.redirectOf(b.form("/connect", "/connect", url.Values{
+		"mailbox": {graphtest.DefaultMailbox}, "mode": {"delegated"}, "post": {"move"}, "folder": {"Archiviert"}, "backfill": {"all"},
+	}))
+	if q := authURL.Query(); q.Has("login_hint") && q.Has("prompt") {
+		t.Errorf("the sign-in request sends login_hint and prompt=%s together", q.Get("prompt"))
+	}
+	b.c.CheckRedirect = nil
+	page := b.get(b.consent(authURL).String())
+	m := codeRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no connection code after consent:\n%s", page)
+	}
+	res := redeem(t, base, apiKey, m[1])
+	conn, _ := res["connection"].(map[string]any)
+	id, _ := conn["id"].(string)
+	if conn["state"] != "active" {
+		t.Fatalf("after redeem: %v", res)
+	}
+	in.waitDistinct(t, 1, time.Minute)
+	if n := tokens() - before; n != 1 {
+		t.Errorf("connect, test, redeem and first import sent %d token requests, want 1 (the code exchange)", n)
+	}
+
+	// Microsoft ends the grant with a code no list knows. The access token
+	// is cached in memory, so a restart makes the importer refresh at once.
+	in.sim.Inject(graphtest.Fault{PathContains: "/oauth2/v2.0/token", Grant: "refresh_token", AADSTS: 99999})
+	p.stop()
+	p = startProc(t, bin, env, "serve")
+	p.waitFor(t, regexp.MustCompile(`mailgate (listening) on`), time.Minute)
+	store, err := connector.NewStore(context.Background(), in.js, connector.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "the connection to need consent", func() bool {
+		c, err := store.Get(context.Background(), id)
+		return err == nil && c.State == connector.StateNeedsConsent
+	})
+	in.sim.ClearFaults()
+	detail := html.UnescapeString(b.get("/connections/" + id))
+	for _, want := range []string{"Needs new consent", "Click “Reconnect” and sign in again", "AADSTS99999", "no longer valid"} {
+		if !strings.Contains(detail, want) {
+			t.Errorf("the connection page lacks %q", want)
+		}
+	}
+
+	// Reconnect: again one token request, the code exchange.
+	before = tokens()
+	b.c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	authURL = b.redirectOf(b.form("/connections/"+id, "/connections/"+id+"/reconnect", url.Values{}))
+	b.c.CheckRedirect = nil
+	if q := authURL.Query(); q.Has("login_hint") && q.Has("prompt") {
+		t.Errorf("the reconnect sends login_hint and prompt=%s together", q.Get("prompt"))
+	}
+	page = html.UnescapeString(b.get(b.consent(authURL).String()))
+	if !strings.Contains(page, "Reconnected. The connection test passed.") {
+		t.Fatalf("after reconnecting:\n%s", page)
+	}
+	if c, _ := store.Get(context.Background(), id); c.State != connector.StateActive || c.LastError != "" {
+		t.Errorf("after reconnecting: %s %q", c.State, c.LastError)
+	}
+	if _, err := in.sim.Deliver(graphtest.DefaultMailbox, graphtest.Mail{From: "rechnung@lieferant.example", Subject: "Rechnung 2",
+		Attachments: []graphtest.Attachment{{Name: "RE-2.pdf", ContentType: "application/pdf",
+			Content: samples.InvoicePDF("Lieferant GmbH", "RE-2", 200, time.Now())}}}); err != nil {
+		t.Fatal(err)
+	}
+	in.waitDistinct(t, 2, time.Minute)
+	if n := tokens() - before; n != 1 {
+		t.Errorf("reconnect, its test and the next import sent %d token requests, want 1 (the code exchange)", n)
+	}
+	var actions []string
+	for _, ch := range connectionChanges(t, in.js, id) {
+		actions = append(actions, ch.Action)
+	}
+	if n := strings.Count(strings.Join(actions, " "), "needs_consent"); n != 1 || actions[len(actions)-1] != "reconnect" {
+		t.Errorf("connection.changed actions %v: want one needs_consent, ending with reconnect", actions)
+	}
+}
+
+// redirectOf returns the Location of a redirect answer.
+func (b *browser) redirectOf(resp *http.Response) *url.URL {
+	b.t.Helper()
+	resp.Body.Close()
+	loc, err := resp.Location()
+	if resp.StatusCode != http.StatusSeeOther && resp.StatusCode != http.StatusFound || err != nil {
+		b.t.Fatalf("%s %s: %s, want a redirect", resp.Request.Method, resp.Request.URL.Path, resp.Status)
+	}
+	return loc
+}
+
+// consent plays the person on the simulator's sign-in and consent page and
+// returns where Microsoft sends the browser back.
+func (b *browser) consent(authURL *url.URL) *url.URL {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	back, err := graphtest.Authorize(ctx, b.c, authURL.String(), graphtest.DefaultUser, graphtest.DefaultPassword, true)
+	if err != nil {
+		b.t.Fatalf("consent: %v", err)
+	}
+	return back
 }
