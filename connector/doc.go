@@ -21,6 +21,11 @@
 //  4. The DMS redeems it (Codes.Redeem; exactly one of many concurrent
 //     redeemers wins) and the connection is tested and moved to active.
 //
+// The access token of the code exchange is handed to Tokens.Prime, so the
+// connection tests after connecting and reconnecting use it instead of
+// redeeming the new refresh token straight away; Tokens.TestToken tests a
+// reconnect's new credentials before they are stored.
+//
 // # Tokens
 //
 // Tokens.AccessToken hands out access tokens per connection, cached until

@@ -95,7 +95,9 @@ func (t *Tokens) Prime(connectionID string, tok *oauth2.Token) {
 // needs_consent, or whose tenant, client id or secret differ from the
 // stored ones, gets a client credentials token for c's own credentials,
 // neither cached nor changing the stored state, whatever Microsoft
-// answers; any other gets AccessToken's.
+// answers; any other gets AccessToken's. Only a person reconnecting tests a
+// connection in needs_consent (the portal's Retest does not), so such a
+// connection still sends no token request on its own.
 func (t *Tokens) TestToken(ctx context.Context, c Connection) (string, error) {
 	if c.Mode != AppOnly {
 		return t.AccessToken(ctx, c.ID)
