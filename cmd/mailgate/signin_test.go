@@ -306,6 +306,75 @@ func TestReconnectAfterRefusal(t *testing.T) {
 	}
 }
 
+// TestNewSecretAfterRefusal is the own-app variant through the built
+// binary: Microsoft refuses the stored client secret, the connection goes
+// to needs_consent without asking again, its page asks for a new secret,
+// and the new secret is tested before it is stored (the stored connection
+// still waits for a person, so the test cannot use the stored state) and
+// makes the connection import again.
+func TestNewSecretAfterRefusal(t *testing.T) {
+	bin := mailgateBinary(t)
+	in := newDirInfra(t)
+	port := freePorts(t, 1)[0]
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	env := append(in.env(), "MAILGATE_HTTP_ADDR="+strings.TrimPrefix(base, "http://"), "MAILGATE_PUBLIC_URL="+base, "MAILGATE_REPLICA=secret")
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte("s3cret-passw0rd\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runCLI(t, bin, env, "users", "add", "anna", "--customer", "firma", "--group", "mailbox-connect", "--password-file", pwFile)
+	store, err := connector.NewStore(context.Background(), in.js, connector.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := in.createConnection(t, store, connector.Connection{Customer: "firma", Mailbox: graphtest.DefaultMailbox, Mode: connector.AppOnly,
+		ClientID: graphtest.DefaultClientID, ClientSecret: in.seal(t, "a-secret-somebody-deleted"), SecretExpiresAt: time.Now().AddDate(1, 0, 0)})
+	in.deliverInvoices(t, graphtest.DefaultMailbox, 1)
+	p := startProc(t, bin, env, "serve")
+	p.waitFor(t, regexp.MustCompile(`mailgate (listening) on`), time.Minute)
+
+	eventually(t, time.Minute, "the connection to need consent", func() bool {
+		c, err := store.Get(context.Background(), conn.ID)
+		return err == nil && c.State == connector.StateNeedsConsent
+	})
+	tokens := func() int { return in.sim.Counters().Total("token") }
+	refused := tokens()
+	b := newBrowser(t, base)
+	resp := b.form("/login", "/login", url.Values{"name": {"anna"}, "password": {"s3cret-passw0rd"}, "next": {"/"}})
+	resp.Body.Close()
+	detail := html.UnescapeString(b.get("/connections/" + conn.ID))
+	for _, want := range []string{"Create a new client secret in Microsoft Entra", "the client secret is invalid (AADSTS7000215)"} {
+		if !strings.Contains(detail, want) {
+			t.Errorf("the connection page lacks %q", want)
+		}
+	}
+	if n := tokens() - refused; n != 0 {
+		t.Errorf("%d token requests for a connection in needs_consent", n)
+	}
+
+	// The reconnect button leads to the secret form; the new secret passes.
+	b.c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	form := b.redirectOf(b.form("/connections/"+conn.ID, "/connections/"+conn.ID+"/reconnect", url.Values{}))
+	b.c.CheckRedirect = nil
+	resp = b.form(form.Path, form.Path, url.Values{"client_secret": {graphtest.DefaultClientSecret},
+		"secret_expires": {time.Now().AddDate(1, 0, 0).Format(time.DateOnly)}})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/connections/"+conn.ID {
+		t.Fatalf("new secret: %s at %s", resp.Status, resp.Request.URL.Path)
+	}
+	if c, _ := store.Get(context.Background(), conn.ID); c.State != connector.StateActive {
+		t.Fatalf("after the new secret: %s %q", c.State, c.LastError)
+	}
+	in.waitDistinct(t, 1, time.Minute)
+	var actions []string
+	for _, ch := range connectionChanges(t, in.js, conn.ID) {
+		actions = append(actions, ch.Action)
+	}
+	if n := strings.Count(strings.Join(actions, " "), "needs_consent"); n != 1 || actions[len(actions)-1] != "reconnect" {
+		t.Errorf("connection.changed actions %v: want one needs_consent, ending with reconnect", actions)
+	}
+}
+
 // redirectOf returns the Location of a redirect answer.
 func (b *browser) redirectOf(resp *http.Response) *url.URL {
 	b.t.Helper()
