@@ -69,7 +69,7 @@ func (s *Server) showConnection(w http.ResponseWriter, r *http.Request, u *sessi
 	}
 	switch c.State {
 	case connector.StateNeedsConsent:
-		d.Advice = "advice.needs_consent"
+		d.Advice = needsConsentAdvice(c)
 	case connector.StateFailing:
 		d.Advice = lastErrorAdvice(c.LastError)
 	case connector.StatePending:
@@ -335,6 +335,21 @@ func (s *Server) message(w http.ResponseWriter, r *http.Request, status int, m m
 // tr translates a key for the request's language.
 func (s *Server) tr(r *http.Request, key string) string {
 	return page{cat: catalogue[language(r)]}.T(key)
+}
+
+// needsConsentAdvice is what a person does about a connection in
+// needs_consent, by who can give Microsoft what it wants: the person who
+// signs in (delegated), a new client secret of the customer's own app, or
+// a tenant administrator's consent to mailgate's app. It matches what
+// “Reconnect” starts for the connection.
+func needsConsentAdvice(c connector.Connection) string {
+	switch {
+	case c.Mode == connector.AppOnly && len(c.ClientSecret) > 0:
+		return "advice.needs_secret"
+	case c.Mode == connector.AppOnly:
+		return "advice.needs_admin"
+	}
+	return "advice.needs_consent"
 }
 
 // lastErrorAdvice turns a stored error text into what a person can do about

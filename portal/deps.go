@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/mailgate/mailgate/archive"
 	"github.com/mailgate/mailgate/connector"
 )
@@ -38,6 +40,14 @@ type Sealer interface {
 // Tester checks that a connection can read and move mail in its mailbox.
 type Tester interface {
 	Test(ctx context.Context, c connector.Connection) (TestResult, error)
+}
+
+// TokenPrimer is what a Tester may also implement: it keeps the access
+// token of a code exchange for the connection test that follows, so the
+// test does not redeem the new refresh token straight away
+// (*connector.Tokens.Prime behind cmd/mailgate's tester).
+type TokenPrimer interface {
+	Prime(connectionID string, tok *oauth2.Token)
 }
 
 // TestResult is the outcome of a connection test.

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 
+	"golang.org/x/oauth2"
+
 	"github.com/mailgate/mailgate/connector"
 	"github.com/mailgate/mailgate/connector/graph"
 	"github.com/mailgate/mailgate/importer"
@@ -30,8 +32,19 @@ func (g graphMailboxes) Open(_ context.Context, c connector.Connection) (importe
 // tester runs the Graph connection test for the portal.
 type tester struct{ mailboxes graphMailboxes }
 
+// Prime keeps the access token of the portal's code exchange for the
+// connection test (portal.TokenPrimer).
+func (t tester) Prime(connectionID string, tok *oauth2.Token) {
+	t.mailboxes.tokens.Prime(connectionID, tok)
+}
+
+// Test tests c as given: a reconnect tests new credentials before it
+// stores them (connector.Tokens.TestToken).
 func (t tester) Test(ctx context.Context, c connector.Connection) (portal.TestResult, error) {
-	r, err := t.mailboxes.mailbox(c).Test(ctx)
+	mb := t.mailboxes.graph.Mailbox(c.Mailbox, func(ctx context.Context) (string, error) {
+		return t.mailboxes.tokens.TestToken(ctx, c)
+	})
+	r, err := mb.Test(ctx)
 	return portal.TestResult{CanRead: r.CanRead, CanWrite: r.CanWrite, Detail: r.Detail}, err
 }
 
