@@ -230,6 +230,11 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 	clientSecretFile := fs.String("client-secret-file", "", "file with the client secret, - = standard input (add-app)")
 	secretExpires := fs.String("secret-expires", "", "expiry date of the client secret, YYYY-MM-DD (add-app)")
 	mailbox := fs.String("mailbox", "", "mailbox address (add-app)")
+	backfill := fs.String("backfill", "", "existing mail to import: new (default), since or all (add-app)")
+	since := fs.String("since", "", "with --backfill since: import mail received since this date, YYYY-MM-DD (add-app)")
+	post := fs.String("post", "", "after import: move (default), mark_read, category or none (add-app)")
+	folder := fs.String("folder", "", "with --post move: the folder to move mail to, default Archiviert (add-app)")
+	category := fs.String("category", "", "with --post category: the category to add (add-app)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	mailKey := fs.String("mail", "", "only this given-up mail, by its key from connections show (retry)")
 	st, rest, err := connectCLI(ctx, e, fs, args[1:])
@@ -369,7 +374,11 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 		return printResult(e, res)
 	case "add-app":
 		if *customer == "" || *tenant == "" || *clientID == "" || *mailbox == "" || (*clientSecret == "" && *clientSecretFile == "") {
-			return usageError(e, "connections add-app --customer C --tenant TENANT_ID --client-id ID --client-secret-file F|- --mailbox ADDRESS [--secret-expires YYYY-MM-DD]")
+			return usageError(e, "connections add-app --customer C --tenant TENANT_ID --client-id ID --client-secret-file F|- --mailbox ADDRESS [--secret-expires YYYY-MM-DD] [--backfill new|since|all] [--since YYYY-MM-DD] [--post move|mark_read|category|none] [--folder F] [--category C]")
+		}
+		bf, pp, err := addAppChoices(*backfill, *since, *post, *folder, *category, time.Now())
+		if err != nil {
+			return usageError(e, "connections add-app: %v", err)
 		}
 		secret := *clientSecret
 		if *clientSecretFile != "" {
@@ -377,7 +386,8 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 				return err
 			}
 		}
-		req := controlRequest{Customer: *customer, TenantID: *tenant, ClientID: *clientID, ClientSecret: secret, Mailbox: *mailbox, Actor: "cli"}
+		req := controlRequest{Customer: *customer, TenantID: *tenant, ClientID: *clientID, ClientSecret: secret, Mailbox: *mailbox, Actor: "cli",
+			Backfill: &bf, PostProcess: &pp}
 		if *secretExpires != "" {
 			t, err := time.Parse(time.DateOnly, *secretExpires)
 			if err != nil {
