@@ -171,7 +171,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		Ready: func(context.Context) error { return nil },
 	}
 	deps := Deps{
-		Identity: e.identity, Connections: e.store, Codes: e.codes, Sealer: e.sealer, Tester: e.tester,
+		Identity: e.identity, Connections: e.store, Tenants: e.store, Codes: e.codes, Sealer: e.sealer, Tester: e.tester,
 		Statuses: fakeStatuses{}, Audit: e.audit, Trigger: e.trigger,
 	}
 	for _, o := range opts {

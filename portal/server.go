@@ -86,8 +86,8 @@ type Server struct {
 // New builds the portal. It opens the KV buckets "users", "apikeys" and
 // "sessions", parses every view, and (with OIDC) discovers the provider.
 func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*Server, error) {
-	if deps.Identity == nil || deps.Connections == nil || deps.Codes == nil || deps.Sealer == nil || deps.Tester == nil {
-		return nil, errors.New("portal: Identity, Connections, Codes, Sealer and Tester are required")
+	if deps.Identity == nil || deps.Connections == nil || deps.Tenants == nil || deps.Codes == nil || deps.Sealer == nil || deps.Tester == nil {
+		return nil, errors.New("portal: Identity, Connections, Tenants, Codes, Sealer and Tester are required")
 	}
 	u, err := url.Parse(cfg.PublicURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

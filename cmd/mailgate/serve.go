@@ -312,6 +312,7 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 		w.Portal, err = portal.New(ctx, js, portal.Deps{
 			Identity:    w.Identity,
 			Connections: w.Connections,
+			Tenants:     w.Connections,
 			Codes:       w.Codes,
 			Sealer:      w.Sealer,
 			Tester:      tester{mailboxes: mailboxes},

@@ -436,7 +436,10 @@ func (s *Server) authorize(c *call, tenantSeg string, admin bool) {
 	for _, sc := range scopes {
 		covered = covered && (oidcScopes[sc] || containsFold(app.Scopes, sc))
 	}
-	if ut.UserConsentDisabled && !covered {
+	// An administrator may always consent for themselves, so their
+	// sign-in works where user consent is disabled (as Microsoft Entra
+	// offers admins the consent prompt instead of "Need admin approval").
+	if ut.UserConsentDisabled && !covered && !u.Admin {
 		s.mu.Unlock()
 		redirectError(c, redirect, state, "consent_required", 65001, fmt.Sprintf("The user or administrator has not consented to use the application with ID '%s' named '%s'. Send an interactive authorization request for this user and resource.", app.ClientID, app.DisplayName))
 		return
