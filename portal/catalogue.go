@@ -20,7 +20,9 @@ var catalogue = map[string]map[string]string{
 		"error.rate_limited": "Too many attempts. Please wait and try again.", "error.invalid_code": "The code is invalid, expired or already used.",
 		"error.csrf": "The form has expired. Reload the page and try again.", "error.not_found": "Not found. It may have been removed, or it belongs to someone else.",
 		"error.unavailable": "A service is temporarily unavailable. Please try again in a moment.", "error.internal": "An internal error occurred. It has been logged.",
-		"error.state": "This action is not possible in the connection's current state.",
+		"error.state":              "This action is not possible in the connection's current state.",
+		"error.method_not_allowed": "This page does not take that kind of request.", "error.unsupported_media_type": "The form was sent in a format this page does not take.",
+		"error.too_large": "The form is too large.", "error.bad_form": "The form could not be read. Reload the page and try again.",
 
 		"list.title": "Connected mailboxes", "list.mailbox": "Mailbox", "list.state": "State", "list.mode": "Access", "list.created": "Connected",
 		"list.empty": "No mailbox is connected yet.",
@@ -148,7 +150,9 @@ var catalogue = map[string]map[string]string{
 		"error.rate_limited": "Zu viele Versuche. Bitte warten Sie kurz.", "error.invalid_code": "Der Code ist ungültig, abgelaufen oder schon benutzt.",
 		"error.csrf": "Das Formular ist abgelaufen. Laden Sie die Seite neu und versuchen Sie es noch einmal.", "error.not_found": "Nicht gefunden. Es wurde entfernt oder gehört jemand anderem.",
 		"error.unavailable": "Ein Dienst ist gerade nicht erreichbar. Bitte versuchen Sie es gleich noch einmal.", "error.internal": "Ein interner Fehler ist aufgetreten. Er wurde protokolliert.",
-		"error.state": "Diese Aktion ist im aktuellen Zustand der Verbindung nicht möglich.",
+		"error.state":              "Diese Aktion ist im aktuellen Zustand der Verbindung nicht möglich.",
+		"error.method_not_allowed": "Diese Seite nimmt solche Anfragen nicht an.", "error.unsupported_media_type": "Das Formular kam in einem Format, das diese Seite nicht annimmt.",
+		"error.too_large": "Das Formular ist zu groß.", "error.bad_form": "Das Formular war nicht lesbar. Laden Sie die Seite neu und versuchen Sie es noch einmal.",
 
 		"list.title": "Verbundene Postfächer", "list.mailbox": "Postfach", "list.state": "Zustand", "list.mode": "Zugriff", "list.created": "Verbunden",
 		"list.empty": "Noch ist kein Postfach verbunden.",

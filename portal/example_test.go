@@ -31,7 +31,7 @@ func ExampleNew() {
 		Identity: identity, Connections: store, Tenants: store, Codes: codes, Sealer: sealer, Tester: tester,
 	}, portal.Config{
 		PublicURL: "https://mailgate.example.com", ConnectGroup: "mailbox-connect",
-		Logger: slog.Default(), Registerer: reg, Gatherer: reg,
+		Logger: slog.Default(), Registerer: reg,
 	})
 	if err != nil {
 		return
