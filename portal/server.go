@@ -253,11 +253,18 @@ type sessionUser struct {
 	Customer string   `json:"customer"`
 	Groups   []string `json:"groups"`
 	Via      string   `json:"via"` // "password" or "sso"
+	// Until ends an SSO session when its id_token expires: the groups
+	// came from the token, and a fresh sign-in brings the current ones.
+	Until time.Time `json:"until,omitzero"`
 }
 
 // actor names the user in UpdatedBy and audit events.
 func (u *sessionUser) actor() string { return "portal:" + u.Name }
 
+// currentUser is the session's user as the directory knows them now: a
+// built-in user is looked up on every request, so removing the user, or a
+// group of theirs, takes effect on their next request; an SSO session ends
+// when its id_token expires. A user who is gone is logged out.
 func (s *Server) currentUser(ctx context.Context) *sessionUser {
 	raw := s.sessions.GetString(ctx, "user")
 	if raw == "" {
@@ -266,6 +273,29 @@ func (s *Server) currentUser(ctx context.Context) *sessionUser {
 	var u sessionUser
 	if err := json.Unmarshal([]byte(raw), &u); err != nil {
 		return nil
+	}
+	switch u.Via {
+	case "sso":
+		if !u.Until.IsZero() && !s.now().Before(u.Until) {
+			s.sessions.Remove(ctx, "user")
+			return nil
+		}
+	default:
+		su, err := s.users.get(ctx, u.Name)
+		if err != nil {
+			if errors.Is(err, errNotFound) {
+				s.log.InfoContext(ctx, "session of a removed user ended", "user", u.Name)
+				s.sessions.Remove(ctx, "user")
+			} else {
+				s.log.ErrorContext(ctx, "look up session user", "user", u.Name, "err", err)
+			}
+			return nil // fail closed
+		}
+		if su.Customer != u.Customer {
+			s.sessions.Remove(ctx, "user")
+			return nil
+		}
+		u.Groups = su.Groups
 	}
 	return &u
 }
