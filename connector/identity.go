@@ -157,6 +157,7 @@ type idClaims struct {
 	Username string   `json:"preferred_username"`
 	Name     string   `json:"name"`
 	Groups   []string `json:"groups"`
+	Roles    []string `json:"wids"`
 }
 
 // multiTenant are the tenant aliases whose id_tokens carry the account's own
@@ -245,13 +246,14 @@ func (i *Identity) exchange(ctx context.Context, op string, oc oauth2.Config, co
 		return Consent{}, &Error{Op: op, Kind: Invalid, Err: errors.New("id_token nonce does not match")}
 	}
 	return Consent{
-		TenantID:     cl.TenantID,
-		ObjectID:     cl.ObjectID,
-		Username:     cl.Username,
-		Name:         cl.Name,
-		Groups:       cl.Groups,
-		RefreshToken: tok.RefreshToken,
-		Token:        tok,
+		TenantID:       cl.TenantID,
+		ObjectID:       cl.ObjectID,
+		Username:       cl.Username,
+		Name:           cl.Name,
+		Groups:         cl.Groups,
+		DirectoryRoles: cl.Roles,
+		RefreshToken:   tok.RefreshToken,
+		Token:          tok,
 	}, nil
 }
 

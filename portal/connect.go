@@ -344,6 +344,12 @@ func (s *Server) adminSignedIn(w http.ResponseWriter, r *http.Request, u *sessio
 		})
 		return
 	}
+	if !signIn.CanGrantAdminConsent() {
+		// Only a Global or Privileged Role Administrator can approve; a
+		// member's sign-in proves membership, not ownership.
+		s.tenantRefused(w, r, u, "tenant.not_admin", "signed-in account is not an administrator", signIn.TenantID, "")
+		return
+	}
 	if connector.ValidTenantID(asked) == nil && !strings.EqualFold(asked, signIn.TenantID) {
 		s.tenantRefused(w, r, u, "tenant.proof", "admin signed in to another tenant", asked, signIn.TenantID)
 		return

@@ -394,6 +394,24 @@ func TestAdminConsentForgeryRefused(t *testing.T) {
 		nothingConnected("mismatching sign-in")
 	})
 
+	t.Run("with a member's sign-in of the tenant", func(t *testing.T) {
+		// A user of firma's tenant who is no administrator (say, evil's
+		// contractor with a firma account) signs in for real, then skips
+		// the approval: a member's sign-in proves membership, not the
+		// right to give the tenant away.
+		f := wizardForm(graphtest.DefaultMailbox)
+		f.Set("mode", "admin")
+		auth := carol.startWizard(f)
+		r := carol.consent(auth, graphtest.DefaultOtherUser, true)
+		if r.status != http.StatusForbidden || !strings.Contains(r.body, "Global Administrator") {
+			t.Fatalf("member's sign-in: %d %q %s", r.status, r.location(), r.body)
+		}
+		if r := carol.get(forged(auth.Query().Get("state"))); r.status == http.StatusSeeOther {
+			t.Fatalf("forged callback after a member's sign-in: %d %q", r.status, r.location())
+		}
+		nothingConnected("member's sign-in")
+	})
+
 	t.Run("a sign-in of another tenant than asked for", func(t *testing.T) {
 		f := wizardForm(graphtest.DefaultMailbox)
 		f.Set("mode", "admin")

@@ -16,6 +16,9 @@ import (
 )
 
 const (
+	// globalAdministratorRole is the Global Administrator role's template id.
+	globalAdministratorRole = "62e90394-69f5-4237-9190-012177145e10"
+
 	codeLifetime       = 10 * time.Minute
 	refreshInactivity  = 90 * 24 * time.Hour
 	groupsOverageLimit = 200
@@ -744,6 +747,12 @@ func (s *Server) idToken(c *call, app *App, u *user, tid, nonce string, now time
 				ids = append(ids, g.ID)
 			}
 			claims["groups"] = ids
+		}
+		// With directory roles in the app's group claims (All or
+		// DirectoryRole), Entra emits the active roles' template ids as
+		// wids; an admin here is a Global Administrator.
+		if u.Admin {
+			claims["wids"] = []string{globalAdministratorRole}
 		}
 	}
 	return s.signJWT(claims)
