@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +152,82 @@ func TestAdminConsentForgeryEndToEnd(t *testing.T) {
 	}
 	if out := runCLI(t, bin, env, "connections", "list"); strings.Contains(out, "evil") {
 		t.Fatalf("evil has a connection:\n%s", out)
+	}
+}
+
+// vmRSS is the resident memory of process pid in bytes (Linux).
+func vmRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// zeros is a form body of n bytes: prefix, then one endless value.
+type zeros struct {
+	prefix  string
+	n, sent int64
+}
+
+func (z *zeros) Read(p []byte) (int, error) {
+	if z.sent >= z.n {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), z.n-z.sent)]
+	for i := range p {
+		p[i] = 'a'
+	}
+	if z.sent == 0 {
+		copy(p, z.prefix)
+	}
+	z.sent += int64(len(p))
+	return len(p), nil
+}
+
+// TestLargeLoginEndToEnd: the 120 MB POST to /login grew the
+// process by 200 MB. Against the built binary it is refused (413) and the
+// process's resident memory barely moves.
+func TestLargeLoginEndToEnd(t *testing.T) {
+	bin := mailgateBinary(t)
+	p := startProc(t, bin, nil, "demo", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--public-url", "http://localhost:0",
+		"--nats-listen", "127.0.0.1:0", "--sim-addr", "127.0.0.1:0", "--mail-every", "0")
+	base := p.waitFor(t, portalRE, 60*time.Second)
+	pid := p.cmd.Process.Pid
+	for _, tc := range []struct {
+		ctype, prefix string
+		want          int
+	}{
+		{"application/x-www-form-urlencoded", "name=", http.StatusRequestEntityTooLarge},
+		{"multipart/form-data; boundary=xyz", "--xyz\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n", http.StatusUnsupportedMediaType},
+	} {
+		before := vmRSS(t, pid)
+		body := &zeros{prefix: tc.prefix, n: 120 << 20}
+		req, _ := http.NewRequest(http.MethodPost, base+"/login", body)
+		req.Header.Set("Content-Type", tc.ctype)
+		status := "connection closed while sending"
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			status = resp.Status
+			if resp.StatusCode != tc.want {
+				t.Errorf("120 MB login as %s: %s, want %d", tc.ctype, resp.Status, tc.want)
+			}
+		}
+		after := vmRSS(t, pid)
+		t.Logf("120 MB POST /login as %s: %s; %d MB of it sent, resident memory %d → %d MB", tc.ctype, status, body.sent>>20, before>>20, after>>20)
+		if after-before > 12<<20 {
+			t.Errorf("%s: resident memory grew by %d MB", tc.ctype, (after-before)>>20)
+		}
+		if body.sent >= body.n {
+			t.Errorf("%s: the server took all %d MB", tc.ctype, body.n>>20)
+		}
 	}
 }
