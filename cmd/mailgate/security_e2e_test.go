@@ -231,3 +231,34 @@ func TestLargeLoginEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovedUserLoggedOutEndToEnd: the operator removes a portal user with
+// the CLI while the user is logged in; the user's next request goes to the
+// login page.
+func TestRemovedUserLoggedOutEndToEnd(t *testing.T) {
+	bin := mailgateBinary(t)
+	dataDir := t.TempDir()
+	p := startProc(t, bin, nil, "demo", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--public-url", "http://localhost:0",
+		"--nats-listen", "127.0.0.1:0", "--sim-addr", "127.0.0.1:0", "--mail-every", "0")
+	base := p.waitFor(t, portalRE, 60*time.Second)
+	natsURL := p.waitFor(t, natsRE, time.Second)
+	env := []string{"MAILGATE_NATS_URL=" + natsURL, "MAILGATE_DATA_DIR=" + dataDir}
+	runCLIInput(t, bin, env, "leaving-soon-123\n", "users", "add", "lena", "--customer", "firma", "--group", "mailbox-connect", "--password-file", "-")
+
+	b := newBrowser(t, base)
+	resp := b.form("/login", "/login", url.Values{"name": {"lena"}, "password": {"leaving-soon-123"}, "next": {"/connect"}})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/connect" {
+		t.Fatalf("login: %s at %s", resp.Status, resp.Request.URL.Path)
+	}
+	runCLI(t, bin, env, "users", "remove", "lena")
+	b.c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := b.c.Get(base + "/connect")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
+		t.Fatalf("removed user's next request: %s %q, want the login page", resp.Status, resp.Header.Get("Location"))
+	}
+}
