@@ -123,16 +123,20 @@ func randomToken() string {
 // person signed in with several accounts pick the mailbox's one. Never both:
 // Microsoft's documentation says to send one or the other.
 func (i *Identity) AuthCodeURL(req AuthRequest, loginHint string) string {
+	return i.oauth.AuthCodeURL(req.State, signInOptions(req, loginHint)...)
+}
+
+// signInOptions are PKCE, the nonce and either login_hint or
+// prompt=select_account, never both.
+func signInOptions(req AuthRequest, loginHint string) []oauth2.AuthCodeOption {
 	opts := []oauth2.AuthCodeOption{
 		oauth2.S256ChallengeOption(req.Verifier),
 		oidc.Nonce(req.Nonce),
 	}
 	if loginHint != "" {
-		opts = append(opts, oauth2.SetAuthURLParam("login_hint", loginHint))
-	} else {
-		opts = append(opts, oauth2.SetAuthURLParam("prompt", "select_account"))
+		return append(opts, oauth2.SetAuthURLParam("login_hint", loginHint))
 	}
-	return i.oauth.AuthCodeURL(req.State, opts...)
+	return append(opts, oauth2.SetAuthURLParam("prompt", "select_account"))
 }
 
 // AdminConsentURL is where a tenant's admin grants mailgate's app its
@@ -187,15 +191,7 @@ var SignInScopes = []string{"openid", "profile", "email"}
 // id or a verified domain of the tenant.
 func (i *Identity) SignInURL(tenant string, req AuthRequest, loginHint string) string {
 	c := i.signInConfig(tenant)
-	opts := []oauth2.AuthCodeOption{
-		oauth2.S256ChallengeOption(req.Verifier),
-		oidc.Nonce(req.Nonce),
-		oauth2.SetAuthURLParam("prompt", "select_account"),
-	}
-	if loginHint != "" {
-		opts = append(opts, oauth2.SetAuthURLParam("login_hint", loginHint))
-	}
-	return c.AuthCodeURL(req.State, opts...)
+	return c.AuthCodeURL(req.State, signInOptions(req, loginHint)...)
 }
 
 // VerifySignIn redeems the code of a SignInURL sign-in and verifies its
