@@ -30,6 +30,7 @@ Usage:
   mailgate connections add-app --customer C --tenant T --client-id ID --client-secret-file F|- --mailbox ADDRESS
   mailgate archive tail [--customer C] [--since TIME|--seq N] | get ID [-o FILE]
   mailgate bench
+  mailgate healthcheck [URL]                            exit 0 when URL (default: /readyz of MAILGATE_HTTP_ADDR) answers 200
   mailgate version
 
 Every flag also reads MAILGATE_<NAME> from the environment (--data-dir ↔ MAILGATE_DATA_DIR).
@@ -72,6 +73,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		"connections": cmdConnections,
 		"archive":     cmdArchive,
 		"bench":       cmdBench,
+		"healthcheck": cmdHealthcheck,
 		"version":     cmdVersion,
 	}
 	switch args[0] {
