@@ -49,7 +49,7 @@ fi
 route=$(cat "$dir/nats-route-password")
 routes=""
 for r in "$@"; do
-	routes="$routes \"nats-route://route:$route@$r\""
+	routes="$routes${routes:+, }\"nats-route://route:$route@$r\""
 done
 rm -f "$dir/nats-auth.conf"
 {
@@ -57,5 +57,5 @@ rm -f "$dir/nats-auth.conf"
 	echo "MAILGATE_PASSWORD: \"$(cat "$dir/nats-mailgate-password")\""
 	echo "DMS_PASSWORD: \"$(cat "$dir/nats-dms-password")\""
 	echo "ROUTE_PASSWORD: \"$route\""
-	echo "ROUTES: [$routes ]"
+	echo "ROUTES: [$routes]"
 } | new nats-auth.conf 400
