@@ -396,7 +396,8 @@ func TestComposeTopology(t *testing.T) {
 
 	// The compose healthchecks pass: `mailgate healthcheck` with the
 	// service's environment, as the container's healthcheck runs it.
-	for _, name := range services {
+	checkHealth := func(name string) {
+		t.Helper()
 		hc := f.Services[name].Healthcheck.Test[1:]
 		if hc[0] != "/usr/local/bin/mailgate" {
 			t.Fatalf("%s: healthcheck %v is not the image's mailgate", name, hc)
@@ -407,27 +408,104 @@ func TestComposeTopology(t *testing.T) {
 			return cmd.Run() == nil
 		})
 	}
+	for _, name := range services {
+		checkHealth(name)
+	}
 
 	want := len(delivered)
 	in.waitDistinct(t, want, 3*time.Minute)
 	// Who imported what, from each importer's own metrics.
-	perImporter := map[string]string{}
+	var importers []string
 	for _, name := range services {
-		if f.Services[name].Command[2] != "importer" {
-			continue
-		}
-		addr := procs[name].waitFor(t, httpAddrRE, time.Second)
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		m := regexp.MustCompile(`(?m)^mailgate_documents_imported_total(?:\{[^}]*\})? (\S+)$`).FindSubmatch(b)
-		if m != nil {
-			perImporter[name] = string(m[1])
+		if f.Services[name].Command[2] == "importer" {
+			importers = append(importers, name)
 		}
 	}
+	importedBy := func() map[string]string {
+		by := map[string]string{}
+		for _, name := range importers {
+			addr := procs[name].waitFor(t, httpAddrRE, time.Second)
+			resp, err := http.Get("http://" + addr + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if m := regexp.MustCompile(`(?m)^mailgate_documents_imported_total(?:\{[^}]*\})? (\S+)$`).FindSubmatch(b); m != nil {
+				by[name] = string(m[1])
+			}
+		}
+		return by
+	}
+	t.Logf("first wave: documents by importer: %v", importedBy())
+
+	// A rolling upgrade as docs/deployment.md tells it, while a second wave
+	// of mail is imported: each importer in turn is stopped with SIGTERM
+	// (as compose stops a container), exits cleanly within the compose
+	// stop_grace_period having released its leases, and starts again on
+	// its volume under its name; the next is rolled once it is healthy.
+	for mi, mb := range mailboxes {
+		for j := 0; j < 150; j++ {
+			number := fmt.Sprintf("RE2-%d-%03d", mi, j)
+			content := samples.InvoicePDF("Lieferant GmbH", number, float64(j), now)
+			if j%50 == 0 {
+				content = bigInvoicePDF(number, 1_500_000, uint64(1000+mi*1000+j))
+			}
+			sum := sha256.Sum256(content)
+			delivered[hex.EncodeToString(sum[:])] = len(content)
+			if _, err := sim.Deliver(mb, graphtest.Mail{
+				From: "rechnung@lieferant.example", Subject: "Rechnung " + number, Body: "Anbei die Rechnung.",
+				InternetMessageID: "<" + number + "@lieferant.example>", ReceivedAt: now.Add(-time.Duration(200-j) * time.Second),
+				Attachments: []graphtest.Attachment{{Name: number + ".pdf", ContentType: "application/pdf", Content: content}},
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want = len(delivered)
+	leases, err := js.KeyValue(ctx, "leases")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range importers {
+		// Roll while the wave is being imported, not after it.
+		eventually(t, time.Minute, "the second wave to get going", func() bool {
+			_, d, _ := in.tally(t)
+			return d > len(delivered)-3*150+10
+		})
+		_, before, _ := in.tally(t)
+		if before >= want && i == 0 {
+			t.Fatalf("all %d documents were imported before the roll; it would test nothing", want)
+		}
+		p := procs[name]
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-p.done:
+		case <-time.After(60 * time.Second): // the compose file's stop_grace_period
+			t.Fatalf("%s did not stop within 60s of SIGTERM", name)
+		}
+		if err := p.cmd.Wait(); err != nil {
+			t.Errorf("%s exited with %v on SIGTERM, want a clean stop", name, err)
+		}
+		replica := f.Services[name].Environment["MAILGATE_REPLICA"]
+		if keys, err := leases.Keys(ctx); err == nil {
+			for _, k := range keys {
+				if e, err := leases.Get(ctx, k); err == nil && string(e.Value()) == replica {
+					t.Errorf("%s stopped but still holds the lease %s", name, k)
+				}
+			}
+		} else if !errors.Is(err, jetstream.ErrNoKeysFound) {
+			t.Fatal(err)
+		}
+		procs[name] = startProc(t, setpriv, envs[name], asRuntimeUser(f.Services[name].Command...)...)
+		procs[name].waitFor(t, httpAddrRE, 2*time.Minute)
+		checkHealth(name)
+		t.Logf("rolled %s with %d of %d documents imported", name, before, want)
+	}
+	in.waitDistinct(t, want, 3*time.Minute)
+	t.Logf("second wave: documents by importer since the roll: %v", importedBy())
 	for _, name := range services {
 		procs[name].stop()
 	}
@@ -482,7 +560,7 @@ func TestComposeTopology(t *testing.T) {
 			t.Errorf("%s: spool owned by uid %d, want %d", name, st.Uid, runtimeUID)
 		}
 	}
-	t.Logf("%d attachments (%d above 1 MiB, up to 8 MB) imported once each, as uid %d; documents by importer: %v", want, big, runtimeUID, perImporter)
+	t.Logf("%d attachments (%d above 1 MiB, up to 8 MB) imported once each, as uid %d, across a rolling restart of both importers", want, big, runtimeUID)
 
 	// The DMS user reads the document events and nothing else.
 	dmsErrs := make(chan error, 16)
