@@ -188,35 +188,43 @@ func TestComposeTopology(t *testing.T) {
 	// What a container gives each node for free, its own addresses, is set
 	// after the command line: loopback ports, and the store dir of its
 	// volume.
-	var servers []*server.Server
-	for i, n := range nodes {
-		dir := c.mount(n)
-		args := slices.Clone(f.Services[n].Command)
+	// startNode runs a node with the command line of service (its
+	// /etc/nats files under dir) as the node name.
+	startNode := func(service, name, dir string, clusterPort int) *server.Server {
+		t.Helper()
+		args := slices.Clone(f.Services[service].Command)
 		for j, a := range args {
 			if strings.HasPrefix(a, "/etc/nats/") {
 				args[j] = filepath.Join(dir, a)
 			}
+			if j > 0 && args[j-1] == "--server_name" {
+				args[j] = name
+			}
 		}
-		fs := flag.NewFlagSet(n, flag.ContinueOnError)
+		fs := flag.NewFlagSet(name, flag.ContinueOnError)
 		opts, err := server.ConfigureOptions(fs, args, func() {}, func() {}, func() {})
 		if err != nil {
-			t.Fatalf("%s: nats-server %v: %v", n, args, err)
+			t.Fatalf("%s: nats-server %v: %v", name, args, err)
 		}
 		if opts.Cluster.Username == "" || opts.Cluster.Password == "" || len(opts.Users) == 0 {
-			t.Fatalf("%s: nats.conf sets no route or client authorization", n)
+			t.Fatalf("%s: nats.conf sets no route or client authorization", name)
 		}
 		opts.Host, opts.Port = "127.0.0.1", -1
 		opts.HTTPPort = -1
-		opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", clusterPorts[i]
+		opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", clusterPort
 		opts.StoreDir = filepath.Join(dir, "data")
 		opts.NoLog, opts.NoSigs = true, true
 		srv, err := server.NewServer(opts)
 		if err != nil {
-			t.Fatalf("%s: %v", n, err)
+			t.Fatalf("%s: %v", name, err)
 		}
 		go srv.Start()
 		t.Cleanup(srv.Shutdown)
-		servers = append(servers, srv)
+		return srv
+	}
+	var servers []*server.Server
+	for i, n := range nodes {
+		servers = append(servers, startNode(n, n, c.mount(n), clusterPorts[i]))
 	}
 	natsURLs := map[string]string{}
 	for i, srv := range servers {
@@ -647,6 +655,47 @@ func TestComposeTopology(t *testing.T) {
 				t.Errorf("%s let a client in with %s", n, what)
 			} else if !errors.Is(err, nats.ErrAuthorization) && !strings.Contains(strings.ToLower(err.Error()), "authorization") {
 				t.Errorf("%s, %s: %v, want an authorization error", n, what, err)
+			}
+		}
+	}
+
+	// Only a node with the route password joins the cluster: a node with
+	// another installation's auth.conf gets no route, while one with this
+	// installation's, started at the same time, does.
+	other := filepath.Join(root, "other-secrets")
+	script[1] = other
+	cmd = exec.Command("sh", script...)
+	cmd.Env = append(os.Environ(), "MAILGATE_MS_CLIENT_SECRET=x")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("deploy/secrets.sh: %v\n%s", err, out)
+	}
+	rogueDir, joinerDir := filepath.Join(root, "rogue"), filepath.Join(root, "nats-4")
+	for dir, auth := range map[string]string{rogueDir: filepath.Join(other, "nats-auth.conf"), joinerDir: filepath.Join(root, "secrets", "nats-auth.conf")} {
+		if err := os.MkdirAll(filepath.Join(dir, "etc/nats"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := copyFile("../../deploy/nats/nats.conf", filepath.Join(dir, "etc/nats/nats.conf"), 0o444); err != nil {
+			t.Fatal(err)
+		}
+		if err := copyFile(auth, filepath.Join(dir, "etc/nats/auth.conf"), 0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	routesBefore := servers[0].NumRoutes()
+	spare := freePorts(t, 2)
+	rogue := startNode(nodes[0], "nats-rogue", rogueDir, spare[0])
+	joiner := startNode(nodes[0], "nats-4", joinerDir, spare[1])
+	eventually(t, 30*time.Second, "a node with the route password to join", func() bool { return joiner.NumRoutes() > 0 })
+	eventually(t, 30*time.Second, "the cluster to route to the new node", func() bool { return servers[0].NumRoutes() > routesBefore })
+	if n := rogue.NumRoutes(); n != 0 {
+		t.Errorf("a node without the route password has %d routes into the cluster", n)
+	}
+	for i, srv := range servers {
+		if rz, err := srv.Routez(nil); err == nil {
+			for _, r := range rz.Routes {
+				if r.RemoteName == "nats-rogue" {
+					t.Errorf("%s routes to the node without the route password", nodes[i])
+				}
 			}
 		}
 	}
