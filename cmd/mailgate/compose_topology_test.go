@@ -129,9 +129,13 @@ func bigInvoicePDF(number string, size int, seed uint64) []byte {
 // with the compose command line, MinIO with its root credentials from
 // files, and the portal and two importers with the compose environment,
 // each as uid 65532 on a data dir of its own that belongs to that user,
-// started once the NATS nodes' and MinIO's healthchecks pass. The importers
-// import attachments above 1 MiB exactly once, the compose healthchecks
-// pass, and the cluster refuses clients without credentials.
+// started once the NATS nodes' and MinIO's healthchecks pass. Then:
+//   - attachments above 1 MiB (1.5 to 8 MB) are imported exactly once, also
+//     across a rolling restart of both importers (docs/deployment.md);
+//   - the compose healthchecks (mailgate healthcheck) pass;
+//   - the DMS user reads the events and nothing else;
+//   - the cluster refuses clients without credentials, and nodes without
+//     the route password.
 func TestComposeTopology(t *testing.T) {
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") != "" {
@@ -184,12 +188,11 @@ func TestComposeTopology(t *testing.T) {
 		return strings.TrimSpace(string(b))
 	}
 
-	// The NATS nodes: each service's command line on its mounted files.
-	// What a container gives each node for free, its own addresses, is set
-	// after the command line: loopback ports, and the store dir of its
-	// volume.
-	// startNode runs a node with the command line of service (its
-	// /etc/nats files under dir) as the node name.
+	// The NATS nodes: each service's command line on its mounted files,
+	// through nats-server's own option parsing. What a container gives a
+	// node for free, its own addresses, is set after the command line:
+	// loopback ports, and the store dir of its volume. startNode runs the
+	// command line of service, its /etc/nats files under dir, as node name.
 	startNode := func(service, name, dir string, clusterPort int) *server.Server {
 		t.Helper()
 		args := slices.Clone(f.Services[service].Command)
