@@ -48,6 +48,9 @@ func connectCLI(ctx context.Context, e *env, fs *flag.FlagSet, args []string) (*
 	if cfg.NATSCreds != "" {
 		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
 	}
+	if cfg.NATSUser != "" {
+		opts = append(opts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
+	}
 	if cfg.NATSCA != "" {
 		opts = append(opts, nats.RootCAs(cfg.NATSCA))
 	}
