@@ -225,7 +225,13 @@ func (l *ledger) shaOwner(ctx context.Context, customer, sha string) (string, er
 // unless another document already is; it returns the owner. Create keeps
 // the first claim when replicas race.
 func (l *ledger) claimSHA(ctx context.Context, customer, sha, id string) (string, error) {
-	key := shaKey(customer, sha)
+	return l.claim(ctx, shaKey(customer, sha), id)
+}
+
+// claim makes id the owner of key in the imports bucket unless another
+// id already is, and returns the owner: the content index and the
+// invoice index (inv.<customer>.<hash>, see invoices.go) both use it.
+func (l *ledger) claim(ctx context.Context, key, id string) (string, error) {
 	_, err := l.imports.Create(ctx, key, []byte(id))
 	if err == nil {
 		return id, nil

@@ -580,8 +580,11 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	if err := im.step("stored"); err != nil {
 		return false, err
 	}
+	if err := p.flagDuplicateInvoice(ctx, id, d.Invoice); err != nil {
+		return false, fmt.Errorf("importer: invoice index %s: %w", id, err)
+	}
 	ev := archive.Imported{
-		Customer: p.conn.Customer, Connection: p.conn.ID, Mailbox: p.conn.Mailbox,
+		Customer: p.conn.Customer, Connection: p.conn.ID, Mailbox: p.conn.Mailbox, Invoice: d.Invoice,
 		Message: messageInfo(m),
 		Document: archive.DocumentInfo{
 			Name: name, Size: sp.Size(), SHA256: sha, ContentType: d.ContentType,
@@ -627,7 +630,7 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	p.mu.Lock()
 	p.res.Imported++
 	p.imported++
-	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Kind: d.Kind, Profile: d.Profile, Subject: m.Subject})
+	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Kind: d.Kind, Profile: d.Profile, Subject: m.Subject}.withInvoice(d.Invoice))
 	p.mu.Unlock()
 	return false, nil
 }
