@@ -331,6 +331,7 @@ func (p *pass) mailKey(m connector.Message) string {
 type job struct {
 	att       connector.Attachment
 	wholeMail bool
+	part      bool // a file from inside a container attachment (smime.go)
 }
 
 // mail handles every document of one mail and then post-processes it.
@@ -474,11 +475,13 @@ func (p *pass) ensureMoveFolder(ctx context.Context, name string) (string, error
 // seen reports whether another attachment of the mail has the same id.
 func (p *pass) document(ctx context.Context, m connector.Message, mailID string, j job, seen func(id string) bool) (failed bool, err error) {
 	im := p.im
-	select {
-	case p.docs <- struct{}{}:
-		defer func() { <-p.docs }()
-	case <-ctx.Done():
-		return false, context.Cause(ctx)
+	if !j.part { // a container's parts run in its slot
+		select {
+		case p.docs <- struct{}{}:
+			defer func() { <-p.docs }()
+		case <-ctx.Done():
+			return false, context.Cause(ctx)
+		}
 	}
 	if ctx.Err() != nil {
 		return false, context.Cause(ctx)
@@ -514,6 +517,9 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	}
 	if spoolErr != nil {
 		return p.fail(ctx, m, mailID, attKey, f, a.Name, spoolErr)
+	}
+	if parts, ok := p.smimeParts(a, sp); ok && !j.part {
+		return p.documentParts(ctx, m, mailID, j, attKey, f, parts, seen)
 	}
 	d, err := im.policy.Classify(a, m.BodyHTML, sp.Size(), sp.Reader())
 	if err != nil {

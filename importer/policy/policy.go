@@ -124,6 +124,9 @@ func (p *Policy) Classify(a connector.Attachment, bodyHTML string, size int64, r
 	ct := baseType(mt.String())
 	ext := strings.TrimPrefix(mt.Extension(), ".")
 	switch {
+	case mt.Is("application/pkcs7-mime") || mt.Is("application/pkcs7-signature"):
+		return Decision{ContentType: ct, Ext: ext, Reason: archive.ReasonTypeNotAllowed,
+			Detail: "an S/MIME container (smime.p7m) that could not be opened: the mail is encrypted, or the signature carries no content"}, nil
 	case isArchive(mt):
 		return Decision{ContentType: ct, Ext: ext, Reason: archive.ReasonArchive,
 			Detail: fmt.Sprintf("the file is an archive (%s); archives are not unpacked", ct)}, nil
