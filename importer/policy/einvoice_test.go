@@ -259,3 +259,22 @@ func TestFixturesHoldTheFailingClass(t *testing.T) {
 		}
 	}
 }
+
+// TestInvoiceJSONExample keeps the data.invoice example of the README and
+// the archive package docs honest: it is this test's golden file,
+// testdata/invoice-example.json (rewritten with -update).
+func TestInvoiceJSONExample(t *testing.T) {
+	inv, ok := DetectEInvoice(strings.NewReader(xrechnungUBL))
+	if !ok {
+		t.Fatal("not detected")
+	}
+	got, err := json.MarshalIndent(map[string]any{"invoice": inv.Data}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, '\n')
+	want := fixture(t, "invoice-example.json", func(testing.TB) []byte { return got })
+	if !bytes.Equal(got, want) {
+		t.Errorf("data.invoice =\n%s\nwant (testdata/invoice-example.json)\n%s", got, want)
+	}
+}
