@@ -278,3 +278,30 @@ func TestInvoiceJSONExample(t *testing.T) {
 		t.Errorf("data.invoice =\n%s\nwant (testdata/invoice-example.json)\n%s", got, want)
 	}
 }
+
+// FuzzScanAttachments: the lenient scan never panics or loops on hostile
+// bytes.
+func FuzzScanAttachments(f *testing.F) {
+	f.Add(embeddingPDF("1.3", "ZUGFeRD-invoice.xml", zugferd1Invoice))
+	f.Add(objStmPDF("factur-x.xml", "<x/>"))
+	f.Add(incrementalPDF("factur-x.xml", "<x/>"))
+	f.Add([]byte("1 0 obj << /EF << /F 2 0 R >> /F (factur-x.xml) >> endobj 2 0 obj << /Length 3 0 R /Filter [/FlateDecode /FlateDecode] >> stream\nxx\nendstream endobj 3 0 obj -5 endobj"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		for _, a := range scanAttachments(in) {
+			if len(a.data) > maxEmbeddedXML {
+				t.Fatalf("embedded file of %d bytes", len(a.data))
+			}
+		}
+	})
+}
+
+func BenchmarkLenientScan(b *testing.B) {
+	pdf := embeddingPDF("1.4", "factur-x.xml", xrechnungUBL)
+	pdf = append(bytes.Repeat([]byte("% padding with obj and 12 0 obj words\n"), 1<<15), pdf...)
+	b.SetBytes(int64(len(pdf)))
+	for b.Loop() {
+		if _, _, ok := invoiceAmong(scanAttachments(pdf)); !ok {
+			b.Fatal("not found")
+		}
+	}
+}

@@ -160,15 +160,15 @@ func (w *invoiceWalker) token(tok xml.Token) bool {
 			}
 		}
 	case xml.CharData:
-		if w.cur != fNone && w.text.Len() < maxFieldText {
-			w.text.Write(t)
+		if room := maxFieldText - w.text.Len(); w.cur != fNone && room > 0 {
+			w.text.Write(t[:min(len(t), room)])
 		}
 	case xml.EndElement:
 		if len(w.stack) == 0 {
 			return false
 		}
 		if w.cur != fNone && len(w.stack) == w.curLen {
-			w.set(w.cur, strings.TrimSpace(w.text.String()), w.curAttr)
+			w.set(w.cur, strings.ToValidUTF8(strings.TrimSpace(w.text.String()), ""), w.curAttr)
 			w.cur = fNone
 		}
 		w.stack = w.stack[:len(w.stack)-1]

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/zlib"
 	"io"
-	"regexp"
 	"strconv"
 	"unicode/utf16"
 )
@@ -38,7 +37,56 @@ type pdfObj struct {
 	stream []byte
 }
 
-var objHeader = regexp.MustCompile(`(\d{1,10})\s+(\d{1,5})\s+obj\b`)
+// objHeaders finds the "N G obj" headers: for each, the offset of N,
+// the number N and the offset after "obj". A byte search for "obj" and a
+// look back is many times faster than a regular expression over binary
+// content.
+func objHeaders(pdf []byte, limit int) []objHeader {
+	var out []objHeader
+	for i := 0; len(out) < limit; {
+		k := bytes.Index(pdf[i:], []byte("obj"))
+		if k < 0 {
+			break
+		}
+		at := i + k
+		i = at + 3
+		if i < len(pdf) && !isPDFDelim(pdf[i]) {
+			continue // objstm, …
+		}
+		j := at
+		back := func(digits bool) (start int, ok bool) {
+			end := j
+			for j > 0 && (digits && isDigit(pdf[j-1]) || !digits && isPDFSpace(pdf[j-1])) {
+				j--
+			}
+			return j, j < end && end-j <= 10
+		}
+		if _, ok := back(false); !ok {
+			continue
+		}
+		if _, ok := back(true); !ok { // generation
+			continue
+		}
+		if _, ok := back(false); !ok {
+			continue
+		}
+		numEnd := j
+		start, ok := back(true)
+		if !ok || (start > 0 && !isPDFDelim(pdf[start-1])) {
+			continue
+		}
+		num, err := strconv.Atoi(string(pdf[start:numEnd]))
+		if err != nil {
+			continue
+		}
+		out = append(out, objHeader{start: start, num: num, body: i})
+	}
+	return out
+}
+
+type objHeader struct{ start, num, body int }
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // scanAttachments returns the embedded files the lenient scan finds, with
 // the content of those named like an e-invoice.
@@ -98,27 +146,26 @@ func scanObjects(pdf []byte) map[int]pdfObj {
 	objs := map[int]pdfObj{}
 	pos := map[int]int{} // where each number was last defined
 	var streams []int    // object numbers of object streams
-	headers := objHeader.FindAllSubmatchIndex(pdf, scanMaxObjs)
+	headers := objHeaders(pdf, scanMaxObjs)
 	// Integer objects first: a stream's /Length is often one, written
 	// after the stream. Every definition is kept, and the one that ends
 	// the stream at "endstream" is taken.
 	ints := map[int][]int{}
-	for _, m := range headers {
-		p := &pdfParser{b: pdf, i: m[1]}
+	for _, h := range headers {
+		p := &pdfParser{b: pdf, i: h.body}
 		if v, ok := p.value(0); ok {
 			if n, ok := v.(int); ok {
-				num, _ := strconv.Atoi(string(pdf[m[2]:m[3]]))
-				ints[num] = append(ints[num], n)
+				ints[h.num] = append(ints[h.num], n)
 			}
 		}
 	}
 	end := 0
-	for _, m := range headers {
-		if m[0] < end {
+	for _, h := range headers {
+		if h.start < end {
 			continue // inside the previous object's stream (an embedded PDF's objects)
 		}
-		num, _ := strconv.Atoi(string(pdf[m[2]:m[3]]))
-		p := &pdfParser{b: pdf, i: m[1]}
+		num := h.num
+		p := &pdfParser{b: pdf, i: h.body}
 		v, ok := p.value(0)
 		if !ok {
 			continue
@@ -130,7 +177,7 @@ func scanObjects(pdf []byte) map[int]pdfObj {
 				streams = append(streams, num)
 			}
 		}
-		objs[num], pos[num] = o, m[0]
+		objs[num], pos[num] = o, h.start
 	}
 	budget := scanBudget
 	for _, sn := range streams {

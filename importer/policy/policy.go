@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"encoding/xml"
 	"fmt"
 	"image"
@@ -141,7 +142,13 @@ func (p *Policy) Classify(a connector.Attachment, bodyHTML string, size int64, r
 		if _, err := rs.Seek(0, io.SeekStart); err != nil {
 			return Decision{}, fmt.Errorf("policy: seek: %w", err)
 		}
-		inv, root, ok := parseEInvoice(rs)
+		inv, root, ok := EInvoice{}, xml.Name{}, false
+		if looksLikeXML(rs) {
+			if _, err := rs.Seek(0, io.SeekStart); err != nil {
+				return Decision{}, fmt.Errorf("policy: seek: %w", err)
+			}
+			inv, root, ok = parseEInvoice(rs)
+		}
 		if ok {
 			return Decision{Import: true, Kind: archive.KindXRechnung, ContentType: "application/xml", Ext: "xml",
 				Syntax: inv.Syntax, Profile: inv.Profile, Invoice: inv.Data}, nil
@@ -287,6 +294,24 @@ var archives = []string{
 
 func isArchive(mt *mimetype.MIME) bool {
 	return slices.ContainsFunc(archives, mt.Is)
+}
+
+// looksLikeXML reports whether the content starts like XML: '<' after an
+// optional byte order mark and white space, in UTF-8 or UTF-16. Other
+// text is not handed to the XML decoder, which would read a large text
+// file to its end.
+func looksLikeXML(r io.Reader) bool {
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(r, head)
+	head = head[:n]
+	switch {
+	case bytes.HasPrefix(head, []byte{0xFF, 0xFE}), bytes.HasPrefix(head, []byte{0xFE, 0xFF}),
+		bytes.HasPrefix(head, []byte{'<', 0}), bytes.HasPrefix(head, []byte{0, '<'}):
+		return true
+	}
+	head = bytes.TrimPrefix(head, utf8BOM)
+	head = bytes.TrimLeft(head, " \t\r\n")
+	return len(head) > 0 && head[0] == '<'
 }
 
 // xmlRootName names an XML root element for a skip detail, with its

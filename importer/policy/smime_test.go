@@ -82,3 +82,21 @@ func TestIsSMIME(t *testing.T) {
 		}
 	}
 }
+
+func FuzzUnpackSMIME(f *testing.F) {
+	for _, name := range []string{"opaque-ber.p7m", "clear-signed.eml"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "smime", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte{0x30, 0x80, 0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x02, 0xA0, 0x80, 0, 0, 0, 0})
+	f.Add([]byte("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Disposition: attachment; filename=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERg==\r\n--b--\r\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		parts, err := UnpackSMIME(bytes.NewReader(in))
+		if err == nil && len(parts) > maxMIMEParts {
+			t.Fatalf("%d parts", len(parts))
+		}
+	})
+}
