@@ -318,7 +318,7 @@ func (p *pass) page(ctx context.Context, cur cursor, page connector.DeltaPage) e
 // wanted reports whether m may hold documents: it has attachments, or
 // whole mails are archived.
 func (p *pass) wanted(m connector.Message) bool {
-	return m.HasAttachments || p.im.cfg.Policy.SaveEML
+	return m.HasAttachments || p.im.cfg.Policy.SaveEML || mayBeInlineOnly(m)
 }
 
 // mailKey is the ledger key of m's "done" mark.
@@ -349,7 +349,7 @@ func (p *pass) mail(ctx context.Context, m connector.Message, isDone func() (boo
 	mailKey := p.mailKey(m)
 	saveEML := im.cfg.Policy.SaveEML
 	var jobs []job
-	if m.HasAttachments {
+	if m.HasAttachments || mayBeInlineOnly(m) {
 		atts, err := p.mb.Attachments(ctx, m.ID)
 		if connector.IsKind(err, connector.NotFound) {
 			return nil // moved or deleted since the delta page: not ours to finish
@@ -358,7 +358,13 @@ func (p *pass) mail(ctx context.Context, m connector.Message, isDone func() (boo
 			return fmt.Errorf("importer: attachments of %s: %w", m.ID, err)
 		}
 		for _, a := range atts {
+			if !m.HasAttachments && bodyImage(a) {
+				continue
+			}
 			jobs = append(jobs, job{att: a})
+		}
+		if len(jobs) == 0 && !m.HasAttachments && !saveEML {
+			return nil // body images only: left alone, as a mail without attachments
 		}
 	}
 	if saveEML {
