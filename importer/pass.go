@@ -524,8 +524,10 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	if spoolErr != nil {
 		return p.fail(ctx, m, mailID, attKey, f, a.Name, spoolErr)
 	}
-	if parts, ok := p.smimeParts(a, sp); ok && !j.part {
-		return p.documentParts(ctx, m, mailID, j, attKey, f, parts, seen)
+	if parts, ok := p.containerParts(a, sp); ok && !j.part && !j.wholeMail {
+		if failed, err := p.documentParts(ctx, m, mailID, j, attKey, f, parts, seen); err != nil || failed || !p.keepContainer(a) {
+			return failed, err
+		}
 	}
 	d, err := im.policy.Classify(a, m.BodyHTML, sp.Size(), sp.Reader())
 	if err != nil {

@@ -93,12 +93,10 @@ func (p *Policy) Precheck(a connector.Attachment) (d Decision, ok bool) {
 	switch a.Type {
 	case connector.ReferenceAttachment:
 		return skip(archive.ReasonReference, "the attachment is a link to a cloud file, not a file"), true
-	case connector.ItemAttachment:
-		if !p.saveEML {
-			return skip(archive.ReasonItemAttachment, "the attachment is an attached mail; saving mails as .eml is off"), true
-		}
-		return Decision{}, false
 	}
+	// An attached mail (item attachment) is fetched too: the importer
+	// takes its files (UnpackMessage) before Classify decides on the
+	// mail itself.
 	return Decision{}, false
 }
 
@@ -113,6 +111,9 @@ func (p *Policy) Classify(a connector.Attachment, bodyHTML string, size int64, r
 		return skip(archive.ReasonEmpty, "the attachment has no content"), nil
 	}
 	if a.Type == connector.ItemAttachment {
+		if !p.saveEML {
+			return skip(archive.ReasonItemAttachment, "the attachment is an attached mail; saving mails as .eml is off"), nil
+		}
 		return Decision{Import: true, Kind: archive.KindEML, ContentType: "message/rfc822", Ext: "eml"}, nil
 	}
 	if _, err := rs.Seek(0, io.SeekStart); err != nil {

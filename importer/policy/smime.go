@@ -124,8 +124,20 @@ func walkMIME(h textproto.MIMEHeader, body io.Reader, depth int, parts *[]Part) 
 				return err
 			}
 		}
-	case mt == "application/pkcs7-signature" || mt == "application/x-pkcs7-signature" || mt == "message/rfc822":
-		return nil // the signature; an attached mail is not unpacked here
+	case mt == "application/pkcs7-signature" || mt == "application/x-pkcs7-signature":
+		return nil // the signature
+	case mt == "message/rfc822":
+		// A mail attached to the mail (forwarded as attachment): its
+		// files are files of this one.
+		content, err := io.ReadAll(transferDecoder(h.Get("Content-Transfer-Encoding"), body))
+		if err != nil {
+			return fmt.Errorf("policy: attached mail: %w", err)
+		}
+		msg, err := mail.ReadMessage(bufio.NewReader(bytes.NewReader(content)))
+		if err != nil {
+			return nil // not a mail after all: nothing to take from it
+		}
+		return walkMIME(textproto.MIMEHeader(msg.Header), msg.Body, depth+1, parts)
 	}
 	content, err := io.ReadAll(transferDecoder(h.Get("Content-Transfer-Encoding"), body))
 	if err != nil {
