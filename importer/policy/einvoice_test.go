@@ -305,3 +305,26 @@ func BenchmarkLenientScan(b *testing.B) {
 		}
 	}
 }
+
+// TestHostileXML: an invoice root over a million levels deep, or with a
+// field of megabytes, is read within its bounds, quickly.
+func TestHostileXML(t *testing.T) {
+	deep := `<Invoice xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"><ID>D-1</ID>` + strings.Repeat("<a>", 1<<20)
+	big := `<Invoice xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"><ID>` + strings.Repeat("9", 8<<20) + `</ID></Invoice>`
+	entity := `<!DOCTYPE Invoice [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>` +
+		`<Invoice xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"><ID>&b;</ID></Invoice>`
+	for name, in := range map[string]string{"deep": deep, "big field": big, "entities": entity} {
+		start := time.Now()
+		inv, ok := DetectEInvoice(strings.NewReader(in))
+		if !ok || inv.Data == nil {
+			t.Errorf("%s: not detected", name)
+			continue
+		}
+		if len(inv.Data.Number) > maxFieldText || strings.Contains(inv.Data.Number, "aaaaaaaaaa") {
+			t.Errorf("%s: number of %d bytes: %.20q", name, len(inv.Data.Number), inv.Data.Number)
+		}
+		if el := time.Since(start); el > 10*time.Second {
+			t.Errorf("%s: %v", name, el)
+		}
+	}
+}

@@ -110,6 +110,11 @@ var ciiAliases = map[string]string{
 // maxFieldText bounds one collected value.
 const maxFieldText = 1 << 10
 
+// maxXMLDepth bounds the nesting the walker follows: real invoices nest
+// about 10 deep, and each level costs the decoder memory. Reading stops
+// at a deeper element, keeping what was read.
+const maxXMLDepth = 256
+
 type amount struct{ value, currency string }
 
 type invoiceWalker struct {
@@ -142,6 +147,9 @@ func newInvoiceWalker(syntax string) *invoiceWalker {
 func (w *invoiceWalker) token(tok xml.Token) bool {
 	switch t := tok.(type) {
 	case xml.StartElement:
+		if len(w.stack) >= maxXMLDepth {
+			return false
+		}
 		name := t.Name.Local
 		if a, ok := ciiAliases[name]; ok && w.syntax == SyntaxCII {
 			name = a
