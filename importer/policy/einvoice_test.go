@@ -2,7 +2,9 @@ package policy
 
 import (
 	"bytes"
+	"compress/zlib"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -326,5 +328,40 @@ func TestHostileXML(t *testing.T) {
 		if el := time.Since(start); el > 10*time.Second {
 			t.Errorf("%s: %v", name, el)
 		}
+	}
+}
+
+// TestEmbeddedFlateBomb: an embedded factur-x.xml that inflates to
+// 256 MiB is read no further than maxEmbeddedXML, by pdfcpu and by the
+// lenient scan, and the PDF is still recognised by its embedded file.
+func TestEmbeddedFlateBomb(t *testing.T) {
+	var zb bytes.Buffer
+	zw, _ := zlib.NewWriterLevel(&zb, zlib.BestCompression)
+	zero := make([]byte, 1<<20)
+	_, _ = zw.Write([]byte(ciiInvoice("BOMB-1", "urn:cen.eu:en16931:2017")[:200]))
+	for range 256 {
+		_, _ = zw.Write(zero)
+	}
+	_ = zw.Close()
+	data := zb.Bytes()
+	objs := append([]testObj{{body: "<< /Type /Catalog /Pages 2 0 R /Names << /EmbeddedFiles 5 0 R >> >>"}}, pageObjs("Bombe")...)
+	objs = append(objs,
+		testObj{body: "<< /Names [(factur-x.xml) 6 0 R] >>"},
+		testObj{body: "<< /Type /Filespec /F (factur-x.xml) /EF << /F 7 0 R >> >>"},
+		testObj{body: fmt.Sprintf("<< /Type /EmbeddedFile /Filter /FlateDecode /Length %d >>", len(data)), stream: data},
+	)
+	pdf := classicPDF("1.7", objs, "")
+	start := time.Now()
+	d, err := New(Config{}).Classify(connector.Attachment{Type: connector.FileAttachment, Name: "bombe.pdf"}, "", int64(len(pdf)), bytes.NewReader(pdf))
+	if err != nil || d.Kind != archive.KindZUGFeRD {
+		t.Errorf("Classify = %+v, %v", d, err)
+	}
+	for _, a := range scanAttachments(pdf) {
+		if len(a.data) > maxEmbeddedXML {
+			t.Errorf("lenient scan decoded %d bytes", len(a.data))
+		}
+	}
+	if el := time.Since(start); el > 20*time.Second {
+		t.Errorf("took %v", el)
 	}
 }
