@@ -51,22 +51,17 @@ func (p *pass) keepContainer(a connector.Attachment) bool {
 }
 
 // documentParts takes the parts of a container through document one
-// after the other, in the container's document slot.
-func (p *pass) documentParts(ctx context.Context, m connector.Message, mailID string, container job, attKey string, f failure, parts []policy.Part, seen func(id string) bool) (bool, error) {
-	failed := false
+// after the other, in the container's document slot. A part's error is
+// the container's: the mail keeps it as the attachment that failed.
+func (p *pass) documentParts(ctx context.Context, m connector.Message, mailID string, container job, parts []policy.Part, seen func(id string) bool) error {
 	for i, part := range parts {
 		j := job{part: true, att: connector.Attachment{
 			ID: container.att.ID + "/" + strconv.Itoa(i), Type: connector.FileAttachment, Name: part.Name,
 			ContentType: part.ContentType, Size: int64(len(part.Content)), Content: part.Content,
 		}}
-		pf, err := p.document(ctx, m, mailID, j, seen)
-		if err != nil {
-			return pf, err
+		if err := p.document(ctx, m, mailID, j, seen); err != nil {
+			return err
 		}
-		failed = failed || pf
 	}
-	if !failed && f.Attempts > 0 {
-		return false, p.im.ledger.clearFailure(ctx, attKey)
-	}
-	return failed, nil
+	return nil
 }

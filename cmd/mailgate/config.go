@@ -53,7 +53,13 @@ type Config struct {
 	ConnectGroup   string
 	TrustedProxies []netip.Prefix
 	PollInterval   time.Duration
+	Workers        int
+	RetryFor       time.Duration
 	LogLevel       string
+	// MetricsAddr is where /metrics is served, never on the portal's
+	// listener (the metrics name customers and connections); empty: not
+	// served.
+	MetricsAddr string
 
 	// Demo is set by `mailgate demo`: the simulator stands in for Microsoft
 	// and missing secrets are generated.
@@ -141,6 +147,17 @@ func settings() []setting {
 			c.PollInterval = d
 			return err
 		}},
+		{name: "WORKERS", def: "8", usage: "connections an importer replica works at once", set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			c.Workers = n
+			return err
+		}},
+		{name: "RETRY_FOR", def: "1h", usage: "how long a mail that keeps failing is retried (with backoff, at least 5 tries) before it is given up and announced as failed", set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			c.RetryFor = d
+			return err
+		}},
+		{name: "METRICS_ADDR", def: "", usage: "where /metrics is served (host:port), not on the portal's listener; empty = not served", set: str(func(c *Config) *string { return &c.MetricsAddr })},
 		{name: "LOG_LEVEL", def: "info", usage: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},
 	}
 }
@@ -233,6 +250,13 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		add("MAILGATE_HTTP_ADDR=%q: want host:port: %v", c.HTTPAddr, err)
 	}
+	if c.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			add("MAILGATE_METRICS_ADDR=%q: want host:port: %v", c.MetricsAddr, err)
+		} else if c.MetricsAddr == c.HTTPAddr && port != "0" {
+			add("MAILGATE_METRICS_ADDR=%q: must differ from MAILGATE_HTTP_ADDR: metrics are not for the public listener", c.MetricsAddr)
+		}
+	}
 	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		add("MAILGATE_PUBLIC_URL=%q: want an absolute http(s) URL such as https://mailgate.example.com", c.PublicURL)
 	} else if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
@@ -271,6 +295,12 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(v); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
 			add("%s=%q: want an https URL (plain http only for loopback)", name, v)
 		}
+	}
+	if c.Workers < 1 || c.Workers > 1000 {
+		add("MAILGATE_WORKERS=%d: want 1 to 1000", c.Workers)
+	}
+	if c.RetryFor < time.Second {
+		add("MAILGATE_RETRY_FOR=%s: want at least 1s", c.RetryFor)
 	}
 	if c.PollInterval < 5*time.Second {
 		add("MAILGATE_POLL_INTERVAL=%s: must be at least 5s (Graph limits requests per mailbox)", c.PollInterval)
