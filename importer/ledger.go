@@ -34,6 +34,7 @@ const (
 //	leases   <connection>                 replica name, TTL
 //	imports  <document id>                record: done / skipped
 //	         sha.<customer>.<sha256>      first document id with that content
+//	         inv.<customer>.<hash>        first document id with that seller's invoice number (invoices.go)
 //	         mail.<mail key>              all documents of a mail done, mail post-processed
 type ledger struct {
 	cursors, leases, imports jetstream.KeyValue
