@@ -126,10 +126,10 @@ func (p *Policy) Classify(a connector.Attachment, bodyHTML string, size int64, r
 	ct := baseType(mt.String())
 	ext := strings.TrimPrefix(mt.Extension(), ".")
 	switch {
-	case mt.Is("application/pkcs7-mime") || mt.Is("application/pkcs7-signature"):
+	case ct == "application/pkcs7-mime" || ct == "application/pkcs7-signature":
 		return Decision{ContentType: ct, Ext: ext, Reason: archive.ReasonTypeNotAllowed,
 			Detail: "an S/MIME container (smime.p7m) that could not be opened: the mail is encrypted, or the signature carries no content"}, nil
-	case isArchive(mt):
+	case archives[ct]:
 		return Decision{ContentType: ct, Ext: ext, Reason: archive.ReasonArchive,
 			Detail: fmt.Sprintf("the file is an archive (%s); archives are not unpacked", ct)}, nil
 	case isExecutable(mt):
@@ -284,17 +284,13 @@ func isExecutable(mt *mimetype.MIME) bool {
 	return slices.ContainsFunc(executables, mt.Is)
 }
 
-// archives are container formats: refused with their own reason, so a
-// sender learns to attach the files themselves. Java and Android
-// packages stay executables.
-var archives = []string{
-	"application/zip", "application/vnd.rar", "application/x-7z-compressed", "application/gzip", "application/x-xz",
-	"application/x-bzip2", "application/x-tar", "application/vnd.ms-cab-compressed", "application/x-cpio",
-	"application/x-xar", "application/zstd", "application/x-archive",
-}
-
-func isArchive(mt *mimetype.MIME) bool {
-	return slices.ContainsFunc(archives, mt.Is)
+// archives are container formats, by mimetype's canonical names:
+// refused with their own reason, so a sender learns to attach the files
+// themselves. Java and Android packages stay executables.
+var archives = map[string]bool{
+	"application/zip": true, "application/vnd.rar": true, "application/x-7z-compressed": true, "application/gzip": true,
+	"application/x-xz": true, "application/x-bzip2": true, "application/x-tar": true, "application/vnd.ms-cab-compressed": true,
+	"application/x-cpio": true, "application/x-xar": true, "application/zstd": true, "application/x-archive": true,
 }
 
 // looksLikeXML reports whether the content starts like XML: '<' after an
