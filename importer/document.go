@@ -21,11 +21,13 @@ import (
 // operator's (infraError).
 func (p *pass) document(ctx context.Context, m connector.Message, mailID string, j job, seen func(id string) bool) error {
 	im := p.im
-	select {
-	case p.docs <- struct{}{}:
-		defer func() { <-p.docs }()
-	case <-ctx.Done():
-		return context.Cause(ctx)
+	if !j.part { // a container's parts run in its slot
+		select {
+		case p.docs <- struct{}{}:
+			defer func() { <-p.docs }()
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
 	}
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
@@ -52,6 +54,11 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 			im.log.Warn("importer: close spool", "error", cerr)
 		}
 	}()
+	if parts, ok := p.containerParts(a, sp); ok && !j.part && !j.wholeMail {
+		if err := p.documentParts(ctx, m, mailID, j, parts, seen); err != nil || !p.keepContainer(a) {
+			return err
+		}
+	}
 	d, err := im.policy.Classify(a, m.BodyHTML, sp.Size(), sp.Reader())
 	if err != nil {
 		return fmt.Errorf("importer: classify %q: %w", a.Name, err)
@@ -121,8 +128,11 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	if err := im.step("stored"); err != nil {
 		return err
 	}
+	if err := p.flagDuplicateInvoice(ctx, id, d.Invoice); err != nil {
+		return infra(componentNATS, fmt.Errorf("importer: invoice index %s: %w", id, err))
+	}
 	ev := archive.Imported{
-		Customer: p.conn.Customer, Connection: p.conn.ID, Mailbox: p.conn.Mailbox,
+		Customer: p.conn.Customer, Connection: p.conn.ID, Mailbox: p.conn.Mailbox, Invoice: d.Invoice,
 		Message: messageInfo(m),
 		Document: archive.DocumentInfo{
 			Name: name, Size: sp.Size(), SHA256: sha, ContentType: d.ContentType,
@@ -165,7 +175,7 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	p.mu.Lock()
 	p.res.Imported++
 	p.imported++
-	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Kind: d.Kind, Profile: d.Profile, Subject: m.Subject})
+	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Kind: d.Kind, Profile: d.Profile, Subject: m.Subject}.withInvoice(d.Invoice))
 	p.mu.Unlock()
 	return nil
 }

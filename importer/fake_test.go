@@ -242,7 +242,7 @@ func (f *fakeMailbox) OpenAttachment(ctx context.Context, messageID, attachmentI
 			if err := f.fail("open", a.Name); err != nil {
 				return nil, err
 			}
-			if a.Type == connector.ItemAttachment {
+			if a.Type == connector.ItemAttachment && a.Content == nil { // else: the attached mail's MIME
 				return io.NopCloser(strings.NewReader("Subject: attached\r\n\r\nhello")), nil
 			}
 			return io.NopCloser(bytes.NewReader(a.Content)), nil

@@ -34,6 +34,7 @@ const (
 //	leases   <connection>                 replica name, TTL
 //	imports  <document id>                record: done / skipped
 //	         sha.<customer>.<sha256>      first document id with that content
+//	         inv.<customer>.<hash>        first document id with that seller's invoice number (invoices.go)
 //	         mail.<mail key>              all documents of a mail done, mail post-processed
 type ledger struct {
 	cursors, leases, imports jetstream.KeyValue
@@ -223,7 +224,13 @@ func (l *ledger) shaOwner(ctx context.Context, customer, sha string) (string, er
 // unless another document already is; it returns the owner. Create keeps
 // the first claim when replicas race.
 func (l *ledger) claimSHA(ctx context.Context, customer, sha, id string) (string, error) {
-	key := shaKey(customer, sha)
+	return l.claim(ctx, shaKey(customer, sha), id)
+}
+
+// claim makes id the owner of key in the imports bucket unless another
+// id already is, and returns the owner: the content index and the
+// invoice index (inv.<customer>.<hash>, see invoices.go) both use it.
+func (l *ledger) claim(ctx context.Context, key, id string) (string, error) {
 	_, err := l.imports.Create(ctx, key, []byte(id))
 	if err == nil {
 		return id, nil

@@ -18,6 +18,7 @@ import (
 type job struct {
 	att       connector.Attachment
 	wholeMail bool
+	part      bool // a file from inside a container attachment (smime.go)
 }
 
 // mail handles every document of one mail and then post-processes it.
@@ -35,7 +36,7 @@ func (p *pass) mail(ctx context.Context, m connector.Message, isDone func() (boo
 	mailKey := p.mailKey(m)
 	saveEML := im.cfg.Policy.SaveEML
 	var jobs []job
-	if m.HasAttachments {
+	if m.HasAttachments || mayBeInlineOnly(m) {
 		atts, err := p.mb.Attachments(ctx, m.ID)
 		if connector.IsKind(err, connector.NotFound) {
 			return nil // moved or deleted since the delta page: not ours to finish
@@ -44,7 +45,13 @@ func (p *pass) mail(ctx context.Context, m connector.Message, isDone func() (boo
 			return fmt.Errorf("importer: attachments of %s: %w", m.ID, err)
 		}
 		for _, a := range atts {
+			if !m.HasAttachments && bodyImage(a) {
+				continue
+			}
 			jobs = append(jobs, job{att: a})
+		}
+		if len(jobs) == 0 && !m.HasAttachments && !saveEML {
+			return nil // body images only: left alone, as a mail without attachments
 		}
 	}
 	if saveEML {

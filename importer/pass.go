@@ -396,7 +396,7 @@ func (p *pass) page(ctx context.Context, cur cursor, page connector.DeltaPage) e
 // wanted reports whether m may hold documents: it has attachments, or
 // whole mails are archived.
 func (p *pass) wanted(m connector.Message) bool {
-	return m.HasAttachments || p.im.cfg.Policy.SaveEML
+	return m.HasAttachments || p.im.cfg.Policy.SaveEML || mayBeInlineOnly(m)
 }
 
 // mailKey is the ledger key of m's "done" mark.

@@ -58,6 +58,12 @@ type HistoryEntry struct {
 	Reason     string    `json:"reason,omitempty"`  // "" for an import
 	Detail     string    `json:"detail,omitempty"`
 	Subject    string    `json:"subject,omitempty"`
+	// An e-invoice's number (BT-1), seller (BT-27), gross amount (BT-112)
+	// and currency (BT-5), for the portal's document list.
+	InvoiceNumber string `json:"invoiceNumber,omitempty"`
+	Seller        string `json:"seller,omitempty"`
+	Gross         string `json:"gross,omitempty"`
+	Currency      string `json:"currency,omitempty"`
 }
 
 func (s *Status) add(h []HistoryEntry) {

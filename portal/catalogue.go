@@ -130,6 +130,7 @@ var catalogue = map[string]map[string]string{
 		"reason.duplicate_of": "Already imported (duplicate)", "reason.reference_attachment": "Link to a cloud file, not an attachment",
 		"reason.failed": "Failed repeatedly", "reason.empty": "Empty file", "reason.item_attachment": "Attached mail or calendar item",
 		"reason.signature_logo": "Signature logo", "reason.no_attachments": "Mail without attachments",
+		"reason.archive": "Archive (ZIP, RAR, …), not unpacked", "detail.invoice_no": "Invoice",
 
 		"disconnect.page_title": "Disconnect", "disconnect.title": "Disconnect %s?",
 		"disconnect.body":    "mailgate stops importing from this mailbox and deletes its stored access tokens. Documents already imported stay in the archive.",
@@ -268,6 +269,7 @@ var catalogue = map[string]map[string]string{
 		"reason.duplicate_of": "Schon importiert (Duplikat)", "reason.reference_attachment": "Link auf eine Cloud-Datei, kein Anhang",
 		"reason.failed": "Wiederholt fehlgeschlagen", "reason.empty": "Leere Datei", "reason.item_attachment": "Angehängte E-Mail oder Termin",
 		"reason.signature_logo": "Logo aus der Signatur", "reason.no_attachments": "E-Mail ohne Anhänge",
+		"reason.archive": "Archiv (ZIP, RAR, …), nicht entpackt", "detail.invoice_no": "Rechnung",
 
 		"disconnect.page_title": "Trennen", "disconnect.title": "%s trennen?",
 		"disconnect.body":    "mailgate importiert nicht mehr aus diesem Postfach und löscht die gespeicherten Zugriffstoken. Bereits importierte Dokumente bleiben im Archiv.",

@@ -117,6 +117,12 @@ type HistoryEntry struct {
 	Reason     string // empty for an import, an archive.Reason* for a skip
 	Detail     string
 	Subject    string
+	// An e-invoice's number (BT-1), seller (BT-27) and gross amount
+	// (BT-112, as written) with its currency (BT-5); empty otherwise.
+	InvoiceNumber string
+	Seller        string
+	Gross         string
+	Currency      string
 }
 
 // Audit records actions that do not change a connection's state

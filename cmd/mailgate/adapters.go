@@ -82,6 +82,7 @@ func (s statusAdapter) Status(ctx context.Context, id string) (portal.Connection
 		out.Recent = append(out.Recent, portal.HistoryEntry{
 			Time: h.Time, DocumentID: h.DocumentID, Name: h.Name, Kind: h.Kind, Profile: h.Profile,
 			Reason: h.Reason, Detail: h.Detail, Subject: h.Subject,
+			InvoiceNumber: h.InvoiceNumber, Seller: h.Seller, Gross: h.Gross, Currency: h.Currency,
 		})
 	}
 	return out, nil
