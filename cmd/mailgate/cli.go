@@ -44,15 +44,17 @@ func connectCLI(ctx context.Context, e *env, fs *flag.FlagSet, args []string) (*
 		return nil, nil, configError(e, err)
 	}
 	s := &cliState{cfg: cfg}
-	opts := []nats.Option{nats.Name("mailgate-cli"), nats.Timeout(5 * time.Second)}
-	if cfg.NATSCreds != "" {
-		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	auth, err := cliNATSAuth(&cfg)
+	if err != nil {
+		return nil, nil, err
 	}
-	if cfg.NATSCA != "" {
-		opts = append(opts, nats.RootCAs(cfg.NATSCA))
-	}
+	opts := append([]nats.Option{nats.Name("mailgate-cli"), nats.Timeout(5 * time.Second)}, auth...)
 	url := cfg.natsURL()
 	s.nc, err = nats.Connect(url, opts...)
+	if errors.Is(err, nats.ErrAuthorization) && len(auth) == 0 {
+		return nil, nil, fmt.Errorf("NATS at %s wants credentials: run with the MAILGATE_DATA_DIR of `mailgate serve` (its CLI credentials are in %s) or set MAILGATE_NATS_CREDS: %w",
+			redactURL(url), natsAuthDir(cfg.DataDir), err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot reach NATS at %s (is `mailgate serve` running, or MAILGATE_NATS_URL set?): %w", redactURL(url), err)
 	}

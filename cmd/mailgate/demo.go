@@ -149,7 +149,8 @@ func (d *demoSeed) banner(e *env, simURL, natsURL string) {
 	fmt.Fprintf(tw, "  DMS API key:\t%s   (shown once)\n", d.apiKey)
 	fmt.Fprintf(tw, "  Redeem the code:\twith the button on the code page, or as a DMS would:\n")
 	fmt.Fprintf(tw, "  \tcurl -H 'Authorization: Bearer %s' -d '{\"code\":\"CODE\"}' %s/api/v1/connections/redeem\n", d.apiKey, d.cfg.PublicURL)
-	fmt.Fprintf(tw, "  Watch events:\tmailgate archive tail --since 1h --nats-url %s\n", natsURL)
+	fmt.Fprintf(tw, "  Watch events:\tmailgate archive tail --since 1h --data-dir %s --nats-url %s\n", d.cfg.DataDir, natsURL)
+	fmt.Fprintf(tw, "  NATS credentials:\t%s   (the CLI finds them through --data-dir)\n", natsAuthDir(d.cfg.DataDir))
 	fmt.Fprintf(tw, "  Archive:\t%s\n\n", filepath.Join(d.cfg.DataDir, "archive"))
 	tw.Flush()
 }

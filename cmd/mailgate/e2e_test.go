@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailgate/mailgate/archive"
@@ -286,12 +285,10 @@ func redeem(t *testing.T, base, apiKey, code string) map[string]any {
 }
 
 // collect reads events of the stream until want says enough or time runs out.
-func collect(t *testing.T, natsURL string, timeout time.Duration, enough func([]archive.Event) bool) []archive.Event {
+// It connects as the CLI would, with the credentials in dataDir.
+func collect(t *testing.T, natsURL, dataDir string, timeout time.Duration, enough func([]archive.Event) bool) []archive.Event {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := cliConnect(t, natsURL, dataDir)
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -348,7 +345,7 @@ func TestDemoEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	events := collect(t, natsURL, 60*time.Second, func(evs []archive.Event) bool {
+	events := collect(t, natsURL, dataDir, 60*time.Second, func(evs []archive.Event) bool {
 		var docs, skips int
 		for _, e := range evs {
 			switch e.Type {
@@ -439,7 +436,7 @@ func TestDemoEndToEnd(t *testing.T) {
 
 	// Later passes (the demo polls every 5 s) find nothing new: no second
 	// event for any document.
-	again := collect(t, natsURL, 12*time.Second, func([]archive.Event) bool { return false })
+	again := collect(t, natsURL, dataDir, 12*time.Second, func([]archive.Event) bool { return false })
 	var docEvents int
 	for _, e := range again {
 		if e.Type != archive.TypeConnectionChanged {
