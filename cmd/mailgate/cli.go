@@ -228,7 +228,9 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 	customer := fs.String("customer", "", "customer (redeem, add-app)")
 	tenant := fs.String("tenant", "", "Microsoft tenant id (add-app)")
 	clientID := fs.String("client-id", "", "application (client) id of the customer's app registration (add-app)")
-	clientSecret := fs.String("client-secret", "", "client secret (add-app; prefer --client-secret-file: a flag shows in the process list)")
+	fs.Func("client-secret", "not accepted: use --client-secret-file F|- (add-app)", func(string) error {
+		return errors.New("not accepted on the command line, where it shows in the process list: use --client-secret-file FILE, or - for standard input")
+	})
 	clientSecretFile := fs.String("client-secret-file", "", "file with the client secret, - = standard input (add-app)")
 	secretExpires := fs.String("secret-expires", "", "expiry date of the client secret, YYYY-MM-DD (add-app)")
 	mailbox := fs.String("mailbox", "", "mailbox address (add-app)")
@@ -339,14 +341,12 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 		}
 		return printResult(e, res)
 	case "add-app":
-		if *customer == "" || *tenant == "" || *clientID == "" || *mailbox == "" || (*clientSecret == "" && *clientSecretFile == "") {
+		if *customer == "" || *tenant == "" || *clientID == "" || *mailbox == "" || *clientSecretFile == "" {
 			return usageError(e, "connections add-app --customer C --tenant TENANT_ID --client-id ID --client-secret-file F|- --mailbox ADDRESS [--secret-expires YYYY-MM-DD]")
 		}
-		secret := *clientSecret
-		if *clientSecretFile != "" {
-			if secret, err = readSecret(e, *clientSecretFile, "client secret"); err != nil {
-				return err
-			}
+		secret, err := readSecret(e, *clientSecretFile, "client secret")
+		if err != nil {
+			return err
 		}
 		req := controlRequest{Customer: *customer, TenantID: *tenant, ClientID: *clientID, ClientSecret: secret, Mailbox: *mailbox, Actor: "cli"}
 		if *secretExpires != "" {
