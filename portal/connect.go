@@ -434,18 +434,6 @@ func (d codeData) refresh() int {
 	return 5
 }
 
-type keptCode struct {
-	Code      string    `json:"code"`
-	ExpiresAt time.Time `json:"expiresAt"`
-}
-
-// keepCode holds the code in the session so the page can show it again on
-// refresh; it is removed once the connection is active.
-func (s *Server) keepCode(ctx context.Context, id, code string, exp time.Time) {
-	b, _ := json.Marshal(keptCode{Code: code, ExpiresAt: exp})
-	s.sessions.Put(ctx, "code:"+id, string(b))
-}
-
 func (s *Server) showCode(w http.ResponseWriter, r *http.Request, u *sessionUser) {
 	ctx := r.Context()
 	c, err := s.ownConnection(ctx, u.Customer, r.PathValue("id"))
@@ -456,9 +444,8 @@ func (s *Server) showCode(w http.ResponseWriter, r *http.Request, u *sessionUser
 	d := codeData{C: c}
 	switch c.State {
 	case connector.StatePending:
-		var k keptCode
-		if raw := s.sessions.GetString(ctx, "code:"+c.ID); raw != "" && json.Unmarshal([]byte(raw), &k) == nil && s.now().Before(k.ExpiresAt) {
-			d.Code, d.ExpiresAt = k.Code, k.ExpiresAt
+		if code, exp, ok := s.keptCodeOf(ctx, c.ID); ok {
+			d.Code, d.ExpiresAt = code, exp
 		}
 	case connector.StateActive:
 		s.sessions.Remove(ctx, "code:"+c.ID)
