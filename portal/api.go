@@ -117,8 +117,9 @@ type connectionResponse struct {
 // repeated failures are limited per key and per IP.
 func (s *Server) apiRedeem(w http.ResponseWriter, r *http.Request, key APIKey) {
 	ctx := r.Context()
-	ip, now := s.clientIP(r), s.now()
-	if wait := max(s.apiKey.Wait("key:"+key.ID, now), s.apiKey.Wait("ip:"+ip, now)); wait > 0 {
+	ip := s.clientIP(r)
+	limits := []string{"key:" + key.ID, "ip:" + ip}
+	if wait := s.redeemWait(limits); wait > 0 {
 		s.metrics.redeems.WithLabelValues("limited").Inc()
 		s.apiError(w, r, &rateLimitedError{retryAfter: wait})
 		return
@@ -128,18 +129,58 @@ func (s *Server) apiRedeem(w http.ResponseWriter, r *http.Request, key APIKey) {
 		s.apiError(w, r, invalid(`body must be {"code":"…"}`))
 		return
 	}
-	c, res, err := s.Redeem(ctx, key.Customer, req.Code, "api:"+key.ID)
+	c, res, err := s.RedeemLimited(ctx, key.Customer, req.Code, "api:"+key.ID, limits...)
 	if err != nil {
 		if isInvalidCode(err) {
-			s.apiKey.Fail("key:"+key.ID, now)
-			s.apiKey.Fail("ip:"+ip, now)
-			s.metrics.redeems.WithLabelValues("invalid").Inc()
 			s.log.InfoContext(ctx, "invalid code", "key_id", key.ID, "ip", ip)
 		}
 		s.apiError(w, r, err)
 		return
 	}
 	s.apiJSON(w, r, http.StatusOK, connectionResponse{Connection: toAPI(c), Test: &res})
+}
+
+// RedeemLimited redeems code for customer under the DMS API's rules: while
+// any of limits (names of who is asking) has failed too often, it is
+// refused with an error RetryAfter recognises, and an invalid, expired,
+// used or foreign code counts as a failure of every one. The DMS API
+// (limits: its API key and client address) and `mailgate connections
+// redeem` through the control service (limits: the CLI and the customer)
+// both redeem here.
+func (s *Server) RedeemLimited(ctx context.Context, customer, code, actor string, limits ...string) (connector.Connection, TestResult, error) {
+	if wait := s.redeemWait(limits); wait > 0 {
+		s.metrics.redeems.WithLabelValues("limited").Inc()
+		return connector.Connection{}, TestResult{}, &rateLimitedError{retryAfter: wait}
+	}
+	c, res, err := s.Redeem(ctx, customer, code, actor)
+	if isInvalidCode(err) {
+		now := s.now()
+		for _, k := range limits {
+			s.apiKey.Fail(k, now)
+		}
+		s.metrics.redeems.WithLabelValues("invalid").Inc()
+	}
+	return c, res, err
+}
+
+// redeemWait is how long the longest-waiting of limits must still wait.
+func (s *Server) redeemWait(limits []string) time.Duration {
+	now := s.now()
+	var wait time.Duration
+	for _, k := range limits {
+		wait = max(wait, s.apiKey.Wait(k, now))
+	}
+	return wait
+}
+
+// RetryAfter reports whether err refuses an attempt for too many failures,
+// and how long the caller must wait.
+func RetryAfter(err error) (time.Duration, bool) {
+	var rl *rateLimitedError
+	if errors.As(err, &rl) {
+		return rl.retryAfter, true
+	}
+	return 0, false
 }
 
 func (s *Server) apiList(w http.ResponseWriter, r *http.Request, key APIKey) {

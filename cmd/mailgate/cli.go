@@ -326,7 +326,7 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 			return usageError(e, "connections redeem CODE --customer C")
 		}
 		var res controlResult
-		if err := control(ctx, st.nc, "redeem", controlRequest{Customer: *customer, Code: code, Actor: "cli"}, &res); err != nil {
+		if err := control(ctx, st.nc, cliSecretKey(&st.cfg), "redeem", controlRequest{Customer: *customer, Code: code, Actor: "cli"}, &res); err != nil {
 			return err
 		}
 		return printResult(e, res)
@@ -336,7 +336,7 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		var res controlResult
-		if err := control(ctx, st.nc, "test", controlRequest{ConnectionID: id, Actor: "cli"}, &res); err != nil {
+		if err := control(ctx, st.nc, cliSecretKey(&st.cfg), "test", controlRequest{ConnectionID: id, Actor: "cli"}, &res); err != nil {
 			return err
 		}
 		return printResult(e, res)
@@ -357,7 +357,7 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 			req.SecretExpiresAt = t
 		}
 		var res controlResult
-		if err := control(ctx, st.nc, "add-app", req, &res); err != nil {
+		if err := control(ctx, st.nc, cliSecretKey(&st.cfg), "add-app", req, &res); err != nil {
 			return err
 		}
 		return printResult(e, res)

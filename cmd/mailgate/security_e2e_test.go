@@ -2,11 +2,13 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -137,4 +139,156 @@ func TestNATSAuthEndToEnd(t *testing.T) {
 		}
 	})
 	_ = graphtest.DefaultMailbox
+}
+
+// TestControlServiceEndToEnd attacks the control service through which the
+// CLI asks a running portal to redeem, test and add connections: callers
+// without the installation's key are refused, a recorded request cannot
+// be replayed, the client secret of add-app never crosses NATS in plain
+// text, and failed redeems are rate limited as in the DMS API.
+func TestControlServiceEndToEnd(t *testing.T) {
+	bin := mailgateBinary(t)
+	dataDir := t.TempDir()
+	_, _, _, _, natsURL := startDemo(t, bin, dataDir)
+	env := []string{"MAILGATE_NATS_URL=" + natsURL, "MAILGATE_DATA_DIR=" + dataDir}
+
+	// Watch the wire as an insider: the service's own identity may
+	// subscribe to the control subjects.
+	auth, err := nats.NkeyOptionFromSeed(filepath.Join(dataDir, "nats-auth", "mailgate.nk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spy, err := nats.Connect(natsURL, auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spy.Close()
+	wire := make(chan *nats.Msg, 16)
+	if _, err := spy.ChanSubscribe("mailgatectl.>", wire); err != nil {
+		t.Fatal(err)
+	}
+	replies := make(chan *nats.Msg, 16)
+	if _, err := spy.ChanSubscribe("_INBOX.>", replies); err != nil {
+		t.Fatal(err)
+	}
+	if err := spy.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	const secret = graphtest.DefaultClientSecret
+	cmd := exec.Command(bin, "connections", "add-app", "--customer", "firma", "--tenant", graphtest.DefaultTenantID,
+		"--client-id", graphtest.DefaultClientID, "--client-secret-file", "-", "--mailbox", graphtest.DefaultMailbox)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = strings.NewReader(secret + "\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "is active") {
+		t.Fatalf("connections add-app: %v\n%s", err, out)
+	}
+	var request *nats.Msg
+	select {
+	case request = <-wire:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no add-app request seen on the wire")
+	}
+	if request.Subject != "mailgatectl.add-app" {
+		t.Fatalf("request on %s", request.Subject)
+	}
+	for _, plain := range []string{secret, "clientSecret", graphtest.DefaultClientID, "firma"} {
+		if strings.Contains(string(request.Data), plain) {
+			t.Errorf("add-app request on the wire contains %q in plain text", plain)
+		}
+	}
+	select {
+	case reply := <-replies:
+		if strings.Contains(string(reply.Data), secret) || strings.Contains(string(reply.Data), graphtest.DefaultMailbox) {
+			t.Errorf("answer on the wire in plain text: %.200s", reply.Data)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("no answer seen on the wire")
+	}
+
+	// The CLI's own NATS identity, without the key.
+	var asyncErrs []error
+	var mu sync.Mutex
+	cli, err := nats.Connect(natsURL, cliAuth(t, dataDir), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		asyncErrs = append(asyncErrs, err)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ask := func(subject string, data []byte) string {
+		t.Helper()
+		msg, err := cli.Request(subject, data, 30*time.Second)
+		if err != nil {
+			t.Fatalf("request %s: %v", subject, err)
+		}
+		return string(msg.Data)
+	}
+	if got := ask("mailgatectl.redeem", []byte(`{"actor":"cli","customer":"firma","code":"ABCD-EFGH"}`)); !strings.Contains(got, "not sealed with this installation") {
+		t.Errorf("unsealed redeem answered %s", got)
+	}
+	if got := ask("mailgatectl.add-app", request.Data); !strings.Contains(got, "replay") {
+		t.Errorf("replayed add-app answered %s", got)
+	}
+	list := runCLI(t, bin, env, "connections", "list")
+	if n := strings.Count(list, graphtest.DefaultMailbox); n != 1 {
+		t.Errorf("%d connections after the replay, want 1:\n%s", n, list)
+	}
+	// Nor may the CLI identity listen on the control subjects.
+	if _, err := cli.SubscribeSync("mailgatectl.>"); err != nil {
+		t.Fatal(err)
+	}
+	_ = cli.Flush()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		got := fmt.Sprint(asyncErrs)
+		mu.Unlock()
+		if strings.Contains(strings.ToLower(got), "permissions violation") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("CLI identity subscribed to mailgatectl.> without a permissions violation (errors: %s)", got)
+			break
+		}
+		_ = cli.Flush() // the violation arrives as an asynchronous -ERR
+	}
+
+	// A caller with another key is refused.
+	other := exec.Command(bin, "connections", "redeem", "ABCD-EFGH-JKLM", "--customer", "firma")
+	other.Env = append(os.Environ(), append(env, "MAILGATE_SECRET_KEY=MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=")...)
+	if out, err := other.CombinedOutput(); err == nil || !strings.Contains(string(out), "not sealed with this installation") {
+		t.Errorf("redeem with a foreign key: %v\n%s", err, out)
+	}
+
+	// Failed redeems are limited as in the DMS API: five, then a wait.
+	var last string
+	for i := 0; i < 6; i++ {
+		c := exec.Command(bin, "connections", "redeem", fmt.Sprintf("WRNG-CODE-%04d", i), "--customer", "firma")
+		c.Env = append(os.Environ(), env...)
+		out, err := c.CombinedOutput()
+		if err == nil {
+			t.Fatalf("wrong code %d redeemed:\n%s", i, out)
+		}
+		last = string(out)
+		if i < 5 && !strings.Contains(last, "invalid, expired or used") {
+			t.Errorf("wrong code %d: %s", i, last)
+		}
+	}
+	if !strings.Contains(last, "too many failed attempts") {
+		t.Errorf("sixth wrong code: %s, want the rate limit", last)
+	}
+}
+
+// cliAuth is the CLI's NATS credential in dataDir.
+func cliAuth(t *testing.T, dataDir string) nats.Option {
+	t.Helper()
+	auth, err := nats.NkeyOptionFromSeed(filepath.Join(dataDir, "nats-auth", "cli.nk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return auth
 }

@@ -140,7 +140,7 @@ func (m *Main) Run(ctx context.Context) error {
 		g.Go(func() error { return keepTokensAlive(gctx, w.Tokens, log) })
 	}
 	if w.Portal != nil {
-		ctl, err := startControl(gctx, nc, w, log)
+		ctl, err := startControl(gctx, nc, w, cfg.SecretKey, cfg.NATSReplicas, log)
 		if err != nil {
 			return err
 		}
