@@ -203,7 +203,7 @@ func (t *Tokens) redeem(ctx context.Context, c Connection) (*oauth2.Token, error
 	if len(c.RefreshToken) == 0 {
 		return nil, &Error{Op: op, Kind: NeedsConsent, Code: "no_refresh_token", Err: fmt.Errorf("connection %s has no refresh token", c.ID)}
 	}
-	rt, err := t.sealer.Open(c.RefreshToken)
+	rt, reseal, err := t.sealer.OpenFor(c.Customer, c.ID, c.RefreshToken)
 	if err != nil {
 		return nil, fmt.Errorf("%s: connection %s: %w", op, c.ID, err)
 	}
@@ -212,10 +212,20 @@ func (t *Tokens) redeem(ctx context.Context, c Connection) (*oauth2.Token, error
 		return nil, err
 	}
 	if tok.RefreshToken == "" || tok.RefreshToken == string(rt) {
-		// Not rotated: just note that the grant was used.
+		// Not rotated: just note that the grant was used, and bind a
+		// token sealed before tokens were bound to its connection.
+		var rebound []byte
+		if reseal {
+			if rebound, err = t.sealer.SealFor(c.Customer, c.ID, rt); err != nil {
+				return nil, fmt.Errorf("%s: connection %s: %w", op, c.ID, err)
+			}
+		}
 		_, err := t.store.Update(ctx, c.ID, func(cur *Connection) error {
 			if cur.State == StateDeleted {
 				return errStaleToken
+			}
+			if rebound != nil && bytes.Equal(cur.RefreshToken, c.RefreshToken) {
+				cur.RefreshToken = rebound
 			}
 			cur.TokenRefreshedAt = t.now().UTC()
 			return nil
@@ -225,7 +235,7 @@ func (t *Tokens) redeem(ctx context.Context, c Connection) (*oauth2.Token, error
 		}
 		return tok, nil
 	}
-	sealed, err := t.sealer.Seal([]byte(tok.RefreshToken))
+	sealed, err := t.sealer.SealFor(c.Customer, c.ID, []byte(tok.RefreshToken))
 	if err != nil {
 		return nil, fmt.Errorf("%s: connection %s: %w", op, c.ID, err)
 	}
@@ -257,9 +267,12 @@ func (t *Tokens) appToken(ctx context.Context, c Connection) (*oauth2.Token, err
 	const op = "connector: access token"
 	clientID, secret := c.ClientID, t.id.cfg.ClientSecret
 	if len(c.ClientSecret) > 0 {
-		plain, err := t.sealer.Open(c.ClientSecret)
+		plain, reseal, err := t.sealer.OpenFor(c.Customer, c.ID, c.ClientSecret)
 		if err != nil {
 			return nil, fmt.Errorf("%s: connection %s: %w", op, c.ID, err)
+		}
+		if reseal {
+			t.rebindSecret(ctx, c, plain)
 		}
 		secret = string(plain)
 	} else if clientID == "" {
@@ -269,6 +282,25 @@ func (t *Tokens) appToken(ctx context.Context, c Connection) (*oauth2.Token, err
 		return nil, &Error{Op: op, Kind: Invalid, Err: fmt.Errorf("connection %s has no tenant id", c.ID)}
 	}
 	return t.id.AppTokenSource(ctx, c.TenantID, clientID, secret).Token()
+}
+
+// rebindSecret stores a client secret sealed before secrets were bound to
+// their connection again, sealed for it, unless it changed meanwhile. A
+// failure is logged: the next use tries again.
+func (t *Tokens) rebindSecret(ctx context.Context, c Connection, plain []byte) {
+	rebound, err := t.sealer.SealFor(c.Customer, c.ID, plain)
+	if err == nil {
+		_, err = t.store.Update(ctx, c.ID, func(cur *Connection) error {
+			if cur.State == StateDeleted || !bytes.Equal(cur.ClientSecret, c.ClientSecret) {
+				return errNoChange
+			}
+			cur.ClientSecret = rebound
+			return nil
+		})
+	}
+	if err != nil && !errors.Is(err, errNoChange) {
+		t.logger.LogAttrs(ctx, slog.LevelWarn, "cannot bind client secret to its connection", slog.String("connection_id", c.ID), slog.Any("error", err))
+	}
 }
 
 // needsConsent moves a connection to needs_consent with a plain explanation.

@@ -97,6 +97,7 @@ func (f connectForm) Validate(now time.Time) []string {
 // connection builds the pending connection the form describes.
 func (f connectForm) connection(u *sessionUser, now time.Time) connector.Connection {
 	c := connector.Connection{
+		ID:       connector.NewID(), // before Create: secrets are sealed for it
 		Customer: u.Customer, Mailbox: f.Mailbox, Folder: "inbox", State: connector.StatePending,
 		PostProcess: connector.PostProcess{Action: connector.PostAction(f.Post)},
 		Backfill:    connector.Backfill{Mode: connector.BackfillMode(f.Backfill)},
@@ -162,7 +163,7 @@ func (s *Server) connectStart(w http.ResponseWriter, r *http.Request, u *session
 		c := f.connection(u, s.now())
 		c.TenantID, c.ClientID = f.Tenant, f.ClientID
 		c.SecretExpiresAt, _ = time.Parse(time.DateOnly, f.SecretExpires)
-		sealed, err := s.deps.Sealer.Seal([]byte(f.ClientSecret))
+		sealed, err := s.deps.Sealer.SealFor(c.Customer, c.ID, []byte(f.ClientSecret))
 		if err != nil {
 			s.fail(w, r, fmt.Errorf("seal client secret: %w", err))
 			return
@@ -272,7 +273,11 @@ func (s *Server) connectCallback(w http.ResponseWriter, r *http.Request, u *sess
 			s.consentError(w, r, wz, "invalid_grant", code)
 			return
 		}
-		sealed, err := s.deps.Sealer.Seal([]byte(consent.RefreshToken))
+		c := wz.Form.connection(u, s.now())
+		if wz.Kind == "reconnect" {
+			c.ID = wz.ReconnectID
+		}
+		sealed, err := s.deps.Sealer.SealFor(c.Customer, c.ID, []byte(consent.RefreshToken))
 		if err != nil {
 			s.fail(w, r, fmt.Errorf("seal refresh token: %w", err))
 			return
@@ -284,7 +289,6 @@ func (s *Server) connectCallback(w http.ResponseWriter, r *http.Request, u *sess
 			})
 			return
 		}
-		c := wz.Form.connection(u, s.now())
 		c.TenantID, c.ConsentedBy, c.RefreshToken, c.TokenRefreshedAt = consent.TenantID, consent.Username, sealed, s.now()
 		s.createAndIssue(w, r, u, c)
 	}

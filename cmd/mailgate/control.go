@@ -263,11 +263,13 @@ func startControl(ctx context.Context, nc *nats.Conn, w *Wiring, secretKey []byt
 			if err := connector.ValidCustomer(req.Customer); err != nil {
 				return controlResult{}, err
 			}
-			sealed, err := w.Sealer.Seal([]byte(req.ClientSecret))
+			id := connector.NewID()
+			sealed, err := w.Sealer.SealFor(req.Customer, id, []byte(req.ClientSecret))
 			if err != nil {
 				return controlResult{}, err
 			}
 			c, err := w.Connections.Create(ctx, connector.Connection{
+				ID:              id,
 				Customer:        req.Customer,
 				TenantID:        req.TenantID,
 				Mailbox:         req.Mailbox,
