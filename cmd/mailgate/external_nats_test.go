@@ -25,6 +25,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+
+	"github.com/mailgate/mailgate/archive"
 )
 
 // testCA makes a CA and a server certificate for 127.0.0.1 signed by it,
@@ -220,5 +222,96 @@ func TestExternalNATSCredentials(t *testing.T) {
 				t.Errorf("without the CA: %v, want a certificate error", err)
 			}
 		})
+	}
+}
+
+// dmsPermissions are the README's permissions for a DMS subscriber on an
+// external NATS: follow the MAILGATE stream with a durable consumer, and
+// nothing else.
+var dmsPermissions = &server.Permissions{
+	Publish: &server.SubjectPermission{Allow: []string{
+		"$JS.API.INFO",
+		"$JS.API.STREAM.INFO.MAILGATE",
+		"$JS.API.CONSUMER.CREATE.MAILGATE.>",
+		"$JS.API.CONSUMER.INFO.MAILGATE.>",
+		"$JS.API.CONSUMER.MSG.NEXT.MAILGATE.>",
+		"$JS.ACK.MAILGATE.>",
+	}},
+	Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+}
+
+// TestExternalNATSSubscriberPermissions runs the README's example: mailgate
+// and a DMS with its own nkey and the permissions above. The DMS receives
+// events and cannot read mailgate's state or call the control service.
+func TestExternalNATSSubscriberPermissions(t *testing.T) {
+	caFile, cert := testCA(t)
+	mgSeed, mgPub := nkeyUser(t)
+	dmsSeed, dmsPub := nkeyUser(t)
+	url := runExternalNATS(t, cert, func(o *server.Options) {
+		o.Nkeys = []*server.NkeyUser{{Nkey: mgPub}, {Nkey: dmsPub, Permissions: dmsPermissions}}
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	nc, js, err := connectNATS(ctx, &Config{NATSURL: url, NATSCreds: mgSeed, NATSCA: caFile}, url, "mailgate", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := archive.EnsureStream(ctx, js, archive.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "connections"}); err != nil {
+		t.Fatal(err)
+	}
+	pub := archive.NewPublisher(js, "mailgate")
+	if err := pub.ConnectionChanged(ctx, archive.ConnectionChanged{Customer: "firma", Connection: "con_x", To: "active"}); err != nil {
+		t.Fatal(err)
+	}
+
+	dmsAuth, _ := natsAuth(dmsSeed)
+	// Refused requests surface as timeouts; the violations themselves
+	// arrive asynchronously.
+	dms, err := nats.Connect(url, dmsAuth, nats.RootCAs(caFile), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dms.Close()
+	djs, _ := jetstream.New(dms)
+	got := make(chan archive.Event, 1)
+	sctx, scancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- archive.Subscribe(sctx, djs, archive.SubscribeConfig{Durable: "dms"}, func(_ context.Context, d *archive.Delivery) error {
+			select {
+			case got <- d.Event:
+			default:
+			}
+			return nil
+		})
+	}()
+	select {
+	case ev := <-got:
+		if ev.Type != archive.TypeConnectionChanged {
+			t.Errorf("DMS got %s", ev.Type)
+		}
+	case err := <-done:
+		t.Fatalf("DMS subscribe: %v", err)
+	case <-ctx.Done():
+		t.Fatal("DMS received no event")
+	}
+	scancel()
+	<-done
+	// State stays out of reach, and so does the control service.
+	kctx, kcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer kcancel()
+	if _, err := djs.KeyValue(kctx, "connections"); err == nil {
+		t.Error("DMS opened KV connections")
+	}
+	if _, err := dms.Request("$JS.API.DIRECT.GET.KV_connections", []byte(`{"last_by_subj":"$KV.connections.con_x"}`), 2*time.Second); err == nil {
+		t.Error("DMS read KV connections directly")
+	}
+	if _, err := dms.Request(controlSubject+".redeem", []byte(`{}`), 2*time.Second); err == nil {
+		t.Error("DMS reached the control service")
 	}
 }
