@@ -230,7 +230,12 @@ var (
 // the simulated Microsoft consent page and returns the one-time code.
 func connectMailbox(t *testing.T, base, password string) string {
 	t.Helper()
-	b := newBrowser(t, base)
+	return connectMailboxAs(t, newBrowser(t, base), password)
+}
+
+// connectMailboxAs is connectMailbox in the browser b.
+func connectMailboxAs(t *testing.T, b *browser, password string) string {
+	t.Helper()
 	resp := b.form("/login", "/login", url.Values{"name": {"demo"}, "password": {password}, "next": {"/"}})
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

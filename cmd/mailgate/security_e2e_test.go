@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/mailgate/mailgate/connector/graphtest"
@@ -54,7 +56,7 @@ func startDemo(t *testing.T, bin, dataDir string) (p *proc, base, password, apiK
 func TestNATSAuthEndToEnd(t *testing.T) {
 	bin := mailgateBinary(t)
 	dataDir := t.TempDir()
-	_, _, _, _, natsURL := startDemo(t, bin, dataDir)
+	_, base, password, _, natsURL := startDemo(t, bin, dataDir)
 	if !strings.HasPrefix(natsURL, "nats://127.0.0.1:") {
 		t.Errorf("embedded NATS listens at %s, want loopback", natsURL)
 	}
@@ -138,7 +140,54 @@ func TestNATSAuthEndToEnd(t *testing.T) {
 			t.Errorf("CLI without credentials: err %v\n%s", err, b)
 		}
 	})
-	_ = graphtest.DefaultMailbox
+
+	// A person connects a mailbox and looks at the code; then someone with
+	// the CLI's credentials reads every KV bucket: neither the code nor
+	// the person's session cookie is in there.
+	t.Run("no code or session id in KV", func(t *testing.T) {
+		b := newBrowser(t, base)
+		code := connectMailboxAs(t, b, password)
+		u, _ := url.Parse(base)
+		var session string
+		for _, c := range b.c.Jar.Cookies(u) {
+			if strings.Contains(c.Name, "session") {
+				session = c.Value
+			}
+		}
+		if len(session) < 20 || len(code) < 10 {
+			t.Fatalf("session cookie %q, code %q", session, code)
+		}
+		nc := cliConnect(t, natsURL, dataDir)
+		js, _ := jetstream.New(nc)
+		ctx := t.Context()
+		buckets, entries := 0, 0
+		for name := range js.KeyValueStoreNames(ctx).Name() {
+			buckets++
+			kv, err := js.KeyValue(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys, err := kv.ListKeys(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k := range keys.Keys() {
+				e, err := kv.Get(ctx, k)
+				if err != nil {
+					continue // deleted meanwhile
+				}
+				entries++
+				for _, secret := range []string{code, session} {
+					if strings.Contains(k, secret) || strings.Contains(string(e.Value()), secret) {
+						t.Errorf("KV %s/%s holds a code or session id", name, k)
+					}
+				}
+			}
+		}
+		if buckets < 8 || entries < 5 {
+			t.Errorf("scanned only %d buckets, %d entries", buckets, entries)
+		}
+	})
 }
 
 // TestControlServiceEndToEnd attacks the control service through which the
