@@ -226,19 +226,8 @@ func TestExternalNATSCredentials(t *testing.T) {
 }
 
 // dmsPermissions are the README's permissions for a DMS subscriber on an
-// external NATS: follow the MAILGATE stream with a durable consumer, and
-// nothing else.
-var dmsPermissions = &server.Permissions{
-	Publish: &server.SubjectPermission{Allow: []string{
-		"$JS.API.INFO",
-		"$JS.API.STREAM.INFO.MAILGATE",
-		"$JS.API.CONSUMER.CREATE.MAILGATE.>",
-		"$JS.API.CONSUMER.INFO.MAILGATE.>",
-		"$JS.API.CONSUMER.MSG.NEXT.MAILGATE.>",
-		"$JS.ACK.MAILGATE.>",
-	}},
-	Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
-}
+// external NATS, the same as the embedded server's subscriber identity.
+var dmsPermissions = subscriberPermissions()
 
 // TestExternalNATSSubscriberPermissions runs the README's example: mailgate
 // and a DMS with its own nkey and the permissions above. The DMS receives

@@ -15,14 +15,19 @@ import (
 
 // The embedded NATS server admits only the identities whose nkey seeds it
 // generates into the data directory on first start: one for the mailgate
-// processes and one for the CLI and local tools on the same host. The
+// processes, one for the CLI and local tools on the same host, and one for
+// a local archive subscriber (a DMS), which may only follow events. The
 // server itself keeps only the public keys; whoever can read a seed file
 // can connect as that identity, so the directory is 0700 and the files
 // 0600, readable by the operator's account alone.
 const (
-	natsRoleService = "mailgate" // serve and demo
-	natsRoleCLI     = "cli"      // CLI commands, the example subscriber, other local tools
+	natsRoleService    = "mailgate"   // serve and demo
+	natsRoleCLI        = "cli"        // CLI commands and other local tools
+	natsRoleSubscriber = "subscriber" // a local DMS following events, such as archive/example/subscriber
 )
+
+// natsRoles are the identities of the embedded server.
+var natsRoles = []string{natsRoleService, natsRoleCLI, natsRoleSubscriber}
 
 // natsAuthDir is where the embedded server's credentials live.
 func natsAuthDir(dataDir string) string { return filepath.Join(dataDir, "nats-auth") }
@@ -44,7 +49,7 @@ func ensureNATSCredentials(dataDir string) (map[string]string, error) {
 		return nil, fmt.Errorf("nats credentials: %w", err)
 	}
 	pubs := make(map[string]string)
-	for _, role := range []string{natsRoleService, natsRoleCLI} {
+	for _, role := range natsRoles {
 		path := natsSeedFile(dataDir, role)
 		seed, err := os.ReadFile(path)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -104,13 +109,32 @@ func newSeedFile(path string) ([]byte, error) {
 // service may do anything. The CLI may use JetStream (state and events)
 // and call the control service, but not answer it: it may not subscribe
 // to the control subjects, so no local tool can stand in for the portal
-// or read another caller's request.
+// or read another caller's request. The subscriber may only follow the
+// MAILGATE stream with its own consumers: no state, no control service.
 func embeddedUsers(pubs map[string]string) []*server.NkeyUser {
 	return []*server.NkeyUser{
 		{Nkey: pubs[natsRoleService]},
 		{Nkey: pubs[natsRoleCLI], Permissions: &server.Permissions{
 			Subscribe: &server.SubjectPermission{Deny: []string{controlSubject + ".>", "$SRV.>"}},
 		}},
+		{Nkey: pubs[natsRoleSubscriber], Permissions: subscriberPermissions()},
+	}
+}
+
+// subscriberPermissions let a client follow the MAILGATE stream with a
+// durable or ephemeral consumer and nothing else. README's nats-server
+// example gives a DMS the same.
+func subscriberPermissions() *server.Permissions {
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{
+			"$JS.API.INFO",
+			"$JS.API.STREAM.INFO.MAILGATE",
+			"$JS.API.CONSUMER.CREATE.MAILGATE.>",
+			"$JS.API.CONSUMER.INFO.MAILGATE.>",
+			"$JS.API.CONSUMER.MSG.NEXT.MAILGATE.>",
+			"$JS.ACK.MAILGATE.>",
+		}},
+		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
 	}
 }
 

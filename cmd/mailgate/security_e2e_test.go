@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/mailgate/mailgate/archive"
 	"github.com/mailgate/mailgate/connector/graphtest"
 )
 
@@ -85,8 +87,8 @@ func TestNATSAuthEndToEnd(t *testing.T) {
 			}
 			return nil
 		})
-		if err != nil || n != 2 {
-			t.Errorf("walk %s: %v, %d credential files, want 2", dir, err, n)
+		if err != nil || n != 3 {
+			t.Errorf("walk %s: %v, %d credential files, want 3", dir, err, n)
 		}
 	})
 
@@ -186,6 +188,43 @@ func TestNATSAuthEndToEnd(t *testing.T) {
 		}
 		if buckets < 8 || entries < 5 {
 			t.Errorf("scanned only %d buckets, %d entries", buckets, entries)
+		}
+	})
+
+	// The local subscriber's identity follows events (the connect above
+	// published connection.changed) and reaches nothing else.
+	t.Run("subscriber only follows events", func(t *testing.T) {
+		auth, err := nats.NkeyOptionFromSeed(filepath.Join(dataDir, "nats-auth", "subscriber.nk"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(natsURL, auth, nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		var got string
+		err = archive.Subscribe(ctx, js, archive.SubscribeConfig{Durable: "local-dms"}, func(_ context.Context, d *archive.Delivery) error {
+			got = d.Event.Type
+			cancel()
+			return nil
+		})
+		if got != archive.TypeConnectionChanged {
+			t.Errorf("subscriber received %q (err %v), want a connection.changed event", got, err)
+		}
+		short, cancel2 := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel2()
+		if _, err := js.KeyValue(short, "connections"); err == nil {
+			t.Error("subscriber opened KV connections")
+		}
+		if _, err := nc.Request("$JS.API.DIRECT.GET.KV_sessions", []byte(`{"last_by_subj":"$KV.sessions.>"}`), 2*time.Second); err == nil {
+			t.Error("subscriber read KV sessions")
+		}
+		if _, err := nc.Request("mailgatectl.redeem", []byte(`{}`), 2*time.Second); err == nil {
+			t.Error("subscriber reached the control service")
 		}
 	})
 }

@@ -13,11 +13,12 @@
 // without -s3-endpoint, -archive-dir names mailgate's directory archive.
 //
 // NATS requires authentication. Against the embedded server of a `mailgate
-// serve` on the same host, use the credentials it generated into its data
-// directory, readable by the account mailgate runs as:
+// serve` on the same host, use the subscriber credential it generated into
+// its data directory (readable by the account mailgate runs as), which may
+// follow events and nothing else:
 //
 //	go run ./archive/example/subscriber -nats nats://127.0.0.1:4222 \
-//	    -creds ./mailgate-data/nats-auth/cli.nk -archive-dir ./mailgate-data/archive
+//	    -creds ./mailgate-data/nats-auth/subscriber.nk -archive-dir ./mailgate-data/archive
 //
 // (-creds defaults to that file when it exists). Against an external NATS,
 // -creds names the .creds file (user JWT and seed) or nkey seed file your
@@ -64,7 +65,7 @@ func run(log *slog.Logger) error {
 		s3Endpoint = flag.String("s3-endpoint", "", "S3 endpoint host:port")
 		s3Bucket   = flag.String("s3-bucket", "mailgate", "S3 bucket")
 		s3Secure   = flag.Bool("s3-secure", false, "use HTTPS for S3")
-		creds      = flag.String("creds", "./mailgate-data/nats-auth/cli.nk", "NATS .creds file or nkey seed file; none if it does not exist")
+		creds      = flag.String("creds", "./mailgate-data/nats-auth/subscriber.nk", "NATS .creds file or nkey seed file; none if it does not exist")
 		caFile     = flag.String("ca", "", "CA certificate file that verifies the NATS server's TLS certificate")
 	)
 	flag.Parse()
