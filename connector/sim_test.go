@@ -25,6 +25,16 @@ type simEnv struct {
 	sealer *connector.Sealer
 	tokens *connector.Tokens
 	log    *bytes.Buffer
+
+	mu      sync.Mutex
+	changes map[string][]connector.State // state changes per connection id, from the store's hook
+}
+
+// changesOf returns the states a connection changed to, in order.
+func (e *simEnv) changesOf(id string) []connector.State {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]connector.State(nil), e.changes[id]...)
 }
 
 func newSimEnv(t *testing.T) *simEnv {
@@ -39,7 +49,17 @@ func newSimEnv(t *testing.T) *simEnv {
 		t.Fatal(err)
 	}
 	js, _ := archivetest.RunJetStream(t)
-	store, err := connector.NewStore(context.Background(), js, connector.StoreOptions{})
+	e := &simEnv{sim: sim, id: id, changes: map[string][]connector.State{}}
+	store, err := connector.NewStore(context.Background(), js, connector.StoreOptions{
+		OnChange: func(_ context.Context, before, after connector.Connection) {
+			if before.ID == "" {
+				return // created
+			}
+			e.mu.Lock()
+			e.changes[after.ID] = append(e.changes[after.ID], after.State)
+			e.mu.Unlock()
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +69,8 @@ func newSimEnv(t *testing.T) *simEnv {
 	}
 	log := &bytes.Buffer{} // slog handlers serialise their writes
 	tokens := connector.NewTokens(id, store, sealer, slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	return &simEnv{sim: sim, id: id, store: store, sealer: sealer, tokens: tokens, log: log}
+	e.store, e.sealer, e.tokens, e.log = store, sealer, tokens, log
+	return e
 }
 
 // consent runs the browser part of the code flow and returns code and state.

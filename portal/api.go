@@ -224,14 +224,22 @@ func (s *Server) apiTest(w http.ResponseWriter, r *http.Request, key APIKey) {
 
 // Retest runs the connection test of a connection; a failing one that
 // passes becomes active again, other states stay. A failed test is
-// reported in the result's Detail, not as an error. The DMS API and
-// `mailgate connections test` use it.
+// reported in the result's Detail, not as an error. A connection in
+// needs_consent is not tested: it waits for a person to reconnect it, and
+// Microsoft would only refuse again. The DMS API and `mailgate connections
+// test` use it.
 func (s *Server) Retest(ctx context.Context, id, actor string) (connector.Connection, TestResult, error) {
 	c, err := s.deps.Connections.Get(ctx, id)
 	if err != nil {
 		return c, TestResult{}, fmt.Errorf("test %s: %w", id, err)
 	}
-	res, terr := s.deps.Tester.Test(ctx, c)
+	var res TestResult
+	var terr error
+	if c.State == connector.StateNeedsConsent {
+		terr = connector.E("portal: test", connector.NeedsConsent, errors.New("the connection waits for a person to reconnect it"))
+	} else {
+		res, terr = s.deps.Tester.Test(ctx, c)
+	}
 	if terr != nil {
 		res.Detail = strings.TrimSpace(res.Detail + " " + testFailure(res, terr))
 		s.log.InfoContext(ctx, "connection test failed", "connection_id", c.ID, "actor", actor, "err", terr)

@@ -24,6 +24,7 @@ func memberRoutes(id string) []struct{ method, path string } {
 		{"POST", "/connections/" + id + "/code"},
 		{"POST", "/connections/" + id + "/pause"},
 		{"POST", "/connections/" + id + "/resume"},
+		{"POST", "/connections/" + id + "/retry"},
 		{"GET", "/connections/" + id + "/disconnect"},
 		{"POST", "/connections/" + id + "/disconnect"},
 		{"POST", "/connections/" + id + "/reconnect"},

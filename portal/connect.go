@@ -283,6 +283,7 @@ func (s *Server) connectCallback(w http.ResponseWriter, r *http.Request, u *sess
 			return
 		}
 		if wz.Kind == "reconnect" {
+			s.prime(wz.ReconnectID, consent)
 			s.finishReconnect(w, r, u, wz.ReconnectID, func(c *connector.Connection) {
 				c.RefreshToken, c.TenantID, c.ConsentedBy = sealed, consent.TenantID, consent.Username
 				c.TokenRefreshedAt = s.now()
@@ -290,7 +291,16 @@ func (s *Server) connectCallback(w http.ResponseWriter, r *http.Request, u *sess
 			return
 		}
 		c.TenantID, c.ConsentedBy, c.RefreshToken, c.TokenRefreshedAt = consent.TenantID, consent.Username, sealed, s.now()
-		s.createAndIssue(w, r, u, c)
+		s.createAndIssue(w, r, u, c, consent)
+	}
+}
+
+// prime hands the access token of a code exchange to the token cache of
+// the connection it is for (when the Tester is a TokenPrimer), so the connection test uses it instead of
+// redeeming the new refresh token at once.
+func (s *Server) prime(connectionID string, consent connector.Consent) {
+	if p, ok := s.deps.Tester.(TokenPrimer); ok && consent.Token != nil {
+		p.Prime(connectionID, consent.Token)
 	}
 }
 
@@ -303,13 +313,17 @@ func (wz wizard) ReconnectKind() string {
 }
 
 // createAndIssue stores the pending connection, tests it, and on success
-// issues the one-time code; a failing connection is deleted again.
-func (s *Server) createAndIssue(w http.ResponseWriter, r *http.Request, u *sessionUser, c connector.Connection) {
+// issues the one-time code; a failing connection is deleted again. The
+// access token of a delegated consent (optional) serves the test.
+func (s *Server) createAndIssue(w http.ResponseWriter, r *http.Request, u *sessionUser, c connector.Connection, consent ...connector.Consent) {
 	ctx := r.Context()
 	c, err := s.deps.Connections.Create(ctx, c)
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("create connection: %w", err))
 		return
+	}
+	for _, cs := range consent {
+		s.prime(c.ID, cs)
 	}
 	log := s.log.With("connection_id", c.ID, "customer", c.Customer, "user", u.Name)
 	res, terr := s.deps.Tester.Test(ctx, c)

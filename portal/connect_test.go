@@ -99,6 +99,17 @@ func TestWizardDelegatedWithSimulator(t *testing.T) {
 	if err != nil || len(plain) == 0 || bytes.Contains(c.RefreshToken, plain) {
 		t.Errorf("refresh token not sealed: %v", err)
 	}
+	// The connection test uses the code exchange's access token; nobody
+	// redeemed the new refresh token straight away.
+	if e.tester.primedFor(c.ID) == "" {
+		t.Error("the code exchange's access token was not handed to the connection test")
+	}
+	if n := e.sim.Counters().Requests["token"][http.StatusOK]; n != 1 {
+		t.Errorf("%d successful token requests for one connect, want 1 (the code exchange)", n)
+	}
+	if q := auth.Query(); q.Has("login_hint") && q.Has("prompt") {
+		t.Errorf("authorize URL sends login_hint and prompt=%s together", q.Get("prompt"))
+	}
 
 	// The callback's state is single use.
 	if r := b.get(r.header.Get("X-Unused") + "/connect/callback?" + auth.Query().Encode()); r.status != http.StatusBadRequest {
@@ -439,6 +450,9 @@ func TestReconnectWithSimulator(t *testing.T) {
 	if r.status != http.StatusSeeOther || r.location() != "/connections/"+c.ID {
 		t.Fatalf("reconnect callback: %d %q %s", r.status, r.location(), r.body)
 	}
+	if e.tester.primedFor(c.ID) == "" {
+		t.Error("the reconnect's code exchange token was not handed to the connection test")
+	}
 	got, _ := e.store.Get(ctx, c.ID)
 	plain, err := e.openFor(got, got.RefreshToken)
 	if got.State != connector.StateActive || got.LastError != "" || err != nil || string(plain) == "refresh-token" || got.CreatedBy != "test" {
@@ -495,6 +509,10 @@ func TestStatusErrorIsNotFatal(t *testing.T) {
 }
 
 type failingStatuses struct{}
+
+func (failingStatuses) Retry(context.Context, string) (int, error) {
+	return 0, errors.New("status store down")
+}
 
 func (failingStatuses) Status(context.Context, string) (ConnectionStatus, error) {
 	return ConnectionStatus{}, errors.New("importer down")
@@ -685,6 +703,56 @@ func TestLastErrorAdvice(t *testing.T) {
 		if got := lastErrorAdvice(tt.in); got != tt.want {
 			t.Errorf("lastErrorAdvice(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestNeedsConsentAdvice: the page of a connection in needs_consent says
+// what to do for its kind (sign in again, a new client secret, an
+// administrator's consent), shows the stored explanation and offers
+// “Reconnect”, which starts that very step.
+func TestNeedsConsentAdvice(t *testing.T) {
+	e := newEnv(t)
+	b := e.loggedIn("alice")
+	secret, _ := e.sealer.Seal([]byte("old-secret"))
+	const why = "Microsoft refused the sign-in: the sign-in behind this connection is no longer valid (AADSTS99999). Please connect the mailbox again."
+	tests := []struct {
+		name     string
+		set      func(c *connector.Connection)
+		advice   string
+		redirect string // where “Reconnect” leads: a prefix
+	}{
+		{"delegated", func(c *connector.Connection) {}, "Click “Reconnect” and sign in again", e.sim.LoginURL()},
+		{"own app", func(c *connector.Connection) {
+			c.Mode, c.ClientID, c.ClientSecret, c.RefreshToken = connector.AppOnly, "own-client", secret, nil
+		}, "Create a new client secret in Microsoft Entra", "/connections/"},
+		{"mailgate's app", func(c *connector.Connection) {
+			c.Mode, c.RefreshToken = connector.AppOnly, nil
+		}, "An administrator of the tenant clicks “Reconnect”", e.sim.LoginURL()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := e.connection(customerA, connector.StateActive)
+			if _, err := e.store.Update(t.Context(), c.ID, func(c *connector.Connection) error {
+				tt.set(c)
+				c.State, c.LastError, c.UpdatedBy = connector.StateNeedsConsent, why, "importer"
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			body := html.UnescapeString(b.get("/connections/" + c.ID).body)
+			for _, want := range []string{tt.advice, why, "Reconnect"} {
+				if !strings.Contains(body, want) {
+					t.Errorf("page lacks %q", want)
+				}
+			}
+			r := b.post("/connections/"+c.ID+"/reconnect", url.Values{"csrf": {b.token("/connections")}})
+			if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), tt.redirect) {
+				t.Errorf("reconnect: %d %q, want a redirect to %s…", r.status, r.location(), tt.redirect)
+			}
+			if u, err := url.Parse(r.location()); err == nil && u.Query().Has("login_hint") && u.Query().Has("prompt") {
+				t.Errorf("reconnect sends login_hint and prompt together: %s", u)
+			}
+		})
 	}
 }
 

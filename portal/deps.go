@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/mailgate/mailgate/archive"
 	"github.com/mailgate/mailgate/connector"
 )
@@ -41,6 +43,14 @@ type Tester interface {
 	Test(ctx context.Context, c connector.Connection) (TestResult, error)
 }
 
+// TokenPrimer is what a Tester may also implement: it keeps the access
+// token of a code exchange for the connection test that follows, so the
+// test does not redeem the new refresh token straight away
+// (*connector.Tokens.Prime behind cmd/mailgate's tester).
+type TokenPrimer interface {
+	Prime(connectionID string, tok *oauth2.Token)
+}
+
 // TestResult is the outcome of a connection test.
 type TestResult struct {
 	CanRead  bool   `json:"canRead"`
@@ -51,6 +61,9 @@ type TestResult struct {
 // Statuses reports what the importer knows about a connection.
 type Statuses interface {
 	Status(ctx context.Context, connectionID string) (ConnectionStatus, error)
+	// Retry makes the connection's given-up mails due for new retries and
+	// returns how many.
+	Retry(ctx context.Context, connectionID string) (int, error)
 }
 
 // ConnectionStatus is the importer's view of one connection.
@@ -64,6 +77,22 @@ type ConnectionStatus struct {
 	BackfillDone     bool
 	BackfillMessages int
 	Recent           []HistoryEntry
+	// Parked mails failed on their own and wait for a retry; GivenUp
+	// ones failed until the retry horizon and wait for a person's Retry.
+	Parked      int
+	GivenUp     int
+	ParkedMails []ParkedMail
+}
+
+// ParkedMail is a mail that failed on its own.
+type ParkedMail struct {
+	Subject    string
+	From       string
+	ReceivedAt time.Time
+	Attempts   int
+	NextRetry  time.Time
+	LastError  string
+	GaveUp     bool
 }
 
 // HistoryEntry is one recent import or skip of a connection.

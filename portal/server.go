@@ -186,6 +186,7 @@ func (s *Server) routes() http.Handler {
 	web.HandleFunc("POST /connections/{id}/code", s.member(s.reissueCode))
 	web.HandleFunc("POST /connections/{id}/pause", s.member(s.pause))
 	web.HandleFunc("POST /connections/{id}/resume", s.member(s.resume))
+	web.HandleFunc("POST /connections/{id}/retry", s.member(s.retryParked))
 	web.HandleFunc("GET /connections/{id}/disconnect", s.member(s.confirmDisconnect))
 	web.HandleFunc("POST /connections/{id}/disconnect", s.member(s.disconnect))
 	web.HandleFunc("POST /connections/{id}/reconnect", s.member(s.reconnect))

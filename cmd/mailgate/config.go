@@ -54,6 +54,8 @@ type Config struct {
 	ConnectGroup   string
 	TrustedProxies []netip.Prefix
 	PollInterval   time.Duration
+	Workers        int
+	RetryFor       time.Duration
 	LogLevel       string
 
 	// Demo is set by `mailgate demo`: the simulator stands in for Microsoft
@@ -140,6 +142,16 @@ func settings() []setting {
 		{name: "POLL_INTERVAL", def: "1m", usage: "how often an idle connection is polled", set: func(c *Config, v string) error {
 			d, err := time.ParseDuration(v)
 			c.PollInterval = d
+			return err
+		}},
+		{name: "WORKERS", def: "8", usage: "connections an importer replica works at once", set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			c.Workers = n
+			return err
+		}},
+		{name: "RETRY_FOR", def: "1h", usage: "how long a mail that keeps failing is retried (with backoff, at least 5 tries) before it is given up and announced as failed", set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			c.RetryFor = d
 			return err
 		}},
 		{name: "LOG_LEVEL", def: "info", usage: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},
@@ -313,6 +325,12 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(v); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
 			add("%s=%q: want an https URL (plain http only for loopback)", name, v)
 		}
+	}
+	if c.Workers < 1 || c.Workers > 1000 {
+		add("MAILGATE_WORKERS=%d: want 1 to 1000", c.Workers)
+	}
+	if c.RetryFor < time.Second {
+		add("MAILGATE_RETRY_FOR=%s: want at least 1s", c.RetryFor)
 	}
 	if c.PollInterval < 5*time.Second {
 		add("MAILGATE_POLL_INTERVAL=%s: must be at least 5s (Graph limits requests per mailbox)", c.PollInterval)

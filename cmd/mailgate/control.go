@@ -58,6 +58,10 @@ type controlRequest struct {
 	ClientSecret    string    `json:"clientSecret,omitempty"`
 	SecretExpiresAt time.Time `json:"secretExpiresAt,omitempty"`
 	Mailbox         string    `json:"mailbox,omitempty"`
+	// The wizard's existing-mail and after-import choices (add-app); nil
+	// takes the wizard's defaults.
+	Backfill    *connector.Backfill    `json:"backfill,omitempty"`
+	PostProcess *connector.PostProcess `json:"postProcess,omitempty"`
 }
 
 type controlResult struct {
@@ -263,6 +267,17 @@ func startControl(ctx context.Context, nc *nats.Conn, w *Wiring, secretKey []byt
 			if err := connector.ValidCustomer(req.Customer); err != nil {
 				return controlResult{}, err
 			}
+			backfill := connector.Backfill{Mode: connector.BackfillNew}
+			if req.Backfill != nil {
+				backfill = *req.Backfill
+			}
+			post := connector.PostProcess{Action: connector.PostMove, Folder: "Archiviert"}
+			if req.PostProcess != nil {
+				post = *req.PostProcess
+			}
+			if err := errors.Join(backfill.Validate(time.Now()), post.Validate()); err != nil {
+				return controlResult{}, err
+			}
 			id := connector.NewID()
 			sealed, err := w.Sealer.SealFor(req.Customer, id, []byte(req.ClientSecret))
 			if err != nil {
@@ -279,8 +294,8 @@ func startControl(ctx context.Context, nc *nats.Conn, w *Wiring, secretKey []byt
 				ClientID:        req.ClientID,
 				ClientSecret:    sealed,
 				SecretExpiresAt: req.SecretExpiresAt,
-				PostProcess:     connector.PostProcess{Action: connector.PostMove, Folder: "Archiviert"},
-				Backfill:        connector.Backfill{Mode: connector.BackfillNew},
+				PostProcess:     post,
+				Backfill:        backfill,
 				CreatedBy:       req.Actor,
 				UpdatedBy:       req.Actor,
 			})

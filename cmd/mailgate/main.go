@@ -28,6 +28,7 @@ Usage:
   mailgate apikeys create --customer C [--name N] | list | revoke ID
   mailgate connections list | show ID | redeem CODE --customer C | test ID | pause ID | resume ID | delete ID
   mailgate connections add-app --customer C --tenant T --client-id ID --client-secret-file F|- --mailbox ADDRESS
+                              [--backfill new|since|all] [--since YYYY-MM-DD] [--post move|mark_read|category|none] [--folder F] [--category C]
   mailgate archive tail [--customer C] [--since TIME|--seq N] | get ID [-o FILE]
   mailgate bench
   mailgate version

@@ -83,6 +83,7 @@ type Wiring struct {
 	Importer    *importer.Importer
 	Portal      *portal.Server
 	Registry    *prometheus.Registry
+	SpoolDir    string // importer role only
 }
 
 // Run starts everything and blocks until ctx ends, then shuts down: the HTTP
@@ -273,6 +274,15 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 	mailboxes := graphMailboxes{graph: w.Graph, tokens: w.Tokens}
 
 	if cfg.Role != "portal" {
+		// Attachments above the in-memory limit are spooled here: a
+		// directory that cannot be written would fail every large one.
+		w.SpoolDir = filepath.Join(cfg.DataDir, "spool")
+		if err := os.MkdirAll(w.SpoolDir, 0o700); err != nil {
+			return nil, fmt.Errorf("spool dir: %w", err)
+		}
+		if err := archive.CheckDir(w.SpoolDir); err != nil {
+			return nil, fmt.Errorf("spool dir %s: %w", w.SpoolDir, err)
+		}
 		w.Importer, err = importer.New(ctx, js, importer.Deps{
 			Connections: w.Connections,
 			Mailboxes:   mailboxes,
@@ -282,7 +292,9 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 			Replica:      cfg.Replica,
 			Replicas:     cfg.NATSReplicas,
 			PollInterval: cfg.PollInterval,
-			SpoolDir:     filepath.Join(cfg.DataDir, "spool"),
+			Workers:      cfg.Workers,
+			Policy:       importer.PolicyConfig{RetryFor: cfg.RetryFor},
+			SpoolDir:     w.SpoolDir,
 			Logger:       log,
 			Registerer:   w.Registry,
 		})
@@ -327,7 +339,7 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 			Logger:         log,
 			Registerer:     w.Registry,
 			Gatherer:       w.Registry,
-			Ready:          func(ctx context.Context) error { return ready(ctx, nc, w.Store) },
+			Ready:          func(ctx context.Context) error { return w.ready(ctx) },
 		})
 		if err != nil {
 			return nil, err
@@ -341,7 +353,7 @@ func opsHandler(w *Wiring) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { fmt.Fprintln(rw, "ok") })
 	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
-		if err := ready(r.Context(), w.NC, w.Store); err != nil {
+		if err := w.ready(r.Context()); err != nil {
 			http.Error(rw, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -364,17 +376,29 @@ func openStore(ctx context.Context, cfg *Config) (archive.Store, error) {
 	})
 }
 
-// ready reports whether NATS and the document store are reachable.
-func ready(ctx context.Context, nc *nats.Conn, st archive.Store) error {
-	if s := nc.Status(); s != nats.CONNECTED {
-		return fmt.Errorf("nats: %s", s)
+// ready reports whether NATS, the document store and the spool can be
+// used: what the operator must fix, each problem on its own line.
+func (w *Wiring) ready(ctx context.Context) error {
+	var errs []error
+	if s := w.NC.Status(); s != nats.CONNECTED {
+		errs = append(errs, fmt.Errorf("nats: %s", s))
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if err := st.Ping(ctx); err != nil {
-		return fmt.Errorf("storage: %w", err)
+	if err := w.Store.Ping(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("storage: %w", err))
 	}
-	return nil
+	if w.SpoolDir != "" {
+		if err := archive.CheckDir(w.SpoolDir); err != nil {
+			errs = append(errs, fmt.Errorf("spool: %w", err))
+		}
+	}
+	if w.Importer != nil {
+		if err := w.Importer.Fault(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // keepTokensAlive refreshes idle delegated tokens twice a day: Microsoft

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -380,6 +381,14 @@ func (s *Server) authorize(c *call, tenantSeg string, admin bool) {
 		return
 	}
 	p.scopes = scopes
+	if form.Get("login_hint") != "" && slices.Contains(strings.Fields(form.Get("prompt")), "select_account") {
+		// Microsoft's documentation: send login_hint or
+		// prompt=select_account, not both; the service refuses conflicting
+		// hints on its error page (AADSTS90005 is its answer to sid with
+		// login_hint, and the one the simulator gives for this pair).
+		s.errorPage(c, 90005, "Unable to complete request. The request was invalid since login_hint and prompt=select_account cannot be used together.")
+		return
+	}
 	if form.Get("prompt") == "none" {
 		// The simulator keeps no browser session, so silent sign-in always fails.
 		redirectError(c, redirect, state, "login_required", 50058, "A silent sign-in request was sent but no user is signed in.")
