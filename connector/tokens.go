@@ -322,6 +322,62 @@ func (t *Tokens) appToken(ctx context.Context, c Connection) (*oauth2.Token, err
 	return t.id.AppTokenSource(ctx, c.TenantID, clientID, secret).Token()
 }
 
+// BindSealed stores every connection secret still sealed in the unbound
+// form (from before secrets were bound to their connection) sealed for its
+// connection, so that none can be moved to another connection, and
+// returns how many connections it changed. A value that does not open is
+// left alone (the importer reports it when it needs it); one changed
+// meanwhile is left to whoever changed it.
+func (t *Tokens) BindSealed(ctx context.Context) (int, error) {
+	list, err := t.store.List(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("connector: bind sealed secrets: %w", err)
+	}
+	n := 0
+	for _, c := range list {
+		rebind := func(sealed []byte) []byte {
+			if len(sealed) == 0 {
+				return nil
+			}
+			plain, reseal, err := t.sealer.OpenFor(c.Customer, c.ID, sealed)
+			if err != nil || !reseal {
+				return nil
+			}
+			defer clear(plain)
+			bound, err := t.sealer.SealFor(c.Customer, c.ID, plain)
+			if err != nil {
+				return nil
+			}
+			return bound
+		}
+		rt, cs := rebind(c.RefreshToken), rebind(c.ClientSecret)
+		if rt == nil && cs == nil {
+			continue
+		}
+		_, err := t.store.Update(ctx, c.ID, func(cur *Connection) error {
+			changed := false
+			if rt != nil && bytes.Equal(cur.RefreshToken, c.RefreshToken) {
+				cur.RefreshToken, changed = rt, true
+			}
+			if cs != nil && bytes.Equal(cur.ClientSecret, c.ClientSecret) {
+				cur.ClientSecret, changed = cs, true
+			}
+			if !changed {
+				return errNoChange
+			}
+			return nil
+		})
+		switch {
+		case errors.Is(err, errNoChange):
+		case err != nil:
+			return n, fmt.Errorf("connector: bind sealed secrets of %s: %w", c.ID, err)
+		default:
+			n++
+		}
+	}
+	return n, nil
+}
+
 // rebindSecret stores a client secret sealed before secrets were bound to
 // their connection again, sealed for it, unless it changed meanwhile. A
 // failure is logged: the next use tries again.

@@ -413,3 +413,49 @@ func TestTokensBindUnboundSecrets(t *testing.T) {
 		t.Errorf("refresh token after use: reseal %v, err %v; want it stored bound", reseal, err)
 	}
 }
+
+// TestTokensBindSealed: at start every secret still sealed unbound is
+// stored bound to its connection, once; bound ones and connections without
+// secrets are left alone.
+func TestTokensBindSealed(t *testing.T) {
+	ctx := context.Background()
+	e := newTokensEnv(t)
+	d := e.delegated(t, "alice@firma.example") // refresh token sealed unbound
+	a, err := e.store.Create(ctx, Connection{Customer: "globex", TenantID: e.idp.tenant, Mode: AppOnly, State: StatePaused,
+		ClientID: e.idp.clientID, ClientSecret: e.seal(t, "globex-secret")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := e.store.Create(ctx, Connection{Customer: "acme", TenantID: e.idp.tenant, Mode: AppOnly, State: StateActive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := e.store.Get(ctx, plain.ID)
+	if n, err := e.tokens.BindSealed(ctx); err != nil || n != 2 {
+		t.Fatalf("BindSealed = %d, %v; want 2 connections", n, err)
+	}
+	for _, c := range []struct {
+		id     string
+		sealed func(Connection) []byte
+		want   string
+	}{
+		{d.ID, func(c Connection) []byte { return c.RefreshToken }, ""},
+		{a.ID, func(c Connection) []byte { return c.ClientSecret }, "globex-secret"},
+	} {
+		got, _ := e.store.Get(ctx, c.id)
+		p, reseal, err := e.sealer.OpenFor(got.Customer, got.ID, c.sealed(got))
+		if err != nil || reseal || (c.want != "" && string(p) != c.want) {
+			t.Errorf("%s after BindSealed: %q reseal %v err %v", c.id, p, reseal, err)
+		}
+	}
+	if after, _ := e.store.Get(ctx, plain.ID); !after.UpdatedAt.Equal(before.UpdatedAt) {
+		t.Errorf("a connection without secrets was rewritten")
+	}
+	if n, err := e.tokens.BindSealed(ctx); err != nil || n != 0 {
+		t.Errorf("second BindSealed = %d, %v; want nothing left", n, err)
+	}
+	// The delegated connection still works.
+	if _, err := e.tokens.AccessToken(ctx, d.ID); err != nil {
+		t.Errorf("after BindSealed: %v", err)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/mailgate/mailgate/archive"
+	"github.com/mailgate/mailgate/connector"
 	"github.com/mailgate/mailgate/connector/graphtest"
 )
 
@@ -379,4 +380,42 @@ func cliAuth(t *testing.T, dataDir string) nats.Option {
 		t.Fatal(err)
 	}
 	return auth
+}
+
+// TestUnboundSecretsBoundAtStart upgrades as an operator would: a
+// connection whose client secret an earlier version sealed unbound, then
+// `mailgate serve`. At start the secret is stored sealed for its
+// connection, and the connection still imports.
+func TestUnboundSecretsBoundAtStart(t *testing.T) {
+	bin := mailgateBinary(t)
+	in := newDirInfra(t)
+	c := in.addAppConnection(t, "firma", graphtest.DefaultMailbox) // sealed by Seal: unbound
+	sealer, err := connector.NewSealer(in.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, reseal, err := sealer.OpenFor(c.Customer, c.ID, c.ClientSecret); err != nil || !reseal {
+		t.Fatalf("the test's secret is not in the old form: reseal %v, %v", reseal, err)
+	}
+	in.deliverInvoices(t, graphtest.DefaultMailbox, 2)
+	p := startProc(t, bin, append(in.env(), "MAILGATE_REPLICA=upgrade"), "serve", "--role", "importer")
+	in.waitDistinct(t, 2, time.Minute)
+	p.stop()
+	store, err := connector.NewStore(t.Context(), in.js, connector.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.Get(t.Context(), c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain, reseal, err := sealer.OpenFor(got.Customer, got.ID, got.ClientSecret); err != nil || reseal || string(plain) != graphtest.DefaultClientSecret {
+		t.Errorf("after start: reseal %v, err %v; want the secret bound to %s", reseal, err, c.ID)
+	}
+	if _, _, err := sealer.OpenFor("evil", got.ID, got.ClientSecret); err == nil {
+		t.Error("the bound secret opens for another customer")
+	}
+	if !strings.Contains(p.stderr(), "sealed secrets bound to their connections") {
+		t.Error("serve did not log the binding")
+	}
 }
