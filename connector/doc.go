@@ -45,4 +45,8 @@
 // Connections live in the JetStream KV bucket "connections", codes in
 // "codes". Every write is a compare-and-set on the KV revision; state changes
 // follow ValidTransition and are reported through StoreOptions.OnChange.
+// The same bucket holds the tenant bindings ("tenant.<tid>"): which customer
+// a Microsoft tenant belongs to, proven by an administrator's verified
+// sign-in (Identity.SignInURL, Identity.VerifySignIn) before an app-only
+// connection through the operator's app; Store.List skips them.
 package connector

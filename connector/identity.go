@@ -123,16 +123,20 @@ func randomToken() string {
 // person signed in with several accounts pick the mailbox's one. Never both:
 // Microsoft's documentation says to send one or the other.
 func (i *Identity) AuthCodeURL(req AuthRequest, loginHint string) string {
+	return i.oauth.AuthCodeURL(req.State, signInOptions(req, loginHint)...)
+}
+
+// signInOptions are PKCE, the nonce and either login_hint or
+// prompt=select_account, never both.
+func signInOptions(req AuthRequest, loginHint string) []oauth2.AuthCodeOption {
 	opts := []oauth2.AuthCodeOption{
 		oauth2.S256ChallengeOption(req.Verifier),
 		oidc.Nonce(req.Nonce),
 	}
 	if loginHint != "" {
-		opts = append(opts, oauth2.SetAuthURLParam("login_hint", loginHint))
-	} else {
-		opts = append(opts, oauth2.SetAuthURLParam("prompt", "select_account"))
+		return append(opts, oauth2.SetAuthURLParam("login_hint", loginHint))
 	}
-	return i.oauth.AuthCodeURL(req.State, opts...)
+	return append(opts, oauth2.SetAuthURLParam("prompt", "select_account"))
 }
 
 // AdminConsentURL is where a tenant's admin grants mailgate's app its
@@ -161,6 +165,7 @@ type idClaims struct {
 	Username string   `json:"preferred_username"`
 	Name     string   `json:"name"`
 	Groups   []string `json:"groups"`
+	Roles    []string `json:"wids"`
 }
 
 // multiTenant are the tenant aliases whose id_tokens carry the account's own
@@ -173,8 +178,45 @@ var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[
 // verifies the id_token: signature (JWKS from discovery), audience, expiry,
 // the issuer of the account's tenant and the nonce of req.
 func (i *Identity) Exchange(ctx context.Context, code string, req AuthRequest) (Consent, error) {
-	const op = "connector: identity: exchange code"
-	tok, err := i.oauth.Exchange(i.client(ctx), code, oauth2.VerifierOption(req.Verifier))
+	return i.exchange(ctx, "connector: identity: exchange code", i.oauth, code, req)
+}
+
+// SignInScopes are requested when a tenant's administrator signs in to
+// prove the tenant: the id_token only, no mailbox access.
+var SignInScopes = []string{"openid", "profile", "email"}
+
+// SignInURL is where a tenant's administrator signs in (OpenID Connect
+// authorization code flow with PKCE and nonce) at the tenant's own
+// endpoint, so that the id_token names the tenant. tenant may be a tenant
+// id or a verified domain of the tenant.
+func (i *Identity) SignInURL(tenant string, req AuthRequest, loginHint string) string {
+	c := i.signInConfig(tenant)
+	return c.AuthCodeURL(req.State, signInOptions(req, loginHint)...)
+}
+
+// VerifySignIn redeems the code of a SignInURL sign-in and verifies its
+// id_token like Exchange does (signature by the identity platform's keys,
+// audience, expiry, issuer of the token's own tenant, nonce). The
+// returned Consent's TenantID is the verified tid claim; it has no
+// refresh token worth keeping.
+func (i *Identity) VerifySignIn(ctx context.Context, tenant, code string, req AuthRequest) (Consent, error) {
+	c, err := i.exchange(ctx, "connector: identity: verify sign-in", i.signInConfig(tenant), code, req)
+	c.RefreshToken, c.Token = "", nil
+	return c, err
+}
+
+func (i *Identity) signInConfig(tenant string) oauth2.Config {
+	if tenant == "" {
+		tenant = i.cfg.Tenant
+	}
+	c := i.oauth
+	c.Endpoint = i.endpoint(tenant)
+	c.Scopes = SignInScopes
+	return c
+}
+
+func (i *Identity) exchange(ctx context.Context, op string, oc oauth2.Config, code string, req AuthRequest) (Consent, error) {
+	tok, err := oc.Exchange(i.client(ctx), code, oauth2.VerifierOption(req.Verifier))
 	if err != nil {
 		return Consent{}, classifyToken(op, true, err)
 	}
@@ -204,13 +246,14 @@ func (i *Identity) Exchange(ctx context.Context, code string, req AuthRequest) (
 		return Consent{}, &Error{Op: op, Kind: Invalid, Err: errors.New("id_token nonce does not match")}
 	}
 	return Consent{
-		TenantID:     cl.TenantID,
-		ObjectID:     cl.ObjectID,
-		Username:     cl.Username,
-		Name:         cl.Name,
-		Groups:       cl.Groups,
-		RefreshToken: tok.RefreshToken,
-		Token:        tok,
+		TenantID:       cl.TenantID,
+		ObjectID:       cl.ObjectID,
+		Username:       cl.Username,
+		Name:           cl.Name,
+		Groups:         cl.Groups,
+		DirectoryRoles: cl.Roles,
+		RefreshToken:   tok.RefreshToken,
+		Token:          tok,
 	}, nil
 }
 

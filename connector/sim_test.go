@@ -274,3 +274,39 @@ func TestSimConcurrentAccessTokenOneRefresh(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifySignIn: an administrator's sign-in at the tenant's endpoint
+// yields the verified tid and the admin's roles; a member has no admin
+// role; a sign-in with another request's nonce is refused.
+func TestVerifySignIn(t *testing.T) {
+	e := newSimEnv(t)
+	signIn := func(user string, req connector.AuthRequest) string {
+		t.Helper()
+		u := e.id.SignInURL(graphtest.DefaultTenantDomain, req, user)
+		if !strings.Contains(u, "/"+graphtest.DefaultTenantDomain+"/oauth2/v2.0/authorize") || !strings.Contains(u, "scope=openid") {
+			t.Fatalf("sign-in URL %s", u)
+		}
+		back, err := graphtest.Authorize(t.Context(), &http.Client{}, u, user, graphtest.DefaultPassword, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return back.Query().Get("code")
+	}
+	req := connector.NewAuthRequest()
+	c, err := e.id.VerifySignIn(t.Context(), graphtest.DefaultTenantDomain, signIn(graphtest.DefaultUser, req), req)
+	if err != nil || c.TenantID != graphtest.DefaultTenantID || !c.CanGrantAdminConsent() || c.RefreshToken != "" || c.Token != nil {
+		t.Fatalf("admin sign-in: %+v %v", c, err)
+	}
+	req = connector.NewAuthRequest()
+	c, err = e.id.VerifySignIn(t.Context(), graphtest.DefaultTenantDomain, signIn(graphtest.DefaultOtherUser, req), req)
+	if err != nil || c.TenantID != graphtest.DefaultTenantID || c.CanGrantAdminConsent() {
+		t.Fatalf("member's sign-in: %+v %v, want verified without admin role", c, err)
+	}
+	req = connector.NewAuthRequest()
+	code := signIn(graphtest.DefaultUser, req)
+	other := req
+	other.Nonce = connector.NewAuthRequest().Nonce
+	if _, err := e.id.VerifySignIn(t.Context(), graphtest.DefaultTenantDomain, code, other); !connector.IsKind(err, connector.Invalid) {
+		t.Fatalf("another request's nonce: %v, want Invalid", err)
+	}
+}

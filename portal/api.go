@@ -50,13 +50,19 @@ func toAPI(c connector.Connection) apiConnection {
 // authentication is rate limited per client IP.
 func (s *Server) api(h func(http.ResponseWriter, *http.Request, APIKey)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if err := boundedAPI(w, r); err != nil {
+			s.apiError(w, r, err)
+			return
+		}
 		ip, now := s.clientIP(r), s.now()
-		if wait := s.apiIP.Wait(ip, now); wait > 0 {
+		wait, release := s.apiIP.Take(ip, now)
+		if wait > 0 {
 			s.apiError(w, r, &rateLimitedError{retryAfter: wait})
 			return
 		}
 		secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok {
+			release()
 			w.Header().Set("WWW-Authenticate", `Bearer realm="mailgate"`)
 			s.apiError(w, r, errUnauthorized)
 			return
@@ -64,12 +70,14 @@ func (s *Server) api(h func(http.ResponseWriter, *http.Request, APIKey)) http.Ha
 		key, err := s.keys.Verify(r.Context(), strings.TrimSpace(secret))
 		if err != nil {
 			if errors.Is(err, errBadKey) {
-				s.apiIP.Fail(ip, now)
 				w.Header().Set("WWW-Authenticate", `Bearer realm="mailgate", error="invalid_token"`)
+			} else {
+				release()
 			}
 			s.apiError(w, r, err)
 			return
 		}
+		release()
 		h(w, r, key)
 	}
 }
@@ -118,18 +126,12 @@ type connectionResponse struct {
 func (s *Server) apiRedeem(w http.ResponseWriter, r *http.Request, key APIKey) {
 	ctx := r.Context()
 	ip := s.clientIP(r)
-	limits := []string{"key:" + key.ID, "ip:" + ip}
-	if wait := s.redeemWait(limits); wait > 0 {
-		s.metrics.redeems.WithLabelValues("limited").Inc()
-		s.apiError(w, r, &rateLimitedError{retryAfter: wait})
-		return
-	}
 	var req redeemRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || strings.TrimSpace(req.Code) == "" {
 		s.apiError(w, r, invalid(`body must be {"code":"…"}`))
 		return
 	}
-	c, res, err := s.RedeemLimited(ctx, key.Customer, req.Code, "api:"+key.ID, limits...)
+	c, res, err := s.RedeemLimited(ctx, key.Customer, req.Code, "api:"+key.ID, "key:"+key.ID, "ip:"+ip)
 	if err != nil {
 		if isInvalidCode(err) {
 			s.log.InfoContext(ctx, "invalid code", "key_id", key.ID, "ip", ip)
@@ -140,37 +142,31 @@ func (s *Server) apiRedeem(w http.ResponseWriter, r *http.Request, key APIKey) {
 	s.apiJSON(w, r, http.StatusOK, connectionResponse{Connection: toAPI(c), Test: &res})
 }
 
-// RedeemLimited redeems code for customer under the DMS API's rules: while
-// any of limits (names of who is asking) has failed too often, it is
-// refused with an error RetryAfter recognises, and an invalid, expired,
-// used or foreign code counts as a failure of every one. The DMS API
-// (limits: its API key and client address) and `mailgate connections
-// redeem` through the control service (limits: the CLI and the customer)
-// both redeem here.
+// RedeemLimited redeems code for customer under the DMS API's rules: every
+// one of limits (names of who is asking) gives a token of its failure
+// budget before the attempt, in one step with the check, and an attempt
+// that is not an invalid, expired, used or foreign code gets them back.
+// While any of limits has none left, it is refused with an error
+// RetryAfter recognises. The DMS API (limits: its API key and client
+// address) and `mailgate connections redeem` through the control service
+// (limits: the CLI and the customer) both redeem here.
 func (s *Server) RedeemLimited(ctx context.Context, customer, code, actor string, limits ...string) (connector.Connection, TestResult, error) {
-	if wait := s.redeemWait(limits); wait > 0 {
+	takes := make([]func(time.Time) (time.Duration, func()), len(limits))
+	for i, k := range limits {
+		takes[i] = s.apiKey.on(k)
+	}
+	wait, release := takeAll(s.now(), takes...)
+	if wait > 0 {
 		s.metrics.redeems.WithLabelValues("limited").Inc()
 		return connector.Connection{}, TestResult{}, &rateLimitedError{retryAfter: wait}
 	}
 	c, res, err := s.Redeem(ctx, customer, code, actor)
 	if isInvalidCode(err) {
-		now := s.now()
-		for _, k := range limits {
-			s.apiKey.Fail(k, now)
-		}
 		s.metrics.redeems.WithLabelValues("invalid").Inc()
+	} else {
+		release()
 	}
 	return c, res, err
-}
-
-// redeemWait is how long the longest-waiting of limits must still wait.
-func (s *Server) redeemWait(limits []string) time.Duration {
-	now := s.now()
-	var wait time.Duration
-	for _, k := range limits {
-		wait = max(wait, s.apiKey.Wait(k, now))
-	}
-	return wait
 }
 
 // RetryAfter reports whether err refuses an attempt for too many failures,

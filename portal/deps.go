@@ -15,6 +15,19 @@ type Identity interface {
 	AuthCodeURL(req connector.AuthRequest, loginHint string) string
 	AdminConsentURL(tenant, state, redirectURL string) string
 	Exchange(ctx context.Context, code string, req connector.AuthRequest) (connector.Consent, error)
+	// SignInURL and VerifySignIn are an administrator's OpenID Connect
+	// sign-in at a tenant's own endpoint: the proof that a tenant belongs
+	// to the customer before an app-only connection through the
+	// operator's app.
+	SignInURL(tenant string, req connector.AuthRequest, loginHint string) string
+	VerifySignIn(ctx context.Context, tenant, code string, req connector.AuthRequest) (connector.Consent, error)
+}
+
+// Tenants records which customer a Microsoft tenant belongs to
+// (*connector.Store).
+type Tenants interface {
+	BindTenant(ctx context.Context, tenantID, customer, by string) (connector.TenantBinding, error)
+	TenantOwner(ctx context.Context, tenantID string) (connector.TenantBinding, bool, error)
 }
 
 // Connections is the connection store (*connector.Store).
@@ -123,6 +136,7 @@ type Trigger interface {
 type Deps struct {
 	Identity    Identity
 	Connections Connections
+	Tenants     Tenants
 	Codes       Codes
 	Sealer      Sealer
 	Tester      Tester

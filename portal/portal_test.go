@@ -187,12 +187,12 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	cfg := Config{
-		PublicURL: e.ts.URL, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
-		Registerer: e.reg, Gatherer: e.reg,
-		Ready: func(context.Context) error { return nil },
+		PublicURL: e.ts.URL, IdentityOrigin: sim.LoginURL(), Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Registerer: e.reg,
+		Ready:      func(context.Context) error { return nil },
 	}
 	deps := Deps{
-		Identity: e.identity, Connections: e.store, Codes: e.codes, Sealer: e.sealer, Tester: e.tester,
+		Identity: e.identity, Connections: e.store, Tenants: e.store, Codes: e.codes, Sealer: e.sealer, Tester: e.tester,
 		Statuses: fakeStatuses{}, Audit: e.audit, Trigger: e.trigger,
 	}
 	for _, o := range opts {

@@ -57,6 +57,10 @@ type Config struct {
 	Workers        int
 	RetryFor       time.Duration
 	LogLevel       string
+	// MetricsAddr is where /metrics is served, never on the portal's
+	// listener (the metrics name customers and connections); empty: not
+	// served.
+	MetricsAddr string
 
 	// Demo is set by `mailgate demo`: the simulator stands in for Microsoft
 	// and missing secrets are generated.
@@ -154,6 +158,7 @@ func settings() []setting {
 			c.RetryFor = d
 			return err
 		}},
+		{name: "METRICS_ADDR", def: "", usage: "where /metrics is served (host:port), not on the portal's listener; empty = not served", set: str(func(c *Config) *string { return &c.MetricsAddr })},
 		{name: "LOG_LEVEL", def: "info", usage: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},
 	}
 }
@@ -286,6 +291,13 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		add("MAILGATE_HTTP_ADDR=%q: want host:port: %v", c.HTTPAddr, err)
+	}
+	if c.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			add("MAILGATE_METRICS_ADDR=%q: want host:port: %v", c.MetricsAddr, err)
+		} else if c.MetricsAddr == c.HTTPAddr && port != "0" {
+			add("MAILGATE_METRICS_ADDR=%q: must differ from MAILGATE_HTTP_ADDR: metrics are not for the public listener", c.MetricsAddr)
+		}
 	}
 	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		add("MAILGATE_PUBLIC_URL=%q: want an absolute http(s) URL such as https://mailgate.example.com", c.PublicURL)

@@ -153,7 +153,7 @@ func TestSpoolUnwritable(t *testing.T) {
 		pdf = append(pdf, make([]byte, 1536<<10)...) // 1.5 MB, above the in-memory limit
 		if _, err := in.sim.Deliver(graphtest.DefaultMailbox, graphtest.Mail{
 			From: "scanner@firma.example", Subject: "Scan " + number, InternetMessageID: "<" + number + "@firma.example>",
-			ReceivedAt: now.Add(time.Duration(i) * time.Second),
+			ReceivedAt:  now.Add(time.Duration(i) * time.Second),
 			Attachments: []graphtest.Attachment{{Name: number + ".pdf", ContentType: "application/pdf", Content: pdf}},
 		}); err != nil {
 			t.Fatal(err)

@@ -26,6 +26,7 @@ Usage:
   mailgate sim [--addr 127.0.0.1:9090]                  the Microsoft 365 simulator alone
   mailgate users add NAME --customer C [--group G]... | list | remove NAME
   mailgate apikeys create --customer C [--name N] | list | revoke ID
+  mailgate tenants list | bind TENANT_ID --customer C | unbind TENANT_ID
   mailgate connections list | show ID | redeem CODE --customer C | test ID | pause ID | resume ID | delete ID
   mailgate connections add-app --customer C --tenant T --client-id ID --client-secret-file F|- --mailbox ADDRESS
                               [--backfill new|since|all] [--since YYYY-MM-DD] [--post move|mark_read|category|none] [--folder F] [--category C]
@@ -70,6 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		"sim":         cmdSim,
 		"users":       cmdUsers,
 		"apikeys":     cmdAPIKeys,
+		"tenants":     cmdTenants,
 		"connections": cmdConnections,
 		"archive":     cmdArchive,
 		"bench":       cmdBench,

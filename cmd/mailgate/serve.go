@@ -66,7 +66,13 @@ type Main struct {
 	// BeforeServe, if set, runs after state is reachable and before the
 	// roles start; `mailgate demo` seeds its sample user there.
 	BeforeServe func(ctx context.Context, w *Wiring) error
+
+	metricsAddr string // where /metrics listens, once it does
 }
+
+// MetricsAddr is the address /metrics listens on ("" when not served);
+// valid once Ready is called.
+func (m *Main) MetricsAddr() string { return m.metricsAddr }
 
 // Wiring is what Run builds: the packages joined together.
 type Wiring struct {
@@ -153,24 +159,18 @@ func (m *Main) Run(ctx context.Context) error {
 		if w.Portal != nil {
 			handler = w.Portal.Handler()
 		}
-		hs := &http.Server{
-			Handler:           handler,
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		}
-		g.Go(func() error {
-			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("http: %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-gctx.Done()
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 15*time.Second)
-			defer cancel()
-			return hs.Shutdown(sctx)
-		})
+		serveHTTP(gctx, g, ln, newHTTPServer(handler, defaultHTTPTimeouts, log), "http")
 		log.Info("http listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "role", cfg.Role)
+	}
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics: listen %s: %w", cfg.MetricsAddr, err)
+		}
+		defer mln.Close()
+		m.metricsAddr = mln.Addr().String()
+		serveHTTP(gctx, g, mln, newHTTPServer(metricsHandler(w.Registry), defaultHTTPTimeouts, log), "metrics")
+		log.Info("metrics listening", "addr", m.metricsAddr)
 	}
 	if m.Ready != nil {
 		m.Ready(ln.Addr().String(), natsURL)
@@ -331,6 +331,7 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 		w.Portal, err = portal.New(ctx, js, portal.Deps{
 			Identity:    w.Identity,
 			Connections: w.Connections,
+			Tenants:     w.Connections,
 			Codes:       w.Codes,
 			Sealer:      w.Sealer,
 			Tester:      tester{mailboxes: mailboxes},
@@ -340,12 +341,12 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 		}, portal.Config{
 			PublicURL:      cfg.PublicURL,
 			ConnectGroup:   cfg.ConnectGroup,
+			IdentityOrigin: cfg.LoginURL,
 			OIDC:           oidc,
 			DemoRedeem:     cfg.Demo,
 			TrustedProxies: cfg.TrustedProxies,
 			Logger:         log,
 			Registerer:     w.Registry,
-			Gatherer:       w.Registry,
 			Ready:          func(ctx context.Context) error { return w.ready(ctx) },
 		})
 		if err != nil {
@@ -366,8 +367,52 @@ func opsHandler(w *Wiring) http.Handler {
 		}
 		fmt.Fprintln(rw, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(w.Registry, promhttp.HandlerOpts{}))
 	return mux
+}
+
+// metricsHandler serves /metrics alone, for MAILGATE_METRICS_ADDR.
+func metricsHandler(g prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// httpTimeouts bound how long a client may hold a connection: a body that
+// never finishes is cut off after Read, an idle keep-alive after Idle.
+type httpTimeouts struct {
+	ReadHeader, Read, Write, Idle time.Duration
+}
+
+// defaultHTTPTimeouts: Write covers the slowest answer, a connection test
+// against Microsoft at redeem.
+var defaultHTTPTimeouts = httpTimeouts{ReadHeader: 10 * time.Second, Read: 30 * time.Second, Write: 90 * time.Second, Idle: 2 * time.Minute}
+
+func newHTTPServer(h http.Handler, t httpTimeouts, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.ReadHeader,
+		ReadTimeout:       t.Read,
+		WriteTimeout:      t.Write,
+		IdleTimeout:       t.Idle,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// serveHTTP serves hs on ln in g and shuts it down when ctx ends.
+func serveHTTP(ctx context.Context, g *errgroup.Group, ln net.Listener, hs *http.Server, name string) {
+	g.Go(func() error {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	})
 }
 
 func openStore(ctx context.Context, cfg *Config) (archive.Store, error) {

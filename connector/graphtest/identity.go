@@ -17,6 +17,9 @@ import (
 )
 
 const (
+	// globalAdministratorRole is the Global Administrator role's template id.
+	globalAdministratorRole = "62e90394-69f5-4237-9190-012177145e10"
+
 	codeLifetime       = 10 * time.Minute
 	refreshInactivity  = 90 * 24 * time.Hour
 	groupsOverageLimit = 200
@@ -445,7 +448,10 @@ func (s *Server) authorize(c *call, tenantSeg string, admin bool) {
 	for _, sc := range scopes {
 		covered = covered && (oidcScopes[sc] || containsFold(app.Scopes, sc))
 	}
-	if ut.UserConsentDisabled && !covered {
+	// An administrator may always consent for themselves, so their
+	// sign-in works where user consent is disabled (as Microsoft Entra
+	// offers admins the consent prompt instead of "Need admin approval").
+	if ut.UserConsentDisabled && !covered && !u.Admin {
 		s.mu.Unlock()
 		redirectError(c, redirect, state, "consent_required", 65001, fmt.Sprintf("The user or administrator has not consented to use the application with ID '%s' named '%s'. Send an interactive authorization request for this user and resource.", app.ClientID, app.DisplayName))
 		return
@@ -750,6 +756,12 @@ func (s *Server) idToken(c *call, app *App, u *user, tid, nonce string, now time
 				ids = append(ids, g.ID)
 			}
 			claims["groups"] = ids
+		}
+		// With directory roles in the app's group claims (All or
+		// DirectoryRole), Entra emits the active roles' template ids as
+		// wids; an admin here is a Global Administrator.
+		if u.Admin {
+			claims["wids"] = []string{globalAdministratorRole}
 		}
 	}
 	return s.signJWT(claims)

@@ -447,3 +447,40 @@ func TestTokenFaultAADSTS(t *testing.T) {
 		t.Errorf("counters show %d token answers 401, want 1", n)
 	}
 }
+
+// TestAdminSignIn: an administrator's id_token carries the Global
+// Administrator role in wids, a member's none; and an administrator may
+// sign in where user consent is disabled (Entra offers admins the consent
+// prompt), a member may not.
+func TestAdminSignIn(t *testing.T) {
+	s := NewServer()
+	defer s.Close()
+	for user, admin := range map[string]bool{DefaultUser: true, DefaultOtherUser: false} {
+		code, verifier := signIn(t, s, user)
+		status, body := redeem(t, s, code, verifier)
+		if status != 200 {
+			t.Fatalf("%s: %d %v", user, status, body)
+		}
+		claims := jwtClaims(t, body["id_token"].(string))
+		wids, _ := claims["wids"].([]any)
+		if got := len(wids) == 1 && wids[0] == globalAdministratorRole; got != admin {
+			t.Errorf("%s: wids %v, admin %v", user, claims["wids"], admin)
+		}
+	}
+
+	const strict = "22222222-3333-4444-8555-666666666666"
+	s.AddTenant(Tenant{ID: strict, Domain: "strict.example", DisplayName: "Strict", UserConsentDisabled: true})
+	s.AddUser(User{UPN: "bob@strict.example", Password: DefaultPassword, TenantID: strict})
+	s.AddUser(User{UPN: "root@strict.example", Password: DefaultPassword, TenantID: strict, Admin: true})
+	_, challenge := pkcePair()
+	q := map[string]string{"code_challenge": challenge, "code_challenge_method": "S256", "scope": "openid profile email"}
+	for user, ok := range map[string]bool{"root@strict.example": true, "bob@strict.example": false} {
+		u, err := Authorize(t.Context(), nil, authorizeURL(s, strict, q), user, DefaultPassword, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := u.Query().Get("code") != ""; got != ok {
+			t.Errorf("%s signing in where user consent is disabled: %s", user, u)
+		}
+	}
+}

@@ -77,7 +77,7 @@ type App struct {
 	TenantID     string   // home tenant; apps are multi-tenant
 	RedirectURIs []string // exact matches; loopback redirects match on any port
 	RequirePKCE  bool     // authorize refuses requests without an S256 code_challenge
-	GroupClaims  bool     // id_tokens carry the groups claim
+	GroupClaims  bool     // id_tokens carry the groups claim and, for admins, wids (groupMembershipClaims "All")
 	// Roles are the application permissions granted with admin consent
 	// (Mail.ReadWrite, User.Read.All if empty).
 	Roles []string
