@@ -30,6 +30,8 @@ type Config struct {
 	NATSListen   string
 	NATSCreds    string
 	NATSCA       string
+	NATSUser     string
+	NATSPassword string
 	NATSReplicas int
 
 	S3Endpoint  string
@@ -91,13 +93,15 @@ func settings() []setting {
 		{name: "NATS_LISTEN", def: "127.0.0.1:4222", usage: "where the embedded NATS server listens", set: str(func(c *Config) *string { return &c.NATSListen })},
 		{name: "NATS_CREDS", def: "", usage: "NATS credentials file for an external server", set: str(func(c *Config) *string { return &c.NATSCreds })},
 		{name: "NATS_CA", def: "", usage: "CA certificate file to verify an external NATS server's TLS", set: str(func(c *Config) *string { return &c.NATSCA })},
+		{name: "NATS_USER", def: "", usage: "NATS user for an external server that authenticates by user and password (with MAILGATE_NATS_PASSWORD)", set: str(func(c *Config) *string { return &c.NATSUser })},
+		{name: "NATS_PASSWORD", def: "", usage: "password of MAILGATE_NATS_USER", secret: true, set: str(func(c *Config) *string { return &c.NATSPassword })},
 		{name: "NATS_REPLICAS", def: "1", usage: "replicas of mailgate's streams and KV buckets in a NATS cluster (1, 3 or 5)", set: func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)
 			c.NATSReplicas = n
 			return err
 		}},
 		{name: "S3_ENDPOINT", def: "", usage: "S3-compatible endpoint host:port; empty = directory archive", set: str(func(c *Config) *string { return &c.S3Endpoint })},
-		{name: "S3_ACCESS_KEY", def: "", usage: "S3 access key", set: str(func(c *Config) *string { return &c.S3AccessKey })},
+		{name: "S3_ACCESS_KEY", def: "", usage: "S3 access key", secret: true, set: str(func(c *Config) *string { return &c.S3AccessKey })},
 		{name: "S3_SECRET_KEY", def: "", usage: "S3 secret key", secret: true, set: str(func(c *Config) *string { return &c.S3SecretKey })},
 		{name: "S3_BUCKET", def: "", usage: "S3 bucket for documents", set: str(func(c *Config) *string { return &c.S3Bucket })},
 		{name: "S3_SECURE", def: "true", usage: "use TLS to reach S3", set: func(c *Config, v string) error {
@@ -317,6 +321,15 @@ func (c *Config) Validate() error {
 	}
 	if c.NATSReplicas < 1 || c.NATSReplicas > 5 {
 		add("MAILGATE_NATS_REPLICAS=%d: must be 1 to 5", c.NATSReplicas)
+	}
+	if (c.NATSUser == "") != (c.NATSPassword == "") {
+		add("MAILGATE_NATS_USER and MAILGATE_NATS_PASSWORD (or MAILGATE_NATS_PASSWORD_FILE): set both or neither")
+	}
+	if c.NATSUser != "" && c.NATSCreds != "" {
+		add("MAILGATE_NATS_USER and MAILGATE_NATS_CREDS: set one way to authenticate to NATS, not both")
+	}
+	if c.NATSURL == "" && (c.NATSUser != "" || c.NATSPassword != "") {
+		add("MAILGATE_NATS_USER/MAILGATE_NATS_PASSWORD: only apply to an external server (set MAILGATE_NATS_URL)")
 	}
 	s3 := map[string]string{"MAILGATE_S3_ENDPOINT": c.S3Endpoint, "MAILGATE_S3_ACCESS_KEY": c.S3AccessKey, "MAILGATE_S3_SECRET_KEY": c.S3SecretKey, "MAILGATE_S3_BUCKET": c.S3Bucket}
 	var s3set, s3missing []string

@@ -164,16 +164,20 @@ func TestExternalNATSCredentials(t *testing.T) {
 	jwtAuth, credsFile := jwtUser(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, tc := range []struct {
-		name  string
-		auth  func(*server.Options)
-		creds string
+		name           string
+		auth           func(*server.Options)
+		creds          string
+		user, password string
 	}{
-		{"nkey seed file", func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} }, seedFile},
-		{"creds file", jwtAuth, credsFile},
+		{"nkey seed file", func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} }, seedFile, "", ""},
+		{"creds file", jwtAuth, credsFile, "", ""},
+		{"user and password", func(o *server.Options) {
+			o.Users = []*server.User{{Username: "mailgate", Password: "nats-pw-1234"}}
+		}, "", "mailgate", "nats-pw-1234"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			url := runExternalNATS(t, cert, tc.auth)
-			cfg := &Config{NATSURL: url, NATSCreds: tc.creds, NATSCA: caFile, DataDir: t.TempDir()}
+			cfg := &Config{NATSURL: url, NATSCreds: tc.creds, NATSUser: tc.user, NATSPassword: tc.password, NATSCA: caFile, DataDir: t.TempDir()}
 			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 			defer cancel()
 			nc, js, err := connectNATS(ctx, cfg, url, "test", log)
@@ -204,6 +208,7 @@ func TestExternalNATSCredentials(t *testing.T) {
 			if !testing.Short() {
 				// And the built binary, configured from the environment.
 				out := runCLI(t, mailgateBinary(t), []string{"MAILGATE_NATS_URL=" + url, "MAILGATE_NATS_CREDS=" + tc.creds,
+					"MAILGATE_NATS_USER=" + tc.user, "MAILGATE_NATS_PASSWORD=" + tc.password,
 					"MAILGATE_NATS_CA=" + caFile, "MAILGATE_DATA_DIR=" + t.TempDir()}, "apikeys", "list")
 				if !strings.HasPrefix(out, "ID") {
 					t.Errorf("mailgate apikeys list against the external NATS:\n%s", out)
@@ -214,8 +219,13 @@ func TestExternalNATSCredentials(t *testing.T) {
 				nc.Close()
 				t.Error("external NATS admitted a client without credentials")
 			}
-			auth, _ := natsAuth(tc.creds)
-			if nc, err := nats.Connect(url, auth); err == nil {
+			noCA := *cfg
+			noCA.NATSCA = ""
+			auth, err := cliNATSAuth(&noCA)
+			if err != nil || len(auth) == 0 {
+				t.Fatalf("credentials without CA: %v", err)
+			}
+			if nc, err := nats.Connect(url, auth...); err == nil {
 				nc.Close()
 				t.Error("connected without the CA: the server's certificate was not verified")
 			} else if !strings.Contains(err.Error(), "certificate") {
@@ -261,7 +271,8 @@ func TestExternalNATSSubscriberPermissions(t *testing.T) {
 	dmsAuth, _ := natsAuth(dmsSeed)
 	// Refused requests surface as timeouts; the violations themselves
 	// arrive asynchronously.
-	dms, err := nats.Connect(url, dmsAuth, nats.RootCAs(caFile), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	dms, err := nats.Connect(url, dmsAuth, nats.RootCAs(caFile), nats.CustomInboxPrefix(subscriberInboxPrefix),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	if err != nil {
 		t.Fatal(err)
 	}

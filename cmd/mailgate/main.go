@@ -32,6 +32,7 @@ Usage:
                               [--backfill new|since|all] [--since YYYY-MM-DD] [--post move|mark_read|category|none] [--folder F] [--category C]
   mailgate archive tail [--customer C] [--since TIME|--seq N] | get ID [-o FILE]
   mailgate bench
+  mailgate healthcheck [URL]                            exit 0 when URL (default: /readyz of MAILGATE_HTTP_ADDR) answers 200
   mailgate version
 
 Every flag also reads MAILGATE_<NAME> from the environment (--data-dir ↔ MAILGATE_DATA_DIR).
@@ -75,6 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		"connections": cmdConnections,
 		"archive":     cmdArchive,
 		"bench":       cmdBench,
+		"healthcheck": cmdHealthcheck,
 		"version":     cmdVersion,
 	}
 	switch args[0] {

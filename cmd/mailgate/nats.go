@@ -90,6 +90,9 @@ func connectNATS(ctx context.Context, cfg *Config, url, name string, logger *slo
 		}
 		opts = append(opts, auth)
 	}
+	if cfg.NATSUser != "" {
+		opts = append(opts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
+	}
 	if cfg.NATSCA != "" {
 		opts = append(opts, nats.RootCAs(cfg.NATSCA))
 	}

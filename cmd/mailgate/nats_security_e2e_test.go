@@ -199,7 +199,13 @@ func TestNATSAuthEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		nc, err := nats.Connect(natsURL, auth, nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		var mu sync.Mutex
+		var asyncErrs []string
+		nc, err := nats.Connect(natsURL, auth, nats.CustomInboxPrefix("_INBOX_dms"), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			asyncErrs = append(asyncErrs, err.Error())
+		}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -226,6 +232,24 @@ func TestNATSAuthEndToEnd(t *testing.T) {
 		}
 		if _, err := nc.Request("mailgatectl.redeem", []byte(`{}`), 2*time.Second); err == nil {
 			t.Error("subscriber reached the control service")
+		}
+		// Nor may it listen to other clients' replies (mailgate's KV reads).
+		if _, err := nc.SubscribeSync("_INBOX.>"); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			_ = nc.Flush()
+			mu.Lock()
+			got := strings.Join(asyncErrs, "; ")
+			mu.Unlock()
+			if strings.Contains(strings.ToLower(got), `permissions violation for subscription to "_inbox.>"`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("subscriber subscribed to _INBOX.> without a permissions violation (errors: %s)", got)
+				break
+			}
 		}
 	})
 }

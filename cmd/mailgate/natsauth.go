@@ -121,20 +121,31 @@ func embeddedUsers(pubs map[string]string) []*server.NkeyUser {
 	}
 }
 
+// subscriberInboxPrefix is the inbox prefix a subscriber must use
+// (nats.CustomInboxPrefix): it may subscribe to its own replies only, not
+// to "_INBOX.>", where it could read the replies to other clients' requests,
+// such as mailgate's reads of its KV buckets.
+const subscriberInboxPrefix = "_INBOX_dms"
+
 // subscriberPermissions let a client follow the MAILGATE stream with a
-// durable or ephemeral consumer and nothing else. README's nats-server
-// example gives a DMS the same.
+// durable or ephemeral consumer and nothing else. They are the dms user's
+// of deploy/nats/nats.conf, and README's nats-server example gives a DMS
+// the same.
 func subscriberPermissions() *server.Permissions {
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: []string{
 			"$JS.API.INFO",
 			"$JS.API.STREAM.INFO.MAILGATE",
+			"$JS.API.CONSUMER.CREATE.MAILGATE",
 			"$JS.API.CONSUMER.CREATE.MAILGATE.>",
+			"$JS.API.CONSUMER.DURABLE.CREATE.MAILGATE.>",
 			"$JS.API.CONSUMER.INFO.MAILGATE.>",
+			"$JS.API.CONSUMER.DELETE.MAILGATE.>",
 			"$JS.API.CONSUMER.MSG.NEXT.MAILGATE.>",
 			"$JS.ACK.MAILGATE.>",
+			"$JS.FC.MAILGATE.>",
 		}},
-		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{subscriberInboxPrefix + ".>"}},
 	}
 }
 
@@ -158,13 +169,17 @@ func natsAuth(path string) (nats.Option, error) {
 }
 
 // cliNATSAuth is how a CLI command or local tool authenticates: with
-// MAILGATE_NATS_CREDS if set, else with the CLI seed the embedded server
-// generated into the data directory. Without either it connects
-// anonymously, which only an unauthenticated external server admits.
+// MAILGATE_NATS_CREDS or MAILGATE_NATS_USER if set, else with the CLI seed
+// the embedded server generated into the data directory. Without any it
+// connects anonymously, which only an unauthenticated external server
+// admits.
 func cliNATSAuth(cfg *Config) ([]nats.Option, error) {
 	var opts []nats.Option
+	if cfg.NATSUser != "" {
+		opts = append(opts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
+	}
 	creds := cfg.NATSCreds
-	if creds == "" {
+	if creds == "" && cfg.NATSUser == "" {
 		if p := natsSeedFile(cfg.DataDir, natsRoleCLI); fileExists(p) {
 			creds = p
 		}

@@ -93,7 +93,10 @@ func run(log *slog.Logger) error {
 		return err
 	}
 
-	opts := []nats.Option{nats.Name("dms-subscriber"), nats.MaxReconnects(-1)}
+	// Replies come to an inbox of the subscriber's own: mailgate's NATS
+	// lets a DMS subscribe to _INBOX_dms.> only, never to the replies of
+	// other clients under _INBOX.>.
+	opts := []nats.Option{nats.Name("dms-subscriber"), nats.MaxReconnects(-1), nats.CustomInboxPrefix("_INBOX_dms")}
 	if auth, err := natsAuth(*creds); err != nil {
 		return err
 	} else if auth != nil {
