@@ -33,6 +33,7 @@ type fakeIDP struct {
 	codes         map[string]pendingCode // authorization code → its request
 	refresh       map[string]string      // valid refresh token → user
 	secretExpired bool
+	keepRefresh   bool            // answer refreshes without a new refresh token
 	revoked       map[string]bool // users whose refresh tokens were revoked
 	requests      map[string]int  // by grant_type
 	issuerTenant  string          // override the tid in iss (to test the issuer check)
@@ -118,6 +119,13 @@ func (f *fakeIDP) revoke(user string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.revoked[user] = true
+}
+
+// noRotation makes refreshes keep the refresh token, as Microsoft may.
+func (f *fakeIDP) noRotation(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keepRefresh = on
 }
 
 func (f *fakeIDP) expireSecret() {
@@ -209,6 +217,10 @@ func (f *fakeIDP) token(w http.ResponseWriter, r *http.Request, tenant string) {
 			return
 		case !ok:
 			aad(w, 400, "invalid_grant", 70008, "The provided authorization code or refresh token has expired due to inactivity.")
+			return
+		}
+		if f.keepRefresh {
+			writeJSON(w, 200, map[string]any{"token_type": "Bearer", "expires_in": 3600, "access_token": access})
 			return
 		}
 		delete(f.refresh, rt) // rotation: the old token is spent

@@ -160,3 +160,47 @@ func BenchmarkSealOpen(b *testing.B) {
 		}
 	}
 }
+
+// TestSealForBindsConnection moves a sealed secret as an attacker with
+// write access to the connections bucket would: into another connection of
+// the same customer, and into another customer's connection. It opens in
+// neither.
+func TestSealForBindsConnection(t *testing.T) {
+	s := newTestSealer(t)
+	sealed, err := s.SealFor("acme", "con_a", []byte("refresh-token-of-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sealed, []byte("refresh-token-of-a")) {
+		t.Fatal("sealed value contains the plain text")
+	}
+	if got, reseal, err := s.OpenFor("acme", "con_a", sealed); err != nil || reseal || string(got) != "refresh-token-of-a" {
+		t.Fatalf("OpenFor own connection = %q, %v, %v", got, reseal, err)
+	}
+	for _, where := range [][2]string{{"acme", "con_b"}, {"globex", "con_a"}, {"globex", "con_b"}, {"acmecon_a", ""}, {"", "acmecon_a"}} {
+		if got, _, err := s.OpenFor(where[0], where[1], sealed); !errors.Is(err, ErrSealed) || got != nil {
+			t.Errorf("secret of acme/con_a opened as %s/%s: %q, %v", where[0], where[1], got, err)
+		}
+	}
+	// Nor does the unbound Open take it.
+	if _, err := s.Open(sealed); !errors.Is(err, ErrSealed) {
+		t.Errorf("Open of a bound value: %v", err)
+	}
+	if _, err := s.SealFor("", "con_a", []byte("x")); err == nil {
+		t.Error("SealFor without a customer accepted")
+	}
+	// A value sealed before binding still opens, once, and asks to be
+	// sealed again.
+	legacy, _ := s.Seal([]byte("old-token"))
+	if got, reseal, err := s.OpenFor("acme", "con_a", legacy); err != nil || !reseal || string(got) != "old-token" {
+		t.Errorf("OpenFor of an unbound value = %q, reseal %v, %v", got, reseal, err)
+	}
+	// Rotation: a bound value of the old key opens with the new sealer.
+	old := newKey(t)
+	s1, _ := NewSealer(old)
+	v, _ := s1.SealFor("acme", "con_a", []byte("t"))
+	s2, _ := NewSealer(newKey(t), old)
+	if got, _, err := s2.OpenFor("acme", "con_a", v); err != nil || string(got) != "t" {
+		t.Errorf("bound value after key rotation: %q, %v", got, err)
+	}
+}

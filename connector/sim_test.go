@@ -176,7 +176,7 @@ func TestSimRefreshRotationAndRevocation(t *testing.T) {
 		t.Fatalf("GET /me with the refreshed token: %d", st)
 	}
 	stored, _ := e.store.Get(ctx, c.ID)
-	rt2, err := e.sealer.Open(stored.RefreshToken)
+	rt2, _, err := e.sealer.OpenFor(stored.Customer, stored.ID, stored.RefreshToken)
 	if err != nil || string(rt2) == rt1 {
 		t.Fatalf("rotated refresh token not stored (err %v)", err)
 	}

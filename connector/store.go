@@ -62,6 +62,10 @@ func NewStore(ctx context.Context, js jetstream.JetStream, opts StoreOptions) (*
 
 var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
+// NewID returns a new connection id, for a caller that must seal the
+// connection's secrets (SealFor) before it creates the connection.
+func NewID() string { return newID() }
+
 // newID returns "con_" and 26 lowercase base32 characters (128 random bits).
 func newID() string {
 	var b [16]byte

@@ -241,7 +241,7 @@ func (t *Tokens) redeem(ctx context.Context, c Connection) (*oauth2.Token, error
 	if len(c.RefreshToken) == 0 {
 		return nil, &Error{Op: op, Kind: NeedsConsent, Code: "no_refresh_token", Err: fmt.Errorf("connection %s has no refresh token", c.ID)}
 	}
-	rt, err := t.sealer.Open(c.RefreshToken)
+	rt, reseal, err := t.sealer.OpenFor(c.Customer, c.ID, c.RefreshToken)
 	if err != nil {
 		return nil, fmt.Errorf("%s: connection %s: %w", op, c.ID, err)
 	}
@@ -250,10 +250,20 @@ func (t *Tokens) redeem(ctx context.Context, c Connection) (*oauth2.Token, error
 		return nil, err
 	}
 	if tok.RefreshToken == "" || tok.RefreshToken == string(rt) {
-		// Not rotated: just note that the grant was used.
+		// Not rotated: just note that the grant was used, and bind a
+		// token sealed before tokens were bound to its connection.
+		var rebound []byte
+		if reseal {
+			if rebound, err = t.sealer.SealFor(c.Customer, c.ID, rt); err != nil {
+				return nil, fmt.Errorf("%s: connection %s: %w", op, c.ID, err)
+			}
+		}
 		_, err := t.store.Update(ctx, c.ID, func(cur *Connection) error {
 			if cur.State == StateDeleted {
 				return errStaleToken
+			}
+			if rebound != nil && bytes.Equal(cur.RefreshToken, c.RefreshToken) {
+				cur.RefreshToken = rebound
 			}
 			cur.TokenRefreshedAt = t.now().UTC()
 			return nil
@@ -263,7 +273,7 @@ func (t *Tokens) redeem(ctx context.Context, c Connection) (*oauth2.Token, error
 		}
 		return tok, nil
 	}
-	sealed, err := t.sealer.Seal([]byte(tok.RefreshToken))
+	sealed, err := t.sealer.SealFor(c.Customer, c.ID, []byte(tok.RefreshToken))
 	if err != nil {
 		return nil, fmt.Errorf("%s: connection %s: %w", op, c.ID, err)
 	}
@@ -295,9 +305,12 @@ func (t *Tokens) appToken(ctx context.Context, c Connection) (*oauth2.Token, err
 	const op = "connector: access token"
 	clientID, secret := c.ClientID, t.id.cfg.ClientSecret
 	if len(c.ClientSecret) > 0 {
-		plain, err := t.sealer.Open(c.ClientSecret)
+		plain, reseal, err := t.sealer.OpenFor(c.Customer, c.ID, c.ClientSecret)
 		if err != nil {
 			return nil, fmt.Errorf("%s: connection %s: %w", op, c.ID, err)
+		}
+		if reseal {
+			t.rebindSecret(ctx, c, plain)
 		}
 		secret = string(plain)
 	} else if clientID == "" {
@@ -307,6 +320,81 @@ func (t *Tokens) appToken(ctx context.Context, c Connection) (*oauth2.Token, err
 		return nil, &Error{Op: op, Kind: Invalid, Err: fmt.Errorf("connection %s has no tenant id", c.ID)}
 	}
 	return t.id.AppTokenSource(ctx, c.TenantID, clientID, secret).Token()
+}
+
+// BindSealed stores every connection secret still sealed in the unbound
+// form (from before secrets were bound to their connection) sealed for its
+// connection, so that none can be moved to another connection, and
+// returns how many connections it changed. A value that does not open is
+// left alone (the importer reports it when it needs it); one changed
+// meanwhile is left to whoever changed it.
+func (t *Tokens) BindSealed(ctx context.Context) (int, error) {
+	list, err := t.store.List(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("connector: bind sealed secrets: %w", err)
+	}
+	n := 0
+	for _, c := range list {
+		rebind := func(sealed []byte) []byte {
+			if len(sealed) == 0 {
+				return nil
+			}
+			plain, reseal, err := t.sealer.OpenFor(c.Customer, c.ID, sealed)
+			if err != nil || !reseal {
+				return nil
+			}
+			defer clear(plain)
+			bound, err := t.sealer.SealFor(c.Customer, c.ID, plain)
+			if err != nil {
+				return nil
+			}
+			return bound
+		}
+		rt, cs := rebind(c.RefreshToken), rebind(c.ClientSecret)
+		if rt == nil && cs == nil {
+			continue
+		}
+		_, err := t.store.Update(ctx, c.ID, func(cur *Connection) error {
+			changed := false
+			if rt != nil && bytes.Equal(cur.RefreshToken, c.RefreshToken) {
+				cur.RefreshToken, changed = rt, true
+			}
+			if cs != nil && bytes.Equal(cur.ClientSecret, c.ClientSecret) {
+				cur.ClientSecret, changed = cs, true
+			}
+			if !changed {
+				return errNoChange
+			}
+			return nil
+		})
+		switch {
+		case errors.Is(err, errNoChange):
+		case err != nil:
+			return n, fmt.Errorf("connector: bind sealed secrets of %s: %w", c.ID, err)
+		default:
+			n++
+		}
+	}
+	return n, nil
+}
+
+// rebindSecret stores a client secret sealed before secrets were bound to
+// their connection again, sealed for it, unless it changed meanwhile. A
+// failure is logged: the next use tries again.
+func (t *Tokens) rebindSecret(ctx context.Context, c Connection, plain []byte) {
+	rebound, err := t.sealer.SealFor(c.Customer, c.ID, plain)
+	if err == nil {
+		_, err = t.store.Update(ctx, c.ID, func(cur *Connection) error {
+			if cur.State == StateDeleted || !bytes.Equal(cur.ClientSecret, c.ClientSecret) {
+				return errNoChange
+			}
+			cur.ClientSecret = rebound
+			return nil
+		})
+	}
+	if err != nil && !errors.Is(err, errNoChange) {
+		t.logger.LogAttrs(ctx, slog.LevelWarn, "cannot bind client secret to its connection", slog.String("connection_id", c.ID), slog.Any("error", err))
+	}
 }
 
 // needsConsent moves a connection to needs_consent with a plain explanation.

@@ -76,9 +76,11 @@ func (e *tokensEnv) seal(t *testing.T, plain string) []byte {
 	return s
 }
 
-func (e *tokensEnv) open(t *testing.T, sealed []byte) string {
+// open opens a secret of c as Tokens does, bound or (from before binding)
+// not.
+func (e *tokensEnv) open(t *testing.T, c Connection, sealed []byte) string {
 	t.Helper()
-	p, err := e.sealer.Open(sealed)
+	p, _, err := e.sealer.OpenFor(c.Customer, c.ID, sealed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,14 +105,14 @@ func TestTokensRefreshRotates(t *testing.T) {
 	ctx := context.Background()
 	e := newTokensEnv(t)
 	c := e.delegated(t, "anna")
-	rt1 := e.open(t, c.RefreshToken)
+	rt1 := e.open(t, c, c.RefreshToken)
 
 	access, err := e.tokens.AccessToken(ctx, c.ID)
 	if err != nil || access == "" {
 		t.Fatalf("AccessToken = %q, %v", access, err)
 	}
 	stored, _ := e.store.Get(ctx, c.ID)
-	rt2 := e.open(t, stored.RefreshToken)
+	rt2 := e.open(t, stored, stored.RefreshToken)
 	if rt2 == rt1 || stored.TokenRefreshedAt.IsZero() {
 		t.Fatalf("rotated refresh token not stored (same=%v, refreshedAt=%v)", rt2 == rt1, stored.TokenRefreshedAt)
 	}
@@ -138,7 +140,7 @@ func TestTokensRevokedNeedsConsent(t *testing.T) {
 	ctx := context.Background()
 	e := newTokensEnv(t)
 	c := e.delegated(t, "anna")
-	e.secrets = append(e.secrets, e.open(t, c.RefreshToken))
+	e.secrets = append(e.secrets, e.open(t, c, c.RefreshToken))
 	e.idp.revoke("anna")
 
 	_, err := e.tokens.AccessToken(ctx, c.ID)
@@ -368,5 +370,92 @@ func BenchmarkAccessTokenCached(b *testing.B) {
 	})
 	if n := idp.count("refresh_token"); n != 1 {
 		b.Fatalf("refreshes = %d, want 1", n)
+	}
+}
+
+// TestTokensBindUnboundSecrets: secrets stored before they were bound to
+// their connection still work, and the first use stores them bound; a
+// bound secret copied into another connection does not work there.
+func TestTokensBindUnboundSecrets(t *testing.T) {
+	ctx := context.Background()
+	e := newTokensEnv(t)
+	c, err := e.store.Create(ctx, Connection{Customer: "acme", TenantID: e.idp.tenant, Mode: AppOnly, State: StateActive,
+		ClientID: e.idp.clientID, ClientSecret: e.seal(t, e.idp.clientSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.tokens.AccessToken(ctx, c.ID); err != nil {
+		t.Fatalf("unbound client secret: %v", err)
+	}
+	stored, _ := e.store.Get(ctx, c.ID)
+	if got, reseal, err := e.sealer.OpenFor(c.Customer, c.ID, stored.ClientSecret); err != nil || reseal || string(got) != e.idp.clientSecret {
+		t.Fatalf("client secret after first use: %q reseal %v err %v; want it stored bound", got, reseal, err)
+	}
+	// The bound secret, copied into a connection of another customer.
+	thief, err := e.store.Create(ctx, Connection{Customer: "globex", TenantID: e.idp.tenant, Mode: AppOnly, State: StateActive,
+		ClientID: e.idp.clientID, ClientSecret: stored.ClientSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.tokens.AccessToken(ctx, thief.ID); !errors.Is(err, ErrSealed) {
+		t.Errorf("copied secret in another customer's connection: %v, want ErrSealed", err)
+	}
+
+	// A delegated connection with an unbound refresh token that Microsoft
+	// does not rotate: stored bound after the refresh.
+	d := e.delegated(t, "alice@firma.example")
+	e.idp.noRotation(true)
+	if _, err := e.tokens.AccessToken(ctx, d.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := e.store.Get(ctx, d.ID)
+	if _, reseal, err := e.sealer.OpenFor(d.Customer, d.ID, got.RefreshToken); err != nil || reseal {
+		t.Errorf("refresh token after use: reseal %v, err %v; want it stored bound", reseal, err)
+	}
+}
+
+// TestTokensBindSealed: at start every secret still sealed unbound is
+// stored bound to its connection, once; bound ones and connections without
+// secrets are left alone.
+func TestTokensBindSealed(t *testing.T) {
+	ctx := context.Background()
+	e := newTokensEnv(t)
+	d := e.delegated(t, "alice@firma.example") // refresh token sealed unbound
+	a, err := e.store.Create(ctx, Connection{Customer: "globex", TenantID: e.idp.tenant, Mode: AppOnly, State: StatePaused,
+		ClientID: e.idp.clientID, ClientSecret: e.seal(t, "globex-secret")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := e.store.Create(ctx, Connection{Customer: "acme", TenantID: e.idp.tenant, Mode: AppOnly, State: StateActive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := e.store.Get(ctx, plain.ID)
+	if n, err := e.tokens.BindSealed(ctx); err != nil || n != 2 {
+		t.Fatalf("BindSealed = %d, %v; want 2 connections", n, err)
+	}
+	for _, c := range []struct {
+		id     string
+		sealed func(Connection) []byte
+		want   string
+	}{
+		{d.ID, func(c Connection) []byte { return c.RefreshToken }, ""},
+		{a.ID, func(c Connection) []byte { return c.ClientSecret }, "globex-secret"},
+	} {
+		got, _ := e.store.Get(ctx, c.id)
+		p, reseal, err := e.sealer.OpenFor(got.Customer, got.ID, c.sealed(got))
+		if err != nil || reseal || (c.want != "" && string(p) != c.want) {
+			t.Errorf("%s after BindSealed: %q reseal %v err %v", c.id, p, reseal, err)
+		}
+	}
+	if after, _ := e.store.Get(ctx, plain.ID); !after.UpdatedAt.Equal(before.UpdatedAt) {
+		t.Errorf("a connection without secrets was rewritten")
+	}
+	if n, err := e.tokens.BindSealed(ctx); err != nil || n != 0 {
+		t.Errorf("second BindSealed = %d, %v; want nothing left", n, err)
+	}
+	// The delegated connection still works.
+	if _, err := e.tokens.AccessToken(ctx, d.ID); err != nil {
+		t.Errorf("after BindSealed: %v", err)
 	}
 }

@@ -125,32 +125,58 @@ type connectionResponse struct {
 // repeated failures are limited per key and per IP.
 func (s *Server) apiRedeem(w http.ResponseWriter, r *http.Request, key APIKey) {
 	ctx := r.Context()
-	ip, now := s.clientIP(r), s.now()
-	wait, release := takeAll(now, s.apiKey.on("key:"+key.ID), s.apiKey.on("ip:"+ip))
-	if wait > 0 {
-		s.metrics.redeems.WithLabelValues("limited").Inc()
-		s.apiError(w, r, &rateLimitedError{retryAfter: wait})
-		return
-	}
+	ip := s.clientIP(r)
 	var req redeemRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || strings.TrimSpace(req.Code) == "" {
-		release()
 		s.apiError(w, r, invalid(`body must be {"code":"…"}`))
 		return
 	}
-	c, res, err := s.Redeem(ctx, key.Customer, req.Code, "api:"+key.ID)
+	c, res, err := s.RedeemLimited(ctx, key.Customer, req.Code, "api:"+key.ID, "key:"+key.ID, "ip:"+ip)
 	if err != nil {
 		if isInvalidCode(err) {
-			s.metrics.redeems.WithLabelValues("invalid").Inc()
 			s.log.InfoContext(ctx, "invalid code", "key_id", key.ID, "ip", ip)
-		} else {
-			release()
 		}
 		s.apiError(w, r, err)
 		return
 	}
-	release()
 	s.apiJSON(w, r, http.StatusOK, connectionResponse{Connection: toAPI(c), Test: &res})
+}
+
+// RedeemLimited redeems code for customer under the DMS API's rules: every
+// one of limits (names of who is asking) gives a token of its failure
+// budget before the attempt, in one step with the check, and an attempt
+// that is not an invalid, expired, used or foreign code gets them back.
+// While any of limits has none left, it is refused with an error
+// RetryAfter recognises. The DMS API (limits: its API key and client
+// address) and `mailgate connections redeem` through the control service
+// (limits: the CLI and the customer) both redeem here.
+func (s *Server) RedeemLimited(ctx context.Context, customer, code, actor string, limits ...string) (connector.Connection, TestResult, error) {
+	takes := make([]func(time.Time) (time.Duration, func()), len(limits))
+	for i, k := range limits {
+		takes[i] = s.apiKey.on(k)
+	}
+	wait, release := takeAll(s.now(), takes...)
+	if wait > 0 {
+		s.metrics.redeems.WithLabelValues("limited").Inc()
+		return connector.Connection{}, TestResult{}, &rateLimitedError{retryAfter: wait}
+	}
+	c, res, err := s.Redeem(ctx, customer, code, actor)
+	if isInvalidCode(err) {
+		s.metrics.redeems.WithLabelValues("invalid").Inc()
+	} else {
+		release()
+	}
+	return c, res, err
+}
+
+// RetryAfter reports whether err refuses an attempt for too many failures,
+// and how long the caller must wait.
+func RetryAfter(err error) (time.Duration, bool) {
+	var rl *rateLimitedError
+	if errors.As(err, &rl) {
+		return rl.retryAfter, true
+	}
+	return 0, false
 }
 
 func (s *Server) apiList(w http.ResponseWriter, r *http.Request, key APIKey) {

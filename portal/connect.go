@@ -97,6 +97,7 @@ func (f connectForm) Validate(now time.Time) []string {
 // connection builds the pending connection the form describes.
 func (f connectForm) connection(u *sessionUser, now time.Time) connector.Connection {
 	c := connector.Connection{
+		ID:       connector.NewID(), // before Create: secrets are sealed for it
 		Customer: u.Customer, Mailbox: f.Mailbox, Folder: "inbox", State: connector.StatePending,
 		PostProcess: connector.PostProcess{Action: connector.PostAction(f.Post)},
 		Backfill:    connector.Backfill{Mode: connector.BackfillMode(f.Backfill)},
@@ -176,7 +177,7 @@ func (s *Server) connectStart(w http.ResponseWriter, r *http.Request, u *session
 		c := f.connection(u, s.now())
 		c.TenantID, c.ClientID = f.Tenant, f.ClientID
 		c.SecretExpiresAt, _ = time.Parse(time.DateOnly, f.SecretExpires)
-		sealed, err := s.deps.Sealer.Seal([]byte(f.ClientSecret))
+		sealed, err := s.deps.Sealer.SealFor(c.Customer, c.ID, []byte(f.ClientSecret))
 		if err != nil {
 			s.fail(w, r, fmt.Errorf("seal client secret: %w", err))
 			return
@@ -301,7 +302,11 @@ func (s *Server) connectCallback(w http.ResponseWriter, r *http.Request, u *sess
 			s.consentError(w, r, wz, "invalid_grant", code)
 			return
 		}
-		sealed, err := s.deps.Sealer.Seal([]byte(consent.RefreshToken))
+		c := wz.Form.connection(u, s.now())
+		if wz.Kind == "reconnect" {
+			c.ID = wz.ReconnectID
+		}
+		sealed, err := s.deps.Sealer.SealFor(c.Customer, c.ID, []byte(consent.RefreshToken))
 		if err != nil {
 			s.fail(w, r, fmt.Errorf("seal refresh token: %w", err))
 			return
@@ -314,7 +319,6 @@ func (s *Server) connectCallback(w http.ResponseWriter, r *http.Request, u *sess
 			})
 			return
 		}
-		c := wz.Form.connection(u, s.now())
 		c.TenantID, c.ConsentedBy, c.RefreshToken, c.TokenRefreshedAt = consent.TenantID, consent.Username, sealed, s.now()
 		s.createAndIssue(w, r, u, c, consent)
 	}
@@ -606,18 +610,6 @@ func (d codeData) refresh() int {
 	return 5
 }
 
-type keptCode struct {
-	Code      string    `json:"code"`
-	ExpiresAt time.Time `json:"expiresAt"`
-}
-
-// keepCode holds the code in the session so the page can show it again on
-// refresh; it is removed once the connection is active.
-func (s *Server) keepCode(ctx context.Context, id, code string, exp time.Time) {
-	b, _ := json.Marshal(keptCode{Code: code, ExpiresAt: exp})
-	s.sessions.Put(ctx, "code:"+id, string(b))
-}
-
 func (s *Server) showCode(w http.ResponseWriter, r *http.Request, u *sessionUser) {
 	ctx := r.Context()
 	c, err := s.ownConnection(ctx, u.Customer, r.PathValue("id"))
@@ -628,9 +620,8 @@ func (s *Server) showCode(w http.ResponseWriter, r *http.Request, u *sessionUser
 	d := codeData{C: c}
 	switch c.State {
 	case connector.StatePending:
-		var k keptCode
-		if raw := s.sessions.GetString(ctx, "code:"+c.ID); raw != "" && json.Unmarshal([]byte(raw), &k) == nil && s.now().Before(k.ExpiresAt) {
-			d.Code, d.ExpiresAt = k.Code, k.ExpiresAt
+		if code, exp, ok := s.keptCodeOf(ctx, c.ID); ok {
+			d.Code, d.ExpiresAt = code, exp
 		}
 	case connector.StateActive:
 		s.sessions.Remove(ctx, "code:"+c.ID)

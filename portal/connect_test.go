@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"html"
 	"net/http"
 	"net/http/httptest"
@@ -94,7 +95,7 @@ func TestWizardDelegatedWithSimulator(t *testing.T) {
 		c.UpdatedBy == "" || c.PostProcess.Folder != "Archiviert" {
 		t.Errorf("connection %+v", c)
 	}
-	plain, err := e.sealer.Open(c.RefreshToken)
+	plain, err := e.openFor(c, c.RefreshToken)
 	if err != nil || len(plain) == 0 || bytes.Contains(c.RefreshToken, plain) {
 		t.Errorf("refresh token not sealed: %v", err)
 	}
@@ -289,7 +290,7 @@ func TestWizardOwnApp(t *testing.T) {
 	if c.Mode != connector.AppOnly || c.ClientID != "own-client" || !c.SecretExpiresAt.Equal(exp) || c.TenantID != graphtest.DefaultTenantID {
 		t.Errorf("connection %+v", c)
 	}
-	if plain, err := e.sealer.Open(c.ClientSecret); err != nil || string(plain) != "own-secret-value" {
+	if plain, err := e.openFor(c, c.ClientSecret); err != nil || string(plain) != "own-secret-value" {
 		t.Errorf("client secret not sealed properly: %v", err)
 	}
 	// The detail page warns about the secret (≤ 30 days).
@@ -652,7 +653,7 @@ func TestReconnectWithSimulator(t *testing.T) {
 		t.Error("the reconnect's code exchange token was not handed to the connection test")
 	}
 	got, _ := e.store.Get(ctx, c.ID)
-	plain, err := e.sealer.Open(got.RefreshToken)
+	plain, err := e.openFor(got, got.RefreshToken)
 	if got.State != connector.StateActive || got.LastError != "" || err != nil || string(plain) == "refresh-token" || got.CreatedBy != "test" {
 		t.Errorf("after reconnect: %+v (token %q, %v)", got, plain, err)
 	}
@@ -830,7 +831,7 @@ func TestReconnectOwnApp(t *testing.T) {
 		t.Fatalf("set secret: %d %q %s", r.status, r.location(), r.body)
 	}
 	got, _ := e.store.Get(t.Context(), c.ID)
-	plain, err := e.sealer.Open(got.ClientSecret)
+	plain, err := e.openFor(got, got.ClientSecret)
 	if got.State != connector.StateActive || err != nil || string(plain) != "new-secret" || !got.SecretExpiresAt.Equal(exp) {
 		t.Errorf("after new secret: %s %q %v %v", got.State, plain, err, got.SecretExpiresAt)
 	}
@@ -952,4 +953,13 @@ func TestNeedsConsentAdvice(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openFor opens a secret of c as the importer will: only sealed for c.
+func (e *env) openFor(c connector.Connection, sealed []byte) ([]byte, error) {
+	plain, reseal, err := e.sealer.OpenFor(c.Customer, c.ID, sealed)
+	if err == nil && reseal {
+		err = fmt.Errorf("secret of %s stored unbound", c.ID)
+	}
+	return plain, err
 }

@@ -258,7 +258,7 @@ func (s *Server) setSecret(w http.ResponseWriter, r *http.Request, u *sessionUse
 		s.render(w, r, http.StatusBadRequest, "secret", "secret.title", secretData{C: c, Errors: errs})
 		return
 	}
-	sealed, err := s.deps.Sealer.Seal([]byte(secret))
+	sealed, err := s.deps.Sealer.SealFor(c.Customer, c.ID, []byte(secret))
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("seal client secret: %w", err))
 		return

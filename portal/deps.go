@@ -45,9 +45,10 @@ type Codes interface {
 	Redeem(ctx context.Context, customer, code string) (connectionID string, err error)
 }
 
-// Sealer encrypts secrets before they are stored (*connector.Sealer).
+// Sealer encrypts a connection's secrets before they are stored, bound to
+// the connection and its customer (*connector.Sealer).
 type Sealer interface {
-	Seal(plain []byte) ([]byte, error)
+	SealFor(customer, connectionID string, plain []byte) ([]byte, error)
 }
 
 // Tester checks that a connection can read and move mail in its mailbox.

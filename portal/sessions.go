@@ -2,7 +2,9 @@ package portal
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -14,7 +16,9 @@ import (
 // kvSessionStore is an scs.CtxStore on the KV bucket "sessions", so that
 // several portal replicas share sessions. A value is the expiry (8 bytes,
 // Unix nanoseconds) followed by scs's encoded data; the bucket's MaxAge
-// removes what nobody deletes.
+// removes what nobody deletes. An entry's key is the SHA-256 of the session
+// token, never the token itself: whoever can read the bucket cannot present
+// a stored session as a cookie.
 type kvSessionStore struct {
 	kv  jetstream.KeyValue
 	now func() time.Time
@@ -33,11 +37,12 @@ func newKVSessionStore(ctx context.Context, js jetstream.JetStream, now func() t
 	if err != nil {
 		return nil, fmt.Errorf("sessions: open bucket: %w", err)
 	}
+	purgeRawTokenKeys(ctx, kv)
 	return &kvSessionStore{kv: kv, now: now}, nil
 }
 
 func (s *kvSessionStore) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
-	e, err := s.kv.Get(ctx, token)
+	e, err := s.kv.Get(ctx, sessionKey(token))
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
 		return nil, false, nil
 	}
@@ -58,17 +63,40 @@ func (s *kvSessionStore) FindCtx(ctx context.Context, token string) ([]byte, boo
 func (s *kvSessionStore) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
 	v := make([]byte, 8, 8+len(b))
 	binary.BigEndian.PutUint64(v, uint64(expiry.UnixNano()))
-	if _, err := s.kv.Put(ctx, token, append(v, b...)); err != nil {
+	if _, err := s.kv.Put(ctx, sessionKey(token), append(v, b...)); err != nil {
 		return fmt.Errorf("sessions: commit: %w", err)
 	}
 	return nil
 }
 
 func (s *kvSessionStore) DeleteCtx(ctx context.Context, token string) error {
-	if err := s.kv.Purge(ctx, token); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err := s.kv.Purge(ctx, sessionKey(token)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("sessions: delete: %w", err)
 	}
 	return nil
+}
+
+// purgeRawTokenKeys removes sessions that earlier versions stored under
+// the raw token, so that no live session id stays readable in the bucket;
+// their users sign in again. Best effort: the bucket's MaxAge removes any
+// left over.
+func purgeRawTokenKeys(ctx context.Context, kv jetstream.KeyValue) {
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return
+	}
+	defer keys.Stop()
+	for k := range keys.Keys() {
+		if _, err := hex.DecodeString(k); err != nil || len(k) != 2*sha256.Size {
+			_ = kv.Purge(ctx, k)
+		}
+	}
+}
+
+// sessionKey is the bucket key of a session token.
+func sessionKey(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
 }
 
 // The context-free methods exist only to satisfy scs.Store; scs calls the

@@ -44,18 +44,17 @@ func connectCLI(ctx context.Context, e *env, fs *flag.FlagSet, args []string) (*
 		return nil, nil, configError(e, err)
 	}
 	s := &cliState{cfg: cfg}
-	opts := []nats.Option{nats.Name("mailgate-cli"), nats.Timeout(5 * time.Second)}
-	if cfg.NATSCreds != "" {
-		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	auth, err := cliNATSAuth(&cfg)
+	if err != nil {
+		return nil, nil, err
 	}
-	if cfg.NATSUser != "" {
-		opts = append(opts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
-	}
-	if cfg.NATSCA != "" {
-		opts = append(opts, nats.RootCAs(cfg.NATSCA))
-	}
+	opts := append([]nats.Option{nats.Name("mailgate-cli"), nats.Timeout(5 * time.Second)}, auth...)
 	url := cfg.natsURL()
 	s.nc, err = nats.Connect(url, opts...)
+	if errors.Is(err, nats.ErrAuthorization) && len(auth) == 0 {
+		return nil, nil, fmt.Errorf("NATS at %s wants credentials: run with the MAILGATE_DATA_DIR of `mailgate serve` (its CLI credentials are in %s) or set MAILGATE_NATS_CREDS: %w",
+			redactURL(url), natsAuthDir(cfg.DataDir), err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot reach NATS at %s (is `mailgate serve` running, or MAILGATE_NATS_URL set?): %w", redactURL(url), err)
 	}
@@ -229,7 +228,9 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 	customer := fs.String("customer", "", "customer (redeem, add-app)")
 	tenant := fs.String("tenant", "", "Microsoft tenant id (add-app)")
 	clientID := fs.String("client-id", "", "application (client) id of the customer's app registration (add-app)")
-	clientSecret := fs.String("client-secret", "", "client secret (add-app; prefer --client-secret-file: a flag shows in the process list)")
+	fs.Func("client-secret", "not accepted: use --client-secret-file F|- (add-app)", func(string) error {
+		return errors.New("not accepted on the command line, where it shows in the process list: use --client-secret-file FILE, or - for standard input")
+	})
 	clientSecretFile := fs.String("client-secret-file", "", "file with the client secret, - = standard input (add-app)")
 	secretExpires := fs.String("secret-expires", "", "expiry date of the client secret, YYYY-MM-DD (add-app)")
 	mailbox := fs.String("mailbox", "", "mailbox address (add-app)")
@@ -361,7 +362,7 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 			return usageError(e, "connections redeem CODE --customer C")
 		}
 		var res controlResult
-		if err := control(ctx, st.nc, "redeem", controlRequest{Customer: *customer, Code: code, Actor: "cli"}, &res); err != nil {
+		if err := control(ctx, st.nc, cliSecretKey(&st.cfg), "redeem", controlRequest{Customer: *customer, Code: code, Actor: "cli"}, &res); err != nil {
 			return err
 		}
 		return printResult(e, res)
@@ -371,23 +372,21 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		var res controlResult
-		if err := control(ctx, st.nc, "test", controlRequest{ConnectionID: id, Actor: "cli"}, &res); err != nil {
+		if err := control(ctx, st.nc, cliSecretKey(&st.cfg), "test", controlRequest{ConnectionID: id, Actor: "cli"}, &res); err != nil {
 			return err
 		}
 		return printResult(e, res)
 	case "add-app":
-		if *customer == "" || *tenant == "" || *clientID == "" || *mailbox == "" || (*clientSecret == "" && *clientSecretFile == "") {
+		if *customer == "" || *tenant == "" || *clientID == "" || *mailbox == "" || *clientSecretFile == "" {
 			return usageError(e, "connections add-app --customer C --tenant TENANT_ID --client-id ID --client-secret-file F|- --mailbox ADDRESS [--secret-expires YYYY-MM-DD] [--backfill new|since|all] [--since YYYY-MM-DD] [--post move|mark_read|category|none] [--folder F] [--category C]")
 		}
 		bf, pp, err := addAppChoices(*backfill, *since, *post, *folder, *category, time.Now())
 		if err != nil {
 			return usageError(e, "connections add-app: %v", err)
 		}
-		secret := *clientSecret
-		if *clientSecretFile != "" {
-			if secret, err = readSecret(e, *clientSecretFile, "client secret"); err != nil {
-				return err
-			}
+		secret, err := readSecret(e, *clientSecretFile, "client secret")
+		if err != nil {
+			return err
 		}
 		req := controlRequest{Customer: *customer, TenantID: *tenant, ClientID: *clientID, ClientSecret: secret, Mailbox: *mailbox, Actor: "cli",
 			Backfill: &bf, PostProcess: &pp}
@@ -399,7 +398,7 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 			req.SecretExpiresAt = t
 		}
 		var res controlResult
-		if err := control(ctx, st.nc, "add-app", req, &res); err != nil {
+		if err := control(ctx, st.nc, cliSecretKey(&st.cfg), "add-app", req, &res); err != nil {
 			return err
 		}
 		return printResult(e, res)

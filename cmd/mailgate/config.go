@@ -16,8 +16,9 @@ import (
 
 // Config is mailgate's whole configuration. Every field comes from an
 // environment variable MAILGATE_X and a flag --x of the same name in kebab
-// case; a flag wins over the environment. Secrets may also come from a file
-// named by MAILGATE_X_FILE, which keeps them out of the process list.
+// case; a flag wins over the environment. Secrets come only from the
+// environment or a file named by MAILGATE_X_FILE, never from a flag, which
+// would show them in the process list.
 type Config struct {
 	DataDir   string
 	HTTPAddr  string
@@ -174,6 +175,9 @@ func flagName(name string) string { return strings.ToLower(strings.ReplaceAll(na
 // unreadable secret file) are reported together, one per line.
 func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, []string, error) {
 	var c Config
+	if err := refuseSecretFlags(args); err != nil {
+		return c, nil, err
+	}
 	var problems []string
 	values := make(map[string]*string)
 	for _, s := range settings() {
@@ -190,13 +194,17 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Co
 		if v == "" {
 			v = s.def
 		}
-		usage := s.usage
-		if !s.secret {
-			usage += " (env MAILGATE_" + s.name + ")"
-		} else {
-			usage += " (env MAILGATE_" + s.name + " or MAILGATE_" + s.name + "_FILE; prefer those: a flag shows in the process list)"
+		if s.secret {
+			// A secret on the command line shows in the process list and
+			// the shell history: the flag exists only to say so.
+			name := s.name
+			fs.Func(flagName(name), s.usage+" (only from env MAILGATE_"+name+" or a file named by MAILGATE_"+name+"_FILE)", func(string) error {
+				return fmt.Errorf("not accepted on the command line, where it shows in the process list: set MAILGATE_%s or MAILGATE_%s_FILE", name, name)
+			})
+			values[s.name] = &v
+			continue
 		}
-		values[s.name] = fs.String(flagName(s.name), v, usage)
+		values[s.name] = fs.String(flagName(s.name), v, s.usage+" (env MAILGATE_"+s.name+")")
 	}
 	// Flags may follow positional arguments (`archive get ID -o FILE`).
 	var rest []string
@@ -223,6 +231,40 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Co
 		return c, rest, errors.New(strings.Join(problems, "\n"))
 	}
 	return c, rest, nil
+}
+
+// secretFlags are names that would carry a secret on the command line:
+// every secret setting, and the CLI's own (a client secret, a password).
+func secretFlags() map[string]string {
+	m := map[string]string{
+		"client-secret": "use --client-secret-file FILE, or - for standard input",
+		"password":      "use --password-file FILE, or - for standard input",
+	}
+	for _, s := range settings() {
+		if s.secret {
+			m[flagName(s.name)] = "set MAILGATE_" + s.name + " or MAILGATE_" + s.name + "_FILE"
+		}
+	}
+	return m
+}
+
+// refuseSecretFlags refuses a secret given as a flag before the flag
+// package sees it, whose error messages would repeat the value.
+func refuseSecretFlags(args []string) error {
+	secret := secretFlags()
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if hint, ok := secret[name]; ok {
+			return fmt.Errorf("--%s: secrets are not accepted on the command line, where they show in the process list and shell history; %s", name, hint)
+		}
+	}
+	return nil
 }
 
 func parseKey(v string) ([]byte, error) {

@@ -223,3 +223,56 @@ func TestConfigTrustedProxies(t *testing.T) {
 		t.Errorf("a host name as trusted proxy: err = %v", err)
 	}
 }
+
+// TestSecretsNotFromFlags gives every secret on the command line, as an
+// operator might by habit, and checks it is refused without being echoed;
+// the same secrets from the environment and files still work.
+func TestSecretsNotFromFlags(t *testing.T) {
+	const value = "hunter2-do-not-echo"
+	var secrets []string
+	for _, s := range settings() {
+		if s.secret {
+			secrets = append(secrets, s.name)
+		}
+	}
+	if len(secrets) < 4 {
+		t.Fatalf("only %d secret settings: %v", len(secrets), secrets)
+	}
+	for _, name := range secrets {
+		for _, args := range [][]string{{"--" + flagName(name), value}, {"-" + flagName(name) + "=" + value}} {
+			_, err := load(t, validEnv(), args...)
+			if err == nil {
+				t.Errorf("%v accepted", args)
+				continue
+			}
+			if strings.Contains(err.Error(), value) || !strings.Contains(err.Error(), "MAILGATE_"+name+"_FILE") {
+				t.Errorf("%v: %v", args, err)
+			}
+		}
+	}
+	// The CLI's own secrets: through the whole command, as typed.
+	for _, args := range [][]string{
+		{"connections", "add-app", "--customer", "firma", "--tenant", "t", "--client-id", "c", "--mailbox", "m@x.example", "--client-secret", value},
+		{"users", "add", "eve", "--customer", "firma", "--password=" + value},
+		{"serve", "--ms-client-secret", value},
+		{"demo", "--secret-key", value},
+	} {
+		var stdout, stderr strings.Builder
+		code := run(t.Context(), args, func(string) string { return "" }, strings.NewReader(""), &stdout, &stderr)
+		if code == 0 || strings.Contains(stderr.String()+stdout.String(), value) || !strings.Contains(stderr.String(), "not accepted on the command line") {
+			t.Errorf("mailgate %s: exit %d\n%s%s", strings.Join(args, " "), code, stdout.String(), stderr.String())
+		}
+	}
+	// Environment and files still carry them.
+	env := validEnv()
+	file := t.TempDir() + "/s3"
+	if err := writeFile(file, "s3-secret\n"); err != nil {
+		t.Fatal(err)
+	}
+	env["MAILGATE_S3_SECRET_KEY_FILE"] = file
+	env["MAILGATE_OIDC_CLIENT_SECRET"] = "oidc-secret"
+	cfg, err := load(t, env)
+	if err != nil || cfg.S3SecretKey != "s3-secret" || cfg.OIDCClientSecret != "oidc-secret" || cfg.MSClientSecret != "s3cr3t" {
+		t.Errorf("secrets from env and files: %v %+v", err, cfg)
+	}
+}

@@ -152,7 +152,8 @@ func (d *demoSeed) banner(e *env, simURL, natsURL, metricsAddr string) {
 	fmt.Fprintf(tw, "  DMS API key:\t%s   (shown once)\n", d.apiKey)
 	fmt.Fprintf(tw, "  Redeem the code:\twith the button on the code page, or as a DMS would:\n")
 	fmt.Fprintf(tw, "  \tcurl -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"code\":\"CODE\"}' %s/api/v1/connections/redeem\n", d.apiKey, d.cfg.PublicURL)
-	fmt.Fprintf(tw, "  Watch events:\tmailgate archive tail --since 1h --nats-url %s\n", natsURL)
+	fmt.Fprintf(tw, "  Watch events:\tmailgate archive tail --since 1h --data-dir %s --nats-url %s\n", d.cfg.DataDir, natsURL)
+	fmt.Fprintf(tw, "  NATS credentials:\t%s   (the CLI finds them through --data-dir)\n", natsAuthDir(d.cfg.DataDir))
 	if metricsAddr != "" {
 		fmt.Fprintf(tw, "  Metrics:\thttp://%s/metrics   (not on the portal's listener)\n", metricsAddr)
 	}

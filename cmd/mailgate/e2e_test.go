@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailgate/mailgate/archive"
@@ -232,7 +231,12 @@ var (
 // the simulated Microsoft consent page and returns the one-time code.
 func connectMailbox(t *testing.T, base, password string) string {
 	t.Helper()
-	b := newBrowser(t, base)
+	return connectMailboxAs(t, newBrowser(t, base), password)
+}
+
+// connectMailboxAs is connectMailbox in the browser b.
+func connectMailboxAs(t *testing.T, b *browser, password string) string {
+	t.Helper()
 	resp := b.form("/login", "/login", url.Values{"name": {"demo"}, "password": {password}, "next": {"/"}})
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -287,12 +291,10 @@ func redeem(t *testing.T, base, apiKey, code string) map[string]any {
 }
 
 // collect reads events of the stream until want says enough or time runs out.
-func collect(t *testing.T, natsURL string, timeout time.Duration, enough func([]archive.Event) bool) []archive.Event {
+// It connects as the CLI would, with the credentials in dataDir.
+func collect(t *testing.T, natsURL, dataDir string, timeout time.Duration, enough func([]archive.Event) bool) []archive.Event {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := cliConnect(t, natsURL, dataDir)
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -350,7 +352,7 @@ func TestDemoEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	events := collect(t, natsURL, 60*time.Second, func(evs []archive.Event) bool {
+	events := collect(t, natsURL, dataDir, 60*time.Second, func(evs []archive.Event) bool {
 		var docs, skips int
 		for _, e := range evs {
 			switch e.Type {
@@ -449,7 +451,7 @@ func TestDemoEndToEnd(t *testing.T) {
 
 	// Later passes (the demo polls every 5 s) find nothing new: no second
 	// event for any document.
-	again := collect(t, natsURL, 12*time.Second, func([]archive.Event) bool { return false })
+	again := collect(t, natsURL, dataDir, 12*time.Second, func([]archive.Event) bool { return false })
 	var docEvents int
 	for _, e := range again {
 		if e.Type != archive.TypeConnectionChanged {

@@ -17,7 +17,8 @@ import (
 
 // startNATS runs the embedded NATS server with JetStream on file storage
 // under the data directory. SyncAlways makes an acknowledged publish survive
-// a power cut, not only a process kill.
+// a power cut, not only a process kill. It admits only the identities whose
+// credentials it keeps in the data directory (see natsauth.go).
 func startNATS(cfg *Config, logger *slog.Logger) (*server.Server, error) {
 	host, portStr, err := net.SplitHostPort(cfg.NATSListen)
 	if err != nil {
@@ -30,6 +31,14 @@ func startNATS(cfg *Config, logger *slog.Logger) (*server.Server, error) {
 	if port == 0 {
 		port = -1 // random, for tests
 	}
+	pubs, err := ensureNATSCredentials(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if !isLoopbackHost(host) {
+		logger.Warn("embedded nats listens beyond loopback; clients need the credentials in the data dir, and traffic is not encrypted",
+			"listen", cfg.NATSListen)
+	}
 	opts := &server.Options{
 		ServerName: "mailgate",
 		Host:       host,
@@ -39,6 +48,7 @@ func startNATS(cfg *Config, logger *slog.Logger) (*server.Server, error) {
 		SyncAlways: true,
 		NoSigs:     true,
 		NoLog:      true,
+		Nkeys:      embeddedUsers(pubs),
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -49,13 +59,14 @@ func startNATS(cfg *Config, logger *slog.Logger) (*server.Server, error) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("nats: embedded server on %s did not become ready (is the port in use by another mailgate?)", cfg.NATSListen)
 	}
-	logger.Info("embedded nats started", "url", srv.ClientURL(), "store_dir", opts.StoreDir)
+	logger.Info("embedded nats started", "url", srv.ClientURL(), "store_dir", opts.StoreDir, "credentials_dir", natsAuthDir(cfg.DataDir))
 	return srv, nil
 }
 
 // connectNATS connects to url with the operator's credentials and TLS
-// settings, retrying the first connect until ctx ends, so that replicas may
-// start before the cluster.
+// settings (or, with the embedded server, the service's own credentials
+// from the data directory), retrying the first connect until ctx ends, so
+// that replicas may start before the cluster.
 func connectNATS(ctx context.Context, cfg *Config, url, name string, logger *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
 	opts := []nats.Option{
 		nats.Name(name),
@@ -68,8 +79,16 @@ func connectNATS(ctx context.Context, cfg *Config, url, name string, logger *slo
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
 	}
-	if cfg.NATSCreds != "" {
-		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	creds := cfg.NATSCreds
+	if cfg.NATSURL == "" {
+		creds = natsSeedFile(cfg.DataDir, natsRoleService)
+	}
+	if creds != "" {
+		auth, err := natsAuth(creds)
+		if err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, auth)
 	}
 	if cfg.NATSUser != "" {
 		opts = append(opts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))

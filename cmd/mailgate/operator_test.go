@@ -49,7 +49,10 @@ func startOperatorServe(t *testing.T, bin string, sim *graphtest.Server) (p *pro
 		"MAILGATE_POLL_INTERVAL=5s",
 	}, "serve")
 	natsURL := p.waitFor(t, serveNATSRE, time.Minute)
-	return p, dataDir, []string{"MAILGATE_DATA_DIR=" + dataDir, "MAILGATE_NATS_URL=" + natsURL}
+	// The CLI finds its NATS credentials in the data directory, and seals
+	// control requests (add-app, redeem, test) with the same key as serve.
+	return p, dataDir, []string{"MAILGATE_DATA_DIR=" + dataDir, "MAILGATE_NATS_URL=" + natsURL,
+		"MAILGATE_SECRET_KEY=" + base64.StdEncoding.EncodeToString(key)}
 }
 
 var addAppRE = regexp.MustCompile(`(?m)^connection (\S+) \(.*\) is active$`)

@@ -147,7 +147,7 @@ func (m *Main) Run(ctx context.Context) error {
 		g.Go(func() error { return keepTokensAlive(gctx, w.Tokens, log) })
 	}
 	if w.Portal != nil {
-		ctl, err := startControl(gctx, nc, w, log)
+		ctl, err := startControl(gctx, nc, w, cfg.SecretKey, cfg.NATSReplicas, log)
 		if err != nil {
 			return err
 		}
@@ -264,6 +264,13 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 	}
 	w.Registry.MustRegister(newConnectionCollector(w.Connections))
 	w.Tokens = connector.NewTokens(w.Identity, w.Connections, w.Sealer, log)
+	// Secrets sealed before they were bound to their connection are bound
+	// now, so none stays movable to another connection.
+	if n, err := w.Tokens.BindSealed(ctx); err != nil {
+		log.Warn("binding sealed secrets to their connections", "err", err)
+	} else if n > 0 {
+		log.Info("sealed secrets bound to their connections", "connections", n)
+	}
 	w.Graph, err = graph.New(graph.Config{BaseURL: cfg.GraphURL, Logger: log, Registerer: w.Registry})
 	if err != nil {
 		return nil, err

@@ -11,9 +11,23 @@
 //
 // S3 credentials come from MAILGATE_S3_ACCESS_KEY and MAILGATE_S3_SECRET_KEY;
 // without -s3-endpoint, -archive-dir names mailgate's directory archive.
+//
+// NATS requires authentication. Against the embedded server of a `mailgate
+// serve` on the same host, use the subscriber credential it generated into
+// its data directory (readable by the account mailgate runs as), which may
+// follow events and nothing else:
+//
+//	go run ./archive/example/subscriber -nats nats://127.0.0.1:4222 \
+//	    -creds ./mailgate-data/nats-auth/subscriber.nk -archive-dir ./mailgate-data/archive
+//
+// (-creds defaults to that file when it exists). Against an external NATS,
+// -creds names the .creds file (user JWT and seed) or nkey seed file your
+// NATS operator issued for the DMS, and -ca the CA that signed the server's
+// TLS certificate.
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,6 +35,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -50,6 +65,8 @@ func run(log *slog.Logger) error {
 		s3Endpoint = flag.String("s3-endpoint", "", "S3 endpoint host:port")
 		s3Bucket   = flag.String("s3-bucket", "mailgate", "S3 bucket")
 		s3Secure   = flag.Bool("s3-secure", false, "use HTTPS for S3")
+		creds      = flag.String("creds", "./mailgate-data/nats-auth/subscriber.nk", "NATS .creds file or nkey seed file; none if it does not exist")
+		caFile     = flag.String("ca", "", "CA certificate file that verifies the NATS server's TLS certificate")
 	)
 	flag.Parse()
 
@@ -76,7 +93,19 @@ func run(log *slog.Logger) error {
 		return err
 	}
 
-	nc, err := nats.Connect(*natsURL, nats.Name("dms-subscriber"), nats.MaxReconnects(-1))
+	// Replies come to an inbox of the subscriber's own: mailgate's NATS
+	// lets a DMS subscribe to _INBOX_dms.> only, never to the replies of
+	// other clients under _INBOX.>.
+	opts := []nats.Option{nats.Name("dms-subscriber"), nats.MaxReconnects(-1), nats.CustomInboxPrefix("_INBOX_dms")}
+	if auth, err := natsAuth(*creds); err != nil {
+		return err
+	} else if auth != nil {
+		opts = append(opts, auth)
+	}
+	if *caFile != "" {
+		opts = append(opts, nats.RootCAs(*caFile))
+	}
+	nc, err := nats.Connect(*natsURL, opts...)
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", *natsURL, err)
 	}
@@ -105,6 +134,24 @@ func run(log *slog.Logger) error {
 			"name", doc.Document.Name, "kind", doc.Document.Kind, "path", path)
 		return nil // ack
 	})
+}
+
+// natsAuth reads a NATS credential: a .creds file (as nsc writes it) or an
+// nkey seed file (as mailgate generates for its embedded server). A missing
+// file means no credential.
+func natsAuth(path string) (nats.Option, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer clear(b)
+	if bytes.Contains(b, []byte("BEGIN NATS USER JWT")) {
+		return nats.UserCredentials(path), nil
+	}
+	return nats.NkeyOptionFromSeed(path)
 }
 
 // copyDocument writes the document to <inbox>/<customer>/<sha256>.<ext>
