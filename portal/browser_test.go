@@ -184,7 +184,9 @@ func TestBrowserPages(t *testing.T) {
 			chromedp.SendKeys(chromedp.ID("name"), name),
 			chromedp.SendKeys(chromedp.ID("password"), pw),
 			chromedp.Submit(chromedp.ID("password")),
-			chromedp.WaitVisible(chromedp.CSS("main h1")),
+			// The login page has a main h1 too: wait for what only a
+			// signed-in page has, or the next Navigate aborts the POST.
+			chromedp.WaitVisible(chromedp.CSS(`form[action="/logout"]`)),
 		)
 	}
 	err := chromedp.Do(ctx,
@@ -204,7 +206,7 @@ func TestBrowserPages(t *testing.T) {
 		chromedp.Submit(chromedp.ID("mailbox")),
 		chromedp.WaitVisible(chromedp.ID("cancel")),
 		chromedp.Click(chromedp.ID("cancel")),
-		chromedp.WaitVisible(chromedp.CSS("main h1")),
+		chromedp.WaitVisible(chromedp.CSS(`form[action="/logout"]`)), // back on the portal
 		shot(t, dir, "13-consent-cancelled"),
 		chromedp.Navigate(e.ts.URL+"/connect"),
 		chromedp.WaitVisible(chromedp.ID("mailbox")),
