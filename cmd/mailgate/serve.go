@@ -270,6 +270,7 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 	if w.Store, err = openStore(ctx, cfg); err != nil {
 		return nil, err
 	}
+	w.Registry.MustRegister(newReadinessCollector(func(ctx context.Context) error { return ready(ctx, nc, w.Store) }, cfg.PollInterval))
 	mailboxes := graphMailboxes{graph: w.Graph, tokens: w.Tokens}
 
 	if cfg.Role != "portal" {
