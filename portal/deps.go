@@ -88,8 +88,8 @@ type Trigger interface {
 	Trigger(connectionID string)
 }
 
-// Deps are the collaborators of the portal. Statuses, Audit and Trigger may
-// be nil.
+// Deps are the collaborators of the portal. Statuses, Audit, Trigger and
+// Webhooks may be nil.
 type Deps struct {
 	Identity    Identity
 	Connections Connections
@@ -99,4 +99,5 @@ type Deps struct {
 	Statuses    Statuses
 	Audit       Audit
 	Trigger     Trigger
+	Webhooks    Webhooks // nil: no webhook API
 }

@@ -21,8 +21,35 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
+	"github.com/mailgate/mailgate/archive"
+	"github.com/mailgate/mailgate/archive/webhook"
 	"github.com/mailgate/mailgate/connector"
 )
+
+// webhookService gives the portal the real webhook service on the test's
+// JetStream, delivering until the test ends. Private addresses are allowed
+// for the receiver on loopback.
+func (e *env) webhookService() *webhook.Service {
+	e.t.Helper()
+	if _, err := archive.EnsureStream(e.t.Context(), e.js, archive.StreamConfig{}); err != nil {
+		e.t.Fatal(err)
+	}
+	svc, err := webhook.New(e.t.Context(), e.js, e.sealer, archive.NewPublisher(e.js, "mailgate"), webhook.Config{AllowPrivate: true})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.srv.deps.Webhooks = svc
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	e.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			e.t.Error(err)
+		}
+	})
+	return svc
+}
 
 // loadOpenAPI parses and validates the OpenAPI document as kin-openapi
 // reads it (3.1, JSON Schema 2020-12) and routes it for serverURL.
@@ -184,6 +211,39 @@ func TestOpenAPIContract(t *testing.T) {
 		}
 	}
 	call("POST", "/api/v1/connections/redeem", key, map[string]string{"code": "WRONG-CODE"}, 429)
+
+	// Webhooks, with the real service delivering to a receiver.
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	defer recv.Close()
+	svc := e.webhookService()
+	out := call("POST", "/api/v1/webhooks", key, map[string]any{"url": recv.URL + "/hook", "types": []string{archive.TypeImported}}, 201)
+	wh, _ := out["webhook"].(map[string]any)
+	id, _ := wh["id"].(string)
+	call("POST", "/api/v1/webhooks", key, map[string]any{"url": "ftp://dms.example"}, 400)
+	call("POST", "/api/v1/webhooks", key, map[string]any{"url": recv.URL, "types": []string{"mailgate.everything"}}, 400)
+	call("GET", "/api/v1/webhooks", key, nil, 200)
+	call("GET", "/api/v1/webhooks/"+id, key, nil, 200)
+	call("GET", "/api/v1/webhooks/"+id, keyB, nil, 404)
+	call("DELETE", "/api/v1/webhooks/"+id, keyB, nil, 404)
+	if err := archive.NewPublisher(e.js, "mailgate").Imported(t.Context(), "doc-1", archive.Imported{
+		Customer: customerA, Connection: active.ID, Mailbox: active.Mailbox,
+		Document: archive.DocumentInfo{Name: "RE-1.pdf", Kind: archive.KindPDF},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if ds, _ := svc.Deliveries(t.Context(), customerA, id); len(ds) == 1 && ds[0].Status == "delivered" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the event was not delivered to the webhook")
+		}
+	}
+	call("GET", "/api/v1/webhooks/"+id+"/deliveries", key, nil, 200)
+	call("POST", "/api/v1/webhooks/"+id+"/deliveries/doc-1/redeliver", key, nil, 200)
+	call("POST", "/api/v1/webhooks/"+id+"/deliveries/nope/redeliver", key, nil, 404)
+	call("DELETE", "/api/v1/webhooks/"+id, key, nil, 200)
+	call("GET", "/api/v1/webhooks/"+id, key, nil, 404)
 
 	// Every documented operation answered successfully at least once.
 	for path, item := range doc.Paths.Map() {

@@ -206,6 +206,12 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/v1/connections/{id}/test", s.api(s.apiTest))
 	mux.HandleFunc("DELETE /api/v1/connections/{id}", s.api(s.apiDelete))
 	mux.HandleFunc("GET /api/v1/openapi.json", s.openAPIDoc)
+	mux.HandleFunc("POST /api/v1/webhooks", s.webhooks(s.apiWebhookCreate))
+	mux.HandleFunc("GET /api/v1/webhooks", s.webhooks(s.apiWebhookList))
+	mux.HandleFunc("GET /api/v1/webhooks/{id}", s.webhooks(s.apiWebhookGet))
+	mux.HandleFunc("DELETE /api/v1/webhooks/{id}", s.webhooks(s.apiWebhookDelete))
+	mux.HandleFunc("GET /api/v1/webhooks/{id}/deliveries", s.webhooks(s.apiWebhookDeliveries))
+	mux.HandleFunc("POST /api/v1/webhooks/{id}/deliveries/{event}/redeliver", s.webhooks(s.apiWebhookRedeliver))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.apiError(w, r, errNotFound)
 	})

@@ -54,6 +54,9 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	PollInterval   time.Duration
 	LogLevel       string
+	// WebhookAllowPrivate lets webhooks use plain http and private or
+	// loopback addresses (development, closed networks).
+	WebhookAllowPrivate bool
 
 	// Demo is set by `mailgate demo`: the simulator stands in for Microsoft
 	// and missing secrets are generated.
@@ -139,6 +142,11 @@ func settings() []setting {
 		{name: "POLL_INTERVAL", def: "1m", usage: "how often an idle connection is polled", set: func(c *Config, v string) error {
 			d, err := time.ParseDuration(v)
 			c.PollInterval = d
+			return err
+		}},
+		{name: "WEBHOOK_ALLOW_PRIVATE", def: "false", usage: "allow webhook endpoints on plain http and private, loopback or link-local addresses", set: func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			c.WebhookAllowPrivate = b
 			return err
 		}},
 		{name: "LOG_LEVEL", def: "info", usage: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mailgate/mailgate/archive"
+	"github.com/mailgate/mailgate/archive/webhook"
 	"github.com/mailgate/mailgate/connector"
 	"github.com/mailgate/mailgate/connector/graph"
 	"github.com/mailgate/mailgate/importer"
@@ -83,6 +84,7 @@ type Wiring struct {
 	Importer    *importer.Importer
 	Portal      *portal.Server
 	Registry    *prometheus.Registry
+	Webhooks    *webhook.Service
 }
 
 // Run starts everything and blocks until ctx ends, then shuts down: the HTTP
@@ -136,6 +138,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	if w.Importer != nil {
+		g.Go(func() error { return w.Webhooks.Run(gctx) })
 		g.Go(func() error { return w.Importer.Run(gctx) })
 		g.Go(func() error { return keepTokensAlive(gctx, w.Tokens, log) })
 	}
@@ -262,6 +265,11 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 		return nil, err
 	}
 	w.Registry.MustRegister(newConnectionCollector(w.Connections))
+	if w.Webhooks, err = webhook.New(ctx, js, w.Sealer, w.Publisher, webhook.Config{
+		AllowPrivate: cfg.WebhookAllowPrivate, Replicas: cfg.NATSReplicas, Logger: log, Registerer: w.Registry,
+	}); err != nil {
+		return nil, err
+	}
 	w.Tokens = connector.NewTokens(w.Identity, w.Connections, w.Sealer, log)
 	w.Graph, err = graph.New(graph.Config{BaseURL: cfg.GraphURL, Logger: log, Registerer: w.Registry})
 	if err != nil {
@@ -319,6 +327,7 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 			Statuses:    statusAdapter{statuses},
 			Audit:       w.Publisher,
 			Trigger:     trigger,
+			Webhooks:    w.Webhooks,
 		}, portal.Config{
 			PublicURL:      cfg.PublicURL,
 			ConnectGroup:   cfg.ConnectGroup,
