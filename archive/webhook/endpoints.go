@@ -167,6 +167,9 @@ func (s *Service) Create(ctx context.Context, customer string, r Registration, a
 	if err != nil {
 		return Endpoint{}, "", err
 	}
+	if s.sealer == nil {
+		return Endpoint{}, "", errors.New("webhook: no key to seal the secret with")
+	}
 	secret, err := NewSecret()
 	if err != nil {
 		return Endpoint{}, "", err
@@ -370,4 +373,27 @@ func (s *Service) record(ctx context.Context, ep Endpoint, d Delivery) Delivery 
 		s.log.WarnContext(ctx, "webhook: delivery log", "endpoint_id", ep.ID, "event_id", d.EventID, "err", err)
 	}
 	return d
+}
+
+// ListAll returns every customer's endpoints, for the operator.
+func (s *Service) ListAll(ctx context.Context) ([]Endpoint, error) {
+	all, err := s.all(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Endpoint, 0, len(all))
+	for _, st := range all {
+		out = append(out, st.Endpoint)
+	}
+	slices.SortFunc(out, func(a, b Endpoint) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
+}
+
+// Lookup returns the endpoint id of whichever customer, for the operator.
+func (s *Service) Lookup(ctx context.Context, id string) (Endpoint, error) {
+	if !validID(id) {
+		return Endpoint{}, ErrNotFound
+	}
+	st, _, err := s.load(ctx, id)
+	return st.Endpoint, err
 }

@@ -66,7 +66,9 @@ type Service struct {
 }
 
 // New opens the buckets "webhooks" and "webhook_deliveries" (deliveries are
-// kept 30 days). The MAILGATE stream must exist.
+// kept 30 days). The MAILGATE stream must exist. Without a sealer (a CLI
+// without the secret key) endpoints can be listed and removed, not created
+// or delivered to; without an announcer disablement is only logged.
 func New(ctx context.Context, js jetstream.JetStream, sealer Sealer, announcer Announcer, cfg Config) (*Service, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
@@ -136,6 +138,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer func() { _ = w.Stop() }()
 	running := map[string]jetstream.ConsumeContext{}
+	customers := map[string]string{} // endpoint → customer, for its metric series
 	var wg sync.WaitGroup
 	stop := func(id string) {
 		if cc, ok := running[id]; ok {
@@ -163,6 +166,10 @@ func (s *Service) Run(ctx context.Context) error {
 		id := e.Key()
 		if e.Operation() != jetstream.KeyValuePut {
 			stop(id)
+			if c, ok := customers[id]; ok {
+				s.disabled.DeleteLabelValues(c, id)
+				delete(customers, id)
+			}
 			continue
 		}
 		var st stored
@@ -170,6 +177,7 @@ func (s *Service) Run(ctx context.Context) error {
 			s.log.ErrorContext(ctx, "webhook: undecodable endpoint", "endpoint_id", id, "err", err)
 			continue
 		}
+		customers[id] = st.Customer
 		if st.State != StateActive {
 			s.disabled.WithLabelValues(st.Customer, id).Set(1)
 			stop(id)
@@ -300,6 +308,9 @@ func (s *Service) attempt(ctx context.Context, st stored, head eventHead, subjec
 }
 
 func (s *Service) post(ctx context.Context, st stored, eventID string, body []byte) (int, error) {
+	if s.sealer == nil {
+		return 0, errors.New("no key to open the secret with")
+	}
 	secret, err := s.sealer.Open(st.SealedSecret)
 	if err != nil {
 		return 0, fmt.Errorf("open secret: %w", err)

@@ -26,6 +26,7 @@ Usage:
   mailgate sim [--addr 127.0.0.1:9090]                  the Microsoft 365 simulator alone
   mailgate users add NAME --customer C [--group G]... | list | remove NAME
   mailgate apikeys create --customer C [--name N] | list | revoke ID
+  mailgate webhooks add --customer C --url URL [--type T]... | list | show ID | deliveries ID | redeliver ID EVENT | remove ID
   mailgate connections list | show ID | redeem CODE --customer C | test ID | pause ID | resume ID | delete ID
   mailgate connections add-app --customer C --tenant T --client-id ID --client-secret-file F|- --mailbox ADDRESS
   mailgate archive tail [--customer C] [--since TIME|--seq N] | get ID [-o FILE]
@@ -69,6 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		"sim":         cmdSim,
 		"users":       cmdUsers,
 		"apikeys":     cmdAPIKeys,
+		"webhooks":    cmdWebhooks,
 		"connections": cmdConnections,
 		"archive":     cmdArchive,
 		"bench":       cmdBench,

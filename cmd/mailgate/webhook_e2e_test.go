@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -248,5 +250,45 @@ func TestWebhooksThroughBinary(t *testing.T) {
 		if !strings.Contains(string(metrics), m) {
 			t.Errorf("/metrics lacks %s", m)
 		}
+	}
+
+	// The operator's CLI sees both customers' endpoints and the log, and
+	// adds and removes endpoints with the same rules.
+	if out := runCLI(t, bin, env, "webhooks", "list"); !strings.Contains(out, id) || !strings.Contains(out, "other") {
+		t.Errorf("webhooks list:\n%s", out)
+	}
+	if out := runCLI(t, bin, env, "webhooks", "deliveries", id); strings.Count(out, `"status": "delivered"`) != len(want) {
+		t.Errorf("webhooks deliveries:\n%s", out)
+	}
+	refused := exec.Command(bin, "webhooks", "add", "--customer", "firma", "--url", "https://127.0.0.1/hook")
+	refused.Env = append(os.Environ(), env...)
+	if out, err := refused.CombinedOutput(); err == nil || !strings.Contains(string(out), "private") {
+		t.Errorf("webhooks add to loopback without MAILGATE_WEBHOOK_ALLOW_PRIVATE: %v\n%s", err, out)
+	}
+	added := runCLI(t, bin, append(env, "MAILGATE_WEBHOOK_ALLOW_PRIVATE=true"), "webhooks", "add", "--customer", "firma", "--url", otherSrv.URL+"/cli", "--type", "mailgate.connection.changed")
+	if !strings.HasPrefix(strings.TrimSpace(added), "whsec_") {
+		t.Errorf("webhooks add printed %q, want the secret", added)
+	}
+	runCLI(t, bin, env, "webhooks", "remove", id)
+	if status, _ := api.call("GET", base+"/api/v1/webhooks/"+id, apiKey, ""); status != http.StatusNotFound {
+		t.Errorf("after webhooks remove the API still has it: %d", status)
+	}
+	// The serving process follows the removal: no consumer, no series.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) { // another process' watch; nothing to await here
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(metrics), `mailgate_webhook_endpoint_disabled{customer="firma",endpoint="`+id+`"}`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the removed endpoint's series is still served")
+		}
+	}
+	if _, err := js.Consumer(t.Context(), archive.StreamName, "webhook_"+strings.TrimPrefix(id, "wh_")); err == nil {
+		t.Error("the removed endpoint's consumer still exists")
 	}
 }
