@@ -239,6 +239,8 @@ func TestOpenAPIContract(t *testing.T) {
 			t.Fatal("the event was not delivered to the webhook")
 		}
 	}
+	call("POST", "/api/v1/webhooks/"+id+"/enable", key, nil, 200)
+	call("POST", "/api/v1/webhooks/"+id+"/enable", keyB, nil, 404)
 	call("GET", "/api/v1/webhooks/"+id+"/deliveries", key, nil, 200)
 	call("POST", "/api/v1/webhooks/"+id+"/deliveries/doc-1/redeliver", key, nil, 200)
 	call("POST", "/api/v1/webhooks/"+id+"/deliveries/nope/redeliver", key, nil, 404)

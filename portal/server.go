@@ -210,6 +210,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/webhooks", s.webhooks(s.apiWebhookList))
 	mux.HandleFunc("GET /api/v1/webhooks/{id}", s.webhooks(s.apiWebhookGet))
 	mux.HandleFunc("DELETE /api/v1/webhooks/{id}", s.webhooks(s.apiWebhookDelete))
+	mux.HandleFunc("POST /api/v1/webhooks/{id}/enable", s.webhooks(s.apiWebhookEnable))
 	mux.HandleFunc("GET /api/v1/webhooks/{id}/deliveries", s.webhooks(s.apiWebhookDeliveries))
 	mux.HandleFunc("POST /api/v1/webhooks/{id}/deliveries/{event}/redeliver", s.webhooks(s.apiWebhookRedeliver))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {

@@ -19,6 +19,7 @@ type Webhooks interface {
 	Delete(ctx context.Context, customer, id string) (webhook.Endpoint, error)
 	Deliveries(ctx context.Context, customer, id string) ([]webhook.Delivery, error)
 	Redeliver(ctx context.Context, customer, id, eventID string) (webhook.Delivery, error)
+	Enable(ctx context.Context, customer, id string) (webhook.Endpoint, error)
 }
 
 // webhookError turns the webhook package's kinds into the portal's.
@@ -111,4 +112,14 @@ func (s *Server) apiWebhookRedeliver(w http.ResponseWriter, r *http.Request, key
 		return
 	}
 	s.apiJSON(w, r, http.StatusOK, map[string]any{"delivery": d})
+}
+
+func (s *Server) apiWebhookEnable(w http.ResponseWriter, r *http.Request, key APIKey, wh Webhooks) {
+	ep, err := wh.Enable(r.Context(), key.Customer, r.PathValue("id"))
+	if err != nil {
+		s.apiError(w, r, webhookError(err))
+		return
+	}
+	s.log.InfoContext(r.Context(), "api: webhook enabled", "endpoint_id", ep.ID, "key_id", key.ID)
+	s.apiJSON(w, r, http.StatusOK, webhookResponse{Webhook: ep})
 }

@@ -397,3 +397,19 @@ func (s *Service) Lookup(ctx context.Context, id string) (Endpoint, error) {
 	st, _, err := s.load(ctx, id)
 	return st.Endpoint, err
 }
+
+// Enable makes customer's disabled endpoint active again. Its consumer
+// resumes where it stopped, so the events since it was disabled arrive
+// too.
+func (s *Service) Enable(ctx context.Context, customer, id string) (Endpoint, error) {
+	if _, err := s.Get(ctx, customer, id); err != nil {
+		return Endpoint{}, err
+	}
+	return s.update(ctx, id, func(ep *Endpoint) bool {
+		if ep.State == StateActive {
+			return false
+		}
+		ep.State, ep.FailingSince, ep.DisabledAt = StateActive, time.Time{}, time.Time{}
+		return true
+	})
+}

@@ -314,6 +314,20 @@ func TestRetryThenDisable(t *testing.T) {
 	if got := r.wait(t, 3, time.Second); got["d3"] == nil {
 		t.Errorf("d3 not received after redelivery")
 	}
+	// An event published while it was disabled arrives once it is enabled.
+	if err := pub.Imported(ctx, "d4", imported("acme", "d4")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Enable(ctx, "globex", ep.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("globex enables acme's endpoint: %v", err)
+	}
+	if e, err := svc.Enable(ctx, "acme", ep.ID); err != nil || e.State != StateActive || !e.FailingSince.IsZero() {
+		t.Fatalf("enable: %+v, %v", e, err)
+	}
+	// d4, and the endpoint's own webhook.disabled announcement.
+	if got := r.wait(t, 5, 10*time.Second); got["d4"] == nil || got[events[0].Header["Nats-Msg-Id"][0]] == nil {
+		t.Errorf("after enabling got %v, want d4 and the announcement too", keys(got))
+	}
 }
 
 // TestNoPrivateAddresses: without AllowPrivate, registration refuses
