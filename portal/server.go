@@ -194,6 +194,8 @@ func (s *Server) routes() http.Handler {
 	web.HandleFunc("GET /connect", s.member(s.connectForm))
 	web.HandleFunc("POST /connect", s.member(s.connectStart))
 	web.HandleFunc("GET /connect/callback", s.member(s.connectCallback))
+	web.HandleFunc("GET /webhooks", s.member(s.listWebhooks))
+	web.HandleFunc("POST /webhooks/{id}/redeliver", s.member(s.redeliverWebhook))
 	if s.cfg.DemoRedeem {
 		web.HandleFunc("POST /demo/redeem", s.member(s.demoRedeem))
 	}
