@@ -25,6 +25,9 @@ const (
 	DeliveriesBucket = "webhook_deliveries"
 )
 
+// MaxEndpoints bounds the endpoints of one customer.
+const MaxEndpoints = 10
+
 // Endpoint states.
 const (
 	StateActive   = "active"
@@ -166,6 +169,12 @@ func (s *Service) Create(ctx context.Context, customer string, r Registration, a
 	r, err := s.validate(customer, r)
 	if err != nil {
 		return Endpoint{}, "", err
+	}
+	// Each endpoint is a consumer on the stream: bound them per customer.
+	if eps, err := s.List(ctx, customer); err != nil {
+		return Endpoint{}, "", err
+	} else if len(eps) >= MaxEndpoints {
+		return Endpoint{}, "", invalid("at most %d webhook endpoints per customer", MaxEndpoints)
 	}
 	if s.sealer == nil {
 		return Endpoint{}, "", errors.New("webhook: no key to seal the secret with")

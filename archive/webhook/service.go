@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -333,6 +334,11 @@ func (s *Service) post(ctx context.Context, st stored, eventID string, body []by
 	req.Header.Set("webhook-signature", sig)
 	resp, err := s.client.Do(req)
 	if err != nil {
+		// Without the URL, which may carry the receiver's own token.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
 		return 0, err
 	}
 	defer resp.Body.Close()

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -346,6 +347,15 @@ func TestNoPrivateAddresses(t *testing.T) {
 	}
 	if _, _, err := svc.Create(t.Context(), "acme", Registration{URL: "https://dms.example.com/hook", SubjectFilter: "mailgate.globex.>"}, "test"); err == nil {
 		t.Error("a subject filter on another customer's events accepted")
+	}
+	for i := range MaxEndpoints {
+		if _, _, err := svc.Create(t.Context(), "many", Registration{URL: fmt.Sprintf("https://dms%d.example.com/hook", i)}, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var inv *InvalidError
+	if _, _, err := svc.Create(t.Context(), "many", Registration{URL: "https://dms.example.com/one-more"}, "test"); !errors.As(err, &inv) {
+		t.Errorf("endpoint %d of a customer: %v, want refused", MaxEndpoints+1, err)
 	}
 	hit := false
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hit = true }))
