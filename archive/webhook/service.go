@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -140,7 +139,6 @@ func (s *Service) Run(ctx context.Context) error {
 	defer func() { _ = w.Stop() }()
 	running := map[string]jetstream.ConsumeContext{}
 	customers := map[string]string{} // endpoint → customer, for its metric series
-	var wg sync.WaitGroup
 	stop := func(id string) {
 		if cc, ok := running[id]; ok {
 			cc.Stop()
@@ -152,14 +150,28 @@ func (s *Service) Run(ctx context.Context) error {
 		for id := range running {
 			stop(id)
 		}
-		wg.Wait()
 	}()
 	for {
 		var e jetstream.KeyValueEntry
+		var open bool
 		select {
 		case <-ctx.Done():
 			return nil
-		case e = <-w.Updates():
+		case e, open = <-w.Updates():
+		}
+		if !open {
+			// The watch ended under us (NATS went away): watch again
+			// once it is back; running consumers carry on by themselves.
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.WarnContext(ctx, "webhook: endpoint watch ended; watching again")
+			nw, err := s.rewatch(ctx)
+			if err != nil {
+				return nil // ctx ended
+			}
+			w = nw
+			continue
 		}
 		if e == nil {
 			continue // the end of the initial values
@@ -199,6 +211,24 @@ func (s *Service) Run(ctx context.Context) error {
 			continue
 		}
 		running[id] = cc
+	}
+}
+
+// rewatch opens a new watch of the endpoints, retrying every few seconds
+// until it works or ctx ends. The watch replays every endpoint, so none is
+// missed.
+func (s *Service) rewatch(ctx context.Context) (jetstream.KeyWatcher, error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(s.cfg.RetryMin):
+		}
+		w, err := s.endpoints.WatchAll(ctx)
+		if err == nil {
+			return w, nil
+		}
+		s.log.WarnContext(ctx, "webhook: watch endpoints", "err", err)
 	}
 }
 
