@@ -63,12 +63,10 @@ func (d *DirStore) Bucket() string { return "dir:" + d.dir }
 
 // Ping checks that the directory exists and is writable.
 func (d *DirStore) Ping(ctx context.Context) error {
-	f, err := os.CreateTemp(d.dir, ".ping-*")
-	if err != nil {
+	if err := CheckDir(d.dir); err != nil {
 		return fmt.Errorf("archive: dir store ping: %w", err)
 	}
-	name := f.Name()
-	return errors.Join(f.Close(), os.Remove(name))
+	return nil
 }
 
 func (d *DirStore) paths(key string) (data, meta string) {

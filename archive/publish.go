@@ -94,3 +94,50 @@ func NewEventID(now time.Time) (string, error) {
 	}
 	return fmt.Sprintf("%012x%s", now.UnixMilli(), hex.EncodeToString(b[:])), nil
 }
+
+// AnnouncedSince returns the ids of the customer's document events
+// (document.imported and document.skipped) that the stream holds from
+// since on, a minute earlier for clock skew. It reads headers only. A
+// replay that may lie beyond the stream's duplicate window asks it before
+// publishing, since the stream would then store an event again.
+func (p *Publisher) AnnouncedSince(ctx context.Context, customer string, since time.Time) (map[string]bool, error) {
+	if err := ValidCustomer(customer); err != nil {
+		return nil, fmt.Errorf("archive: announced since: %w", err)
+	}
+	start := since.Add(-time.Minute)
+	c, err := p.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{Subject(customer, "document.>")},
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
+		OptStartTime:   &start,
+		HeadersOnly:    true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("archive: announced since: %w", err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("archive: announced since: %w", err)
+	}
+	ids := make(map[string]bool)
+	for pending := info.NumPending; pending > 0; {
+		batch, err := c.Fetch(int(min(pending, 1000)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("archive: announced since: %w", err)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			ids[msg.Headers().Get(jetstream.MsgIDHeader)] = true
+			if md, err := msg.Metadata(); err == nil {
+				pending = md.NumPending
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return nil, fmt.Errorf("archive: announced since: %w", err)
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("archive: announced since: %d events pending but none delivered", pending)
+		}
+	}
+	return ids, nil
+}

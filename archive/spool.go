@@ -25,8 +25,15 @@ type Spool struct {
 	file *os.File // body otherwise
 }
 
+// ErrDisk marks a spool error of the local disk (the spool directory is
+// missing, not writable or full), as opposed to an error reading the body:
+// the first is the operator's to fix, the second belongs to the body's
+// source.
+var ErrDisk = errors.New("local disk")
+
 // NewSpool reads r to its end. Bodies up to memLimit bytes stay in memory;
-// larger ones go to a temporary file in dir ("" = os.TempDir()).
+// larger ones go to a temporary file in dir ("" = os.TempDir()). An error
+// of the disk wraps [ErrDisk]; an error reading r wraps that error.
 func NewSpool(r io.Reader, memLimit int64, dir string) (*Spool, error) {
 	if memLimit < 0 {
 		memLimit = 0
@@ -44,15 +51,16 @@ func NewSpool(r io.Reader, memLimit int64, dir string) (*Spool, error) {
 	} else {
 		f, err := os.CreateTemp(dir, "mailgate-spool-*")
 		if err != nil {
-			return nil, fmt.Errorf("archive: spool: %w", err)
+			return nil, fmt.Errorf("archive: spool: %w: %w", ErrDisk, err)
 		}
 		s.file = f
-		if _, err := f.Write(buf.Bytes()); err != nil {
+		w := diskWriter{f}
+		if _, err := w.Write(buf.Bytes()); err != nil {
 			_ = s.Close()
 			return nil, fmt.Errorf("archive: spool: %w", err)
 		}
 		buf = bytes.Buffer{} // release the memory part
-		rest, err := io.Copy(f, io.TeeReader(r, h))
+		rest, err := io.Copy(w, io.TeeReader(r, h))
 		if err != nil {
 			_ = s.Close()
 			return nil, fmt.Errorf("archive: spool: %w", err)
@@ -64,9 +72,35 @@ func NewSpool(r io.Reader, memLimit int64, dir string) (*Spool, error) {
 	s.head = make([]byte, hn)
 	if _, err := s.ReaderAt().ReadAt(s.head, 0); err != nil && !errors.Is(err, io.EOF) {
 		_ = s.Close()
-		return nil, fmt.Errorf("archive: spool: %w", err)
+		return nil, fmt.Errorf("archive: spool: %w: %w", ErrDisk, err)
 	}
 	return s, nil
+}
+
+// diskWriter marks the errors of writing the spool file as the disk's, so
+// that io.Copy's error says which side failed.
+type diskWriter struct{ f *os.File }
+
+func (w diskWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrDisk, err)
+	}
+	return n, err
+}
+
+// CheckDir reports whether dir exists and a file can be created in it,
+// by creating and removing one.
+func CheckDir(dir string) error {
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrDisk, err)
+	}
+	name := f.Name()
+	if err := errors.Join(f.Close(), os.Remove(name)); err != nil {
+		return fmt.Errorf("%w: %w", ErrDisk, err)
+	}
+	return nil
 }
 
 // Size is the body's length in bytes.

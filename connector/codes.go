@@ -45,7 +45,8 @@ type CodesOptions struct {
 
 // Codes issues and redeems one-time connection codes. Only the SHA-256 of a
 // code is stored (as the key), with the customer, the connection and the
-// expiry as the value; the bucket's TTL removes codes nobody redeemed.
+// expiry as the value; the bucket's TTL removes codes nobody redeemed. A
+// connection has one valid code at a time: issuing one revokes the earlier.
 type Codes struct {
 	kv  jetstream.KeyValue
 	ttl time.Duration
@@ -96,10 +97,66 @@ func (c *Codes) Issue(ctx context.Context, customer, connectionID string) (strin
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("%s: %w", op, err)
 	}
-	if _, err := c.kv.Create(ctx, codeKey(code), data); err != nil {
+	key := codeKey(code)
+	if _, err := c.kv.Create(ctx, key, data); err != nil {
+		return "", time.Time{}, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := c.makeCurrent(ctx, connectionID, key); err != nil {
+		_ = c.kv.Delete(ctx, key)
 		return "", time.Time{}, fmt.Errorf("%s: %w", op, err)
 	}
 	return groupCode(code), expires, nil
+}
+
+// currentPrefix marks the entry naming a connection's current code (by its
+// key): issuing a code revokes the earlier ones. Code keys are hex, so the
+// prefix never collides with one.
+const currentPrefix = "conn."
+
+// makeCurrent records key as the connection's only valid code, with
+// compare-and-set so that of two concurrent issues the later write wins and
+// the other code is revoked, and deletes the code it replaces. Redeem
+// refuses any code that is not current, even if the delete was lost.
+func (c *Codes) makeCurrent(ctx context.Context, connectionID, key string) error {
+	ck := currentPrefix + connectionID
+	for {
+		e, err := c.kv.Get(ctx, ck)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			if _, err := c.kv.Create(ctx, ck, []byte(key)); err != nil {
+				if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+					continue
+				}
+				return fmt.Errorf("record current code: %w", err)
+			}
+			return nil
+		case err != nil:
+			return fmt.Errorf("read current code: %w", err)
+		}
+		if _, err := c.kv.Update(ctx, ck, []byte(key), e.Revision()); err != nil {
+			if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				continue
+			}
+			return fmt.Errorf("record current code: %w", err)
+		}
+		if old := string(e.Value()); old != "" && old != key {
+			_ = c.kv.Delete(ctx, old) // revoked; Redeem refuses it anyway
+		}
+		return nil
+	}
+}
+
+// current reports whether key is the connection's current code. A
+// connection without the record (a code from before it existed) accepts it.
+func (c *Codes) current(ctx context.Context, connectionID, key string) (bool, error) {
+	e, err := c.kv.Get(ctx, currentPrefix+connectionID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return string(e.Value()) == key, nil
 }
 
 // Redeem consumes a code of customer and returns its connection id. Of many
@@ -133,6 +190,13 @@ func (c *Codes) Redeem(ctx context.Context, customer, code string) (string, erro
 		return "", ErrInvalidCode
 	}
 	if ce.Customer != customer {
+		return "", ErrInvalidCode
+	}
+	if ok, err := c.current(ctx, ce.ConnectionID, key); err != nil {
+		return "", fmt.Errorf("%s: %w", op, err)
+	} else if !ok {
+		// Revoked by a newer code of the connection.
+		_ = c.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
 		return "", ErrInvalidCode
 	}
 	if err := c.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil {

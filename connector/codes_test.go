@@ -256,3 +256,55 @@ func FuzzParseCode(f *testing.F) {
 		}
 	})
 }
+
+// TestReissueRevokesEarlierCodes: a leaked code is revoked by issuing a new
+// one for its connection; other connections' codes stay valid.
+func TestReissueRevokesEarlierCodes(t *testing.T) {
+	ctx := context.Background()
+	codes := newTestCodes(t, time.Now)
+	leaked, _, err := codes.Issue(ctx, "acme", "con_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _, err := codes.Issue(ctx, "acme", "con_2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, _, err := codes.Issue(ctx, "acme", "con_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := codes.Redeem(ctx, "acme", leaked); !errors.Is(err, ErrInvalidCode) {
+		t.Fatalf("the earlier code after reissue: %v, want ErrInvalidCode", err)
+	}
+	if id, err := codes.Redeem(ctx, "acme", fresh); err != nil || id != "con_1" {
+		t.Fatalf("the new code: %q %v", id, err)
+	}
+	if id, err := codes.Redeem(ctx, "acme", other); err != nil || id != "con_2" {
+		t.Fatalf("another connection's code: %q %v", id, err)
+	}
+
+	// Issued concurrently, exactly one of the codes stays valid.
+	const n = 8
+	issued := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			c, _, err := codes.Issue(ctx, "acme", "con_3")
+			if err != nil {
+				t.Error(err)
+			}
+			issued[i] = c
+		})
+	}
+	wg.Wait()
+	valid := 0
+	for _, c := range issued {
+		if _, err := codes.Redeem(ctx, "acme", c); err == nil {
+			valid++
+		}
+	}
+	if valid != 1 {
+		t.Fatalf("%d of %d concurrently issued codes redeemed, want 1", valid, n)
+	}
+}

@@ -56,6 +56,8 @@ type Error struct {
 	Code       string        // Microsoft's code, e.g. "ErrorAccessDenied" or "AADSTS50173"
 	RetryAfter time.Duration // for Throttled: how long Microsoft asked us to wait
 	Err        error         // the underlying error
+
+	oauthError string // a token endpoint's OAuth error ("invalid_grant"), for Explain
 }
 
 func (e *Error) Error() string {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -117,18 +118,25 @@ func randomToken() string {
 }
 
 // AuthCodeURL is where the browser goes to sign in and consent: the
-// delegated scopes, PKCE (S256), the nonce and prompt=select_account, so a
-// person signed in with several accounts picks the mailbox's one.
+// delegated scopes, PKCE (S256) and the nonce. A loginHint names the account
+// to sign in with (login_hint); without one, prompt=select_account lets a
+// person signed in with several accounts pick the mailbox's one. Never both:
+// Microsoft's documentation says to send one or the other.
 func (i *Identity) AuthCodeURL(req AuthRequest, loginHint string) string {
+	return i.oauth.AuthCodeURL(req.State, signInOptions(req, loginHint)...)
+}
+
+// signInOptions are PKCE, the nonce and either login_hint or
+// prompt=select_account, never both.
+func signInOptions(req AuthRequest, loginHint string) []oauth2.AuthCodeOption {
 	opts := []oauth2.AuthCodeOption{
 		oauth2.S256ChallengeOption(req.Verifier),
 		oidc.Nonce(req.Nonce),
-		oauth2.SetAuthURLParam("prompt", "select_account"),
 	}
 	if loginHint != "" {
-		opts = append(opts, oauth2.SetAuthURLParam("login_hint", loginHint))
+		return append(opts, oauth2.SetAuthURLParam("login_hint", loginHint))
 	}
-	return i.oauth.AuthCodeURL(req.State, opts...)
+	return append(opts, oauth2.SetAuthURLParam("prompt", "select_account"))
 }
 
 // AdminConsentURL is where a tenant's admin grants mailgate's app its
@@ -157,6 +165,7 @@ type idClaims struct {
 	Username string   `json:"preferred_username"`
 	Name     string   `json:"name"`
 	Groups   []string `json:"groups"`
+	Roles    []string `json:"wids"`
 }
 
 // multiTenant are the tenant aliases whose id_tokens carry the account's own
@@ -169,10 +178,47 @@ var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[
 // verifies the id_token: signature (JWKS from discovery), audience, expiry,
 // the issuer of the account's tenant and the nonce of req.
 func (i *Identity) Exchange(ctx context.Context, code string, req AuthRequest) (Consent, error) {
-	const op = "connector: identity: exchange code"
-	tok, err := i.oauth.Exchange(i.client(ctx), code, oauth2.VerifierOption(req.Verifier))
+	return i.exchange(ctx, "connector: identity: exchange code", i.oauth, code, req)
+}
+
+// SignInScopes are requested when a tenant's administrator signs in to
+// prove the tenant: the id_token only, no mailbox access.
+var SignInScopes = []string{"openid", "profile", "email"}
+
+// SignInURL is where a tenant's administrator signs in (OpenID Connect
+// authorization code flow with PKCE and nonce) at the tenant's own
+// endpoint, so that the id_token names the tenant. tenant may be a tenant
+// id or a verified domain of the tenant.
+func (i *Identity) SignInURL(tenant string, req AuthRequest, loginHint string) string {
+	c := i.signInConfig(tenant)
+	return c.AuthCodeURL(req.State, signInOptions(req, loginHint)...)
+}
+
+// VerifySignIn redeems the code of a SignInURL sign-in and verifies its
+// id_token like Exchange does (signature by the identity platform's keys,
+// audience, expiry, issuer of the token's own tenant, nonce). The
+// returned Consent's TenantID is the verified tid claim; it has no
+// refresh token worth keeping.
+func (i *Identity) VerifySignIn(ctx context.Context, tenant, code string, req AuthRequest) (Consent, error) {
+	c, err := i.exchange(ctx, "connector: identity: verify sign-in", i.signInConfig(tenant), code, req)
+	c.RefreshToken, c.Token = "", nil
+	return c, err
+}
+
+func (i *Identity) signInConfig(tenant string) oauth2.Config {
+	if tenant == "" {
+		tenant = i.cfg.Tenant
+	}
+	c := i.oauth
+	c.Endpoint = i.endpoint(tenant)
+	c.Scopes = SignInScopes
+	return c
+}
+
+func (i *Identity) exchange(ctx context.Context, op string, oc oauth2.Config, code string, req AuthRequest) (Consent, error) {
+	tok, err := oc.Exchange(i.client(ctx), code, oauth2.VerifierOption(req.Verifier))
 	if err != nil {
-		return Consent{}, ClassifyTokenError(op, err)
+		return Consent{}, classifyToken(op, true, err)
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
@@ -200,13 +246,14 @@ func (i *Identity) Exchange(ctx context.Context, code string, req AuthRequest) (
 		return Consent{}, &Error{Op: op, Kind: Invalid, Err: errors.New("id_token nonce does not match")}
 	}
 	return Consent{
-		TenantID:     cl.TenantID,
-		ObjectID:     cl.ObjectID,
-		Username:     cl.Username,
-		Name:         cl.Name,
-		Groups:       cl.Groups,
-		RefreshToken: tok.RefreshToken,
-		Token:        tok,
+		TenantID:       cl.TenantID,
+		ObjectID:       cl.ObjectID,
+		Username:       cl.Username,
+		Name:           cl.Name,
+		Groups:         cl.Groups,
+		DirectoryRoles: cl.Roles,
+		RefreshToken:   tok.RefreshToken,
+		Token:          tok,
 	}, nil
 }
 
@@ -265,12 +312,29 @@ func (s classifyingSource) Token() (*oauth2.Token, error) {
 	return tok, nil
 }
 
-// needsConsentCodes are AADSTS codes that only a person can fix.
-var needsConsentCodes = map[string]string{
+// refusals are the OAuth error codes of a token endpoint answer that only
+// a person can resolve, whatever AADSTS code Microsoft puts on them:
+// Microsoft's error reference tells clients not to depend on AADSTS
+// numbers, which it adds and changes. invalid_grant counts on a refresh or
+// client credentials request, not on a code exchange (see classifyToken):
+// there the person is still at the browser and the portal explains it.
+var refusals = map[string]string{
+	"invalid_grant":        "the sign-in behind this connection is no longer valid (revoked, expired or ended by a policy of the organisation)",
+	"interaction_required": "Microsoft requires the person to sign in again (for example multi-factor authentication or a Conditional Access policy)",
+	"consent_required":     "consent for mailgate is missing",
+	"invalid_client":       "the app's credentials were refused (the client secret is wrong or expired)",
+	"unauthorized_client":  "the app is not allowed to sign in (disabled, removed or not consented in the tenant)",
+}
+
+// knownCodes give a more precise explanation for documented AADSTS codes.
+// They never decide the classification; an unknown code gets the general
+// sentence of its OAuth error from refusals.
+var knownCodes = map[string]string{
 	"AADSTS50173":   "the grant was revoked (password change or sign-out everywhere)",
 	"AADSTS70008":   "the refresh token expired",
 	"AADSTS700082":  "the refresh token expired after 90 days of inactivity",
 	"AADSTS700084":  "the refresh token expired",
+	"AADSTS70043":   "the sign-in expired under a Conditional Access sign-in frequency policy",
 	"AADSTS50076":   "multi-factor authentication is required",
 	"AADSTS50079":   "multi-factor authentication registration is required",
 	"AADSTS50158":   "a Conditional Access policy requires interaction",
@@ -282,10 +346,16 @@ var needsConsentCodes = map[string]string{
 	"AADSTS700016":  "the application is not found in the tenant",
 }
 
+// consentOnExchange are codes that need a person even on a code exchange
+// (where invalid_grant alone does not).
+var consentOnExchange = map[string]bool{"AADSTS65001": true, "AADSTS50076": true, "AADSTS50158": true, "AADSTS53003": true}
+
 var aadstsRE = regexp.MustCompile(`AADSTS\d+`)
 
 // Explain returns a plain-language reason for a classified token error, for
-// Connection.LastError and the portal. It never includes token values.
+// Connection.LastError and the portal. It never includes token values. A
+// refusal with a documented AADSTS code gets that code's reason; any other
+// refusal a general sentence for its OAuth error.
 func Explain(err error) string {
 	var e *Error
 	if !errors.As(err, &e) {
@@ -294,19 +364,45 @@ func Explain(err error) string {
 		}
 		return err.Error()
 	}
-	if why, ok := needsConsentCodes[e.Code]; ok {
-		return "Microsoft refused the sign-in: " + why + " (" + e.Code + "). Please connect the mailbox again."
+	if e.Kind != NeedsConsent {
+		return e.Error()
 	}
-	return e.Error()
+	why, ok := knownCodes[e.Code]
+	if !ok {
+		why, ok = refusals[e.oauthError]
+	}
+	if !ok {
+		why = "a person must sign in again"
+	}
+	code := e.Code
+	if code == "" {
+		code = e.oauthError
+	}
+	if code != "" {
+		why += " (" + code + ")"
+	}
+	return "Microsoft refused the sign-in: " + why + ". Please connect the mailbox again."
 }
 
-// ClassifyTokenError turns an error from a token endpoint into an *Error:
-// codes that need a person (revoked or expired grant, MFA or Conditional
-// Access, missing consent, expired or invalid secret) are NeedsConsent with
-// Code "AADSTS…"; 429 is Throttled with Retry-After; 5xx and network errors
-// are Transient; anything else is Other. The result never carries the
-// response body, only Microsoft's error code and description.
-func ClassifyTokenError(op string, err error) error {
+// ClassifyTokenError turns an error from a token endpoint into an *Error.
+// An answer only a person can resolve is NeedsConsent: the OAuth errors
+// invalid_grant (the refresh token is revoked, expired or ended by a
+// policy), interaction_required, consent_required, invalid_client (a wrong
+// or expired secret) and unauthorized_client, whatever their AADSTS code. 429 is Throttled with Retry-After; 5xx and network errors are
+// Transient; anything else is Other. Code is Microsoft's AADSTS code (from
+// error_codes, else the description), or the OAuth error when there is
+// none. The result never carries the response body, only Microsoft's error,
+// code and the first line of its description.
+func ClassifyTokenError(op string, err error) error { return classifyToken(op, false, err) }
+
+// classifyToken is ClassifyTokenError; exchange says the request redeemed
+// an authorization code. There invalid_grant is a code that is spent,
+// expired or has the wrong verifier, for the portal to explain to the
+// person at the browser; elsewhere it means the grant is gone, and
+// Microsoft's advice for it is a new request to the authorize endpoint,
+// which needs a person. On an exchange only the codes of consentOnExchange
+// are NeedsConsent among invalid_grant answers.
+func classifyToken(op string, exchange bool, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -334,32 +430,62 @@ func ClassifyTokenError(op string, err error) error {
 	if n := strings.IndexAny(desc, "\r\n"); n >= 0 {
 		desc = desc[:n] // the first line says it; trace and correlation ids follow
 	}
-	detail := fmt.Errorf("token endpoint: status %d: %s: %s", status, re.ErrorCode, desc)
-	out := &Error{Op: op, Kind: Other, Code: aadstsRE.FindString(re.ErrorDescription), Err: detail}
+	body := parseAADBody(re.Body)
+	oauthErr := re.ErrorCode
+	if oauthErr == "" {
+		oauthErr = body.Error
+	}
+	detail := fmt.Sprintf("token endpoint: status %d: %s", status, oauthErr)
+	if body.Suberror != "" {
+		detail += " (" + body.Suberror + ")"
+	}
+	out := &Error{Op: op, Kind: Other, Code: body.code(), oauthError: oauthErr, Err: errors.New(detail + ": " + desc)}
+	if out.Code == "" {
+		out.Code = aadstsRE.FindString(re.ErrorDescription)
+	}
 	if out.Code == "" {
 		out.Code = aadstsRE.FindString(string(re.Body))
 	}
+	_, refused := refusals[oauthErr]
 	switch {
-	case needsConsentCodes[out.Code] != "":
-		out.Kind = NeedsConsent
-	case re.ErrorCode == "interaction_required" || re.ErrorCode == "consent_required":
-		out.Kind = NeedsConsent
-		if out.Code == "" {
-			out.Code = re.ErrorCode
-		}
 	case status == http.StatusTooManyRequests:
 		out.Kind = Throttled
 		out.RetryAfter = retryAfter(re.Response)
 	case status >= 500 || status == http.StatusRequestTimeout:
 		out.Kind = Transient
 		out.RetryAfter = retryAfter(re.Response)
-	case status == 0 && re.ErrorCode == "":
+	case refused && (oauthErr != "invalid_grant" || !exchange):
+		out.Kind = NeedsConsent
+	case consentOnExchange[out.Code]:
+		out.Kind = NeedsConsent
+	case status == 0 && oauthErr == "":
 		out.Kind = Transient
 	}
 	if out.Code == "" {
-		out.Code = re.ErrorCode
+		out.Code = oauthErr
 	}
 	return out
+}
+
+// aadBody is the part of the identity platform's error JSON that
+// oauth2.RetrieveError does not parse.
+type aadBody struct {
+	Error      string `json:"error"`
+	ErrorCodes []int  `json:"error_codes"`
+	Suberror   string `json:"suberror"`
+}
+
+func parseAADBody(b []byte) aadBody {
+	var a aadBody
+	_ = json.Unmarshal(b, &a) // a body that is not JSON has none of these
+	return a
+}
+
+func (a aadBody) code() string {
+	if len(a.ErrorCodes) == 0 || a.ErrorCodes[0] <= 0 {
+		return ""
+	}
+	return "AADSTS" + strconv.Itoa(a.ErrorCodes[0])
 }
 
 func retryAfter(resp *http.Response) time.Duration {

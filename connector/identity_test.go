@@ -40,7 +40,6 @@ func TestAuthCodeURL(t *testing.T) {
 		"redirect_uri":          "https://mg.example/connect/callback",
 		"state":                 req.State,
 		"nonce":                 req.Nonce,
-		"prompt":                "select_account",
 		"login_hint":            "anna@firma.example",
 		"code_challenge_method": "S256",
 		"code_challenge":        oauth2.S256ChallengeFromVerifier(req.Verifier),
@@ -54,8 +53,12 @@ func TestAuthCodeURL(t *testing.T) {
 	if q.Has("code_verifier") || strings.Contains(u.String(), req.Verifier) {
 		t.Error("the PKCE verifier leaks into the authorization URL")
 	}
-	if u2, _ := url.Parse(id.AuthCodeURL(req, "")); u2.Query().Has("login_hint") {
-		t.Error("empty login hint sent")
+	if q.Has("prompt") {
+		t.Errorf("prompt=%s sent with login_hint; Microsoft says send one or the other", q.Get("prompt"))
+	}
+	u2, _ := url.Parse(id.AuthCodeURL(req, ""))
+	if q2 := u2.Query(); q2.Has("login_hint") || q2.Get("prompt") != "select_account" {
+		t.Errorf("without a hint: login_hint %q, prompt %q; want no login_hint and prompt=select_account", q2.Get("login_hint"), q2.Get("prompt"))
 	}
 }
 
@@ -175,32 +178,47 @@ func retrieveError(status int, code, desc string, header http.Header) *oauth2.Re
 }
 
 func TestClassifyTokenError(t *testing.T) {
+	const refresh, exchange = false, true
 	tests := []struct {
 		name       string
+		exchange   bool
 		err        error
 		kind       Kind
 		code       string
 		retryAfter time.Duration
 	}{
-		{"revoked", retrieveError(400, "invalid_grant", "AADSTS50173: The provided grant has expired due to it being revoked", nil), NeedsConsent, "AADSTS50173", 0},
-		{"expired", retrieveError(400, "invalid_grant", "AADSTS70008: expired", nil), NeedsConsent, "AADSTS70008", 0},
-		{"inactive 90 days", retrieveError(400, "invalid_grant", "AADSTS700082: expired due to inactivity", nil), NeedsConsent, "AADSTS700082", 0},
-		{"mfa", retrieveError(400, "invalid_grant", "AADSTS50076: you must use multi-factor authentication", nil), NeedsConsent, "AADSTS50076", 0},
-		{"mfa as interaction_required", retrieveError(400, "interaction_required", "AADSTS50076: mfa", nil), NeedsConsent, "AADSTS50076", 0},
-		{"conditional access", retrieveError(400, "invalid_grant", "AADSTS50158: External security challenge not satisfied", nil), NeedsConsent, "AADSTS50158", 0},
-		{"consent", retrieveError(400, "invalid_grant", "AADSTS65001: The user or administrator has not consented", nil), NeedsConsent, "AADSTS65001", 0},
-		{"secret expired", retrieveError(401, "invalid_client", "AADSTS7000222: The provided client secret keys are expired", nil), NeedsConsent, "AADSTS7000222", 0},
-		{"secret invalid", retrieveError(401, "invalid_client", "AADSTS7000215: Invalid client secret provided", nil), NeedsConsent, "AADSTS7000215", 0},
-		{"throttled", retrieveError(429, "temporarily_unavailable", "AADSTS50196: loop detected", http.Header{"Retry-After": {"7"}}), Throttled, "AADSTS50196", 7 * time.Second},
-		{"server error", retrieveError(503, "temporarily_unavailable", "AADSTS90033: service unavailable", nil), Transient, "AADSTS90033", 0},
-		{"other grant error", retrieveError(400, "invalid_grant", "AADSTS9002313: Invalid request", nil), Other, "AADSTS9002313", 0},
-		{"no description", retrieveError(400, "invalid_request", "", nil), Other, "invalid_request", 0},
-		{"network", &url.Error{Op: "Post", URL: "https://login.example/token", Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}, Transient, "", 0},
-		{"canceled", fmt.Errorf("post: %w", context.Canceled), Other, "", 0},
+		{"revoked", refresh, retrieveError(400, "invalid_grant", "AADSTS50173: The provided grant has expired due to it being revoked", nil), NeedsConsent, "AADSTS50173", 0},
+		{"expired", refresh, retrieveError(400, "invalid_grant", "AADSTS70008: expired", nil), NeedsConsent, "AADSTS70008", 0},
+		{"inactive 90 days", refresh, retrieveError(400, "invalid_grant", "AADSTS700082: expired due to inactivity", nil), NeedsConsent, "AADSTS700082", 0},
+		{"sign-in frequency", refresh, retrieveError(400, "invalid_grant", "AADSTS70043: The refresh token has expired or is invalid due to sign-in frequency checks by conditional access", nil), NeedsConsent, "AADSTS70043", 0},
+		{"unknown code on refresh", refresh, retrieveError(400, "invalid_grant", "AADSTS99999: something new", nil), NeedsConsent, "AADSTS99999", 0},
+		{"malformed grant on refresh", refresh, retrieveError(400, "invalid_grant", "AADSTS9002313: Invalid request", nil), NeedsConsent, "AADSTS9002313", 0},
+		{"grant error on exchange", exchange, retrieveError(400, "invalid_grant", "AADSTS9002313: Invalid request", nil), Other, "AADSTS9002313", 0},
+		{"code expired on exchange", exchange, retrieveError(400, "invalid_grant", "AADSTS70008: expired", nil), Other, "AADSTS70008", 0},
+		{"consent on exchange", exchange, retrieveError(400, "invalid_grant", "AADSTS65001: The user or administrator has not consented", nil), NeedsConsent, "AADSTS65001", 0},
+		{"mfa", refresh, retrieveError(400, "invalid_grant", "AADSTS50076: you must use multi-factor authentication", nil), NeedsConsent, "AADSTS50076", 0},
+		{"mfa as interaction_required", exchange, retrieveError(400, "interaction_required", "AADSTS50076: mfa", nil), NeedsConsent, "AADSTS50076", 0},
+		{"interaction_required unknown code", exchange, retrieveError(400, "interaction_required", "AADSTS99998: new policy", nil), NeedsConsent, "AADSTS99998", 0},
+		{"consent_required without code", exchange, retrieveError(400, "consent_required", "", nil), NeedsConsent, "consent_required", 0},
+		{"conditional access", refresh, retrieveError(400, "invalid_grant", "AADSTS50158: External security challenge not satisfied", nil), NeedsConsent, "AADSTS50158", 0},
+		{"consent", refresh, retrieveError(400, "invalid_grant", "AADSTS65001: The user or administrator has not consented", nil), NeedsConsent, "AADSTS65001", 0},
+		{"secret expired", exchange, retrieveError(401, "invalid_client", "AADSTS7000222: The provided client secret keys are expired", nil), NeedsConsent, "AADSTS7000222", 0},
+		{"secret invalid", exchange, retrieveError(401, "invalid_client", "AADSTS7000215: Invalid client secret provided", nil), NeedsConsent, "AADSTS7000215", 0},
+		{"client unknown code", exchange, retrieveError(401, "invalid_client", "AADSTS99997: new credential rule", nil), NeedsConsent, "AADSTS99997", 0},
+		{"app disabled", exchange, retrieveError(400, "unauthorized_client", "AADSTS7000112: Application is disabled", nil), NeedsConsent, "AADSTS7000112", 0},
+		{"throttled", refresh, retrieveError(429, "temporarily_unavailable", "AADSTS50196: loop detected", http.Header{"Retry-After": {"7"}}), Throttled, "AADSTS50196", 7 * time.Second},
+		{"server error", refresh, retrieveError(503, "temporarily_unavailable", "AADSTS90033: service unavailable", nil), Transient, "AADSTS90033", 0},
+		{"invalid_grant with 5xx", refresh, retrieveError(503, "invalid_grant", "AADSTS90033: service unavailable", nil), Transient, "AADSTS90033", 0},
+		{"no description", refresh, retrieveError(400, "invalid_request", "", nil), Other, "invalid_request", 0},
+		{"code from error_codes", refresh, &oauth2.RetrieveError{Response: &http.Response{StatusCode: 400},
+			Body: []byte(`{"error":"invalid_grant","error_description":"no number here","error_codes":[70043],"suberror":"token_expired"}`), ErrorCode: "invalid_grant", ErrorDescription: "no number here"},
+			NeedsConsent, "AADSTS70043", 0},
+		{"network", refresh, &url.Error{Op: "Post", URL: "https://login.example/token", Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}, Transient, "", 0},
+		{"canceled", refresh, fmt.Errorf("post: %w", context.Canceled), Other, "", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := ClassifyTokenError("op", tt.err)
+			err := classifyToken("op", tt.exchange, tt.err)
 			var e *Error
 			if !errors.As(err, &e) {
 				t.Fatalf("not an *Error: %v", err)

@@ -25,6 +25,16 @@ type simEnv struct {
 	sealer *connector.Sealer
 	tokens *connector.Tokens
 	log    *bytes.Buffer
+
+	mu      sync.Mutex
+	changes map[string][]connector.State // state changes per connection id, from the store's hook
+}
+
+// changesOf returns the states a connection changed to, in order.
+func (e *simEnv) changesOf(id string) []connector.State {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]connector.State(nil), e.changes[id]...)
 }
 
 func newSimEnv(t *testing.T) *simEnv {
@@ -39,7 +49,17 @@ func newSimEnv(t *testing.T) *simEnv {
 		t.Fatal(err)
 	}
 	js, _ := archivetest.RunJetStream(t)
-	store, err := connector.NewStore(context.Background(), js, connector.StoreOptions{})
+	e := &simEnv{sim: sim, id: id, changes: map[string][]connector.State{}}
+	store, err := connector.NewStore(context.Background(), js, connector.StoreOptions{
+		OnChange: func(_ context.Context, before, after connector.Connection) {
+			if before.ID == "" {
+				return // created
+			}
+			e.mu.Lock()
+			e.changes[after.ID] = append(e.changes[after.ID], after.State)
+			e.mu.Unlock()
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +69,8 @@ func newSimEnv(t *testing.T) *simEnv {
 	}
 	log := &bytes.Buffer{} // slog handlers serialise their writes
 	tokens := connector.NewTokens(id, store, sealer, slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	return &simEnv{sim: sim, id: id, store: store, sealer: sealer, tokens: tokens, log: log}
+	e.store, e.sealer, e.tokens, e.log = store, sealer, tokens, log
+	return e
 }
 
 // consent runs the browser part of the code flow and returns code and state.
@@ -251,5 +272,41 @@ func TestSimConcurrentAccessTokenOneRefresh(t *testing.T) {
 		if tok != tokens[0] {
 			t.Fatal("callers got different tokens")
 		}
+	}
+}
+
+// TestVerifySignIn: an administrator's sign-in at the tenant's endpoint
+// yields the verified tid and the admin's roles; a member has no admin
+// role; a sign-in with another request's nonce is refused.
+func TestVerifySignIn(t *testing.T) {
+	e := newSimEnv(t)
+	signIn := func(user string, req connector.AuthRequest) string {
+		t.Helper()
+		u := e.id.SignInURL(graphtest.DefaultTenantDomain, req, user)
+		if !strings.Contains(u, "/"+graphtest.DefaultTenantDomain+"/oauth2/v2.0/authorize") || !strings.Contains(u, "scope=openid") {
+			t.Fatalf("sign-in URL %s", u)
+		}
+		back, err := graphtest.Authorize(t.Context(), &http.Client{}, u, user, graphtest.DefaultPassword, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return back.Query().Get("code")
+	}
+	req := connector.NewAuthRequest()
+	c, err := e.id.VerifySignIn(t.Context(), graphtest.DefaultTenantDomain, signIn(graphtest.DefaultUser, req), req)
+	if err != nil || c.TenantID != graphtest.DefaultTenantID || !c.CanGrantAdminConsent() || c.RefreshToken != "" || c.Token != nil {
+		t.Fatalf("admin sign-in: %+v %v", c, err)
+	}
+	req = connector.NewAuthRequest()
+	c, err = e.id.VerifySignIn(t.Context(), graphtest.DefaultTenantDomain, signIn(graphtest.DefaultOtherUser, req), req)
+	if err != nil || c.TenantID != graphtest.DefaultTenantID || c.CanGrantAdminConsent() {
+		t.Fatalf("member's sign-in: %+v %v, want verified without admin role", c, err)
+	}
+	req = connector.NewAuthRequest()
+	code := signIn(graphtest.DefaultUser, req)
+	other := req
+	other.Nonce = connector.NewAuthRequest().Nonce
+	if _, err := e.id.VerifySignIn(t.Context(), graphtest.DefaultTenantDomain, code, other); !connector.IsKind(err, connector.Invalid) {
+		t.Fatalf("another request's nonce: %v, want Invalid", err)
 	}
 }

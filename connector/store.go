@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -143,6 +144,9 @@ func (s *Store) Create(ctx context.Context, c Connection) (Connection, error) {
 	if c.ID == "" {
 		c.ID = newID()
 	}
+	if strings.HasPrefix(c.ID, tenantPrefix) {
+		return Connection{}, &Error{Op: op, Kind: Invalid, Err: fmt.Errorf("connection id %q is reserved", c.ID)}
+	}
 	if c.State == "" {
 		c.State = StatePending
 	}
@@ -175,6 +179,9 @@ func (s *Store) Create(ctx context.Context, c Connection) (Connection, error) {
 
 // get reads a connection and the revision it was read at.
 func (s *Store) get(ctx context.Context, op, id string) (Connection, uint64, error) {
+	if strings.HasPrefix(id, tenantPrefix) {
+		return Connection{}, 0, notFound(op, id)
+	}
 	e, err := s.kv.Get(ctx, id)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
@@ -208,6 +215,9 @@ func (s *Store) List(ctx context.Context) ([]Connection, error) {
 	}
 	out := make([]Connection, 0, len(keys))
 	for _, k := range keys {
+		if strings.HasPrefix(k, tenantPrefix) {
+			continue // a tenant binding, not a connection
+		}
 		c, _, err := s.get(ctx, op, k)
 		if IsKind(err, NotFound) {
 			continue // removed between listing and reading

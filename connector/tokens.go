@@ -76,6 +76,44 @@ func (t *Tokens) AccessToken(ctx context.Context, connectionID string) (string, 
 	return v.(string), nil
 }
 
+// Prime caches the access token that came with a code exchange for a
+// connection, so the connection test right after connecting or
+// reconnecting (and a redeem within the token's lifetime) uses it instead
+// of redeeming the new refresh token at once. A token without an access
+// token is ignored.
+func (t *Tokens) Prime(connectionID string, tok *oauth2.Token) {
+	if tok == nil || tok.AccessToken == "" {
+		return
+	}
+	t.remember(connectionID, tok)
+}
+
+// TestToken returns an access token for a connection test of c as given,
+// whose credentials may not be stored yet (a reconnect tests before it
+// saves). A delegated connection gets the token cached for c.ID (see
+// Prime) or AccessToken's. An app-only connection whose stored state is
+// needs_consent, or whose tenant, client id or secret differ from the
+// stored ones, gets a client credentials token for c's own credentials,
+// neither cached nor changing the stored state, whatever Microsoft
+// answers; any other gets AccessToken's. Only a person reconnecting tests a
+// connection in needs_consent (the portal's Retest does not), so such a
+// connection still sends no token request on its own.
+func (t *Tokens) TestToken(ctx context.Context, c Connection) (string, error) {
+	if c.Mode != AppOnly {
+		return t.AccessToken(ctx, c.ID)
+	}
+	stored, err := t.store.Get(ctx, c.ID)
+	if err == nil && stored.State != StateNeedsConsent && stored.TenantID == c.TenantID &&
+		stored.ClientID == c.ClientID && bytes.Equal(stored.ClientSecret, c.ClientSecret) {
+		return t.AccessToken(ctx, c.ID)
+	}
+	tok, err := t.appToken(ctx, c)
+	if err != nil {
+		return "", err
+	}
+	return tok.AccessToken, nil
+}
+
 // Forget drops the cached access token of a connection, for example after a
 // reconnect or delete.
 func (t *Tokens) Forget(connectionID string) {

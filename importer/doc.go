@@ -38,13 +38,27 @@
 // the page it covers is durable (Perkeep: take the change token before
 // enumerating, persist it after success).
 //
-// Failures are sorted by connector.Kind: Throttled ends the pass and moves
-// the next check by Retry-After; Transient is retried with jittered
-// backoff from the last committed cursor; NeedsConsent stops the connection
-// without retries; SyncReset drops the cursor and starts a new round. An
-// attachment whose download keeps failing is retried on later passes and,
-// after MaxAttempts, recorded as skipped with reason "failed": it is never
-// dropped silently. Run keeps every connection's next check in memory
+// Failures stay with their owner (fault.go, ownerOf). A mail that fails
+// on its own, at any step (listing, download, classification,
+// post-processing), is parked in the connection's backlog (KV cursors,
+// backlog.<connection>) and retried by its immutable id on its own
+// schedule, while the cursor and every other mail move on; after
+// Policy.MaxAttempts over at least Policy.RetryFor it is given up as
+// document.skipped "failed" and waits for an operator's Retry (parked.go).
+// Faults of the operator's infrastructure (the spool disk, the store,
+// NATS) are infraError: they end the pass, count against nobody, and show
+// in Importer.Fault (/readyz), a metric and one log line. Of the mailbox's
+// own failures, Throttled ends the pass and moves the next check by
+// Retry-After; Transient is retried with jittered backoff from the last
+// committed cursor; NeedsConsent stops the connection without retries;
+// SyncReset drops the cursor and starts a new round. A pass reads its
+// connection again before every page, so pause and delete stop it within
+// one page, and yields after MaxPassPages or MaxPassTime. A pass that died
+// while announcing leaves backlog.Working set; the next pass, when that is
+// older than half the stream's duplicate window, asks the stream what it
+// announced instead of announcing again.
+//
+// Run keeps every connection's next check in memory
 // (listing the connections each ScanInterval, reading a status only when
 // its connection is due) and hands due connections to Workers workers as
 // they free up. It shares connections between replicas with a lease

@@ -38,7 +38,7 @@ type fakeMailbox struct {
 	// resetBefore invalidates every link issued before this change number.
 	resetBefore int64
 	// fault, when set, may fail an operation: op is "delta",
-	// "attachments", "open", "message", "move", "markread", "category",
+	// "attachments", "open", "message", "get", "move", "markread", "category",
 	// "folder"; arg is the link, message id or attachment name.
 	fault func(op, arg string) error
 	calls map[string]int
@@ -217,6 +217,19 @@ func (f *fakeMailbox) Attachments(ctx context.Context, messageID string) ([]conn
 	return out, nil
 }
 
+func (f *fakeMailbox) Message(ctx context.Context, messageID string) (connector.Message, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail("get", messageID); err != nil {
+		return connector.Message{}, err
+	}
+	m, ok := f.mails[messageID]
+	if !ok {
+		return connector.Message{}, notFound("message", messageID)
+	}
+	return m.msg, nil
+}
+
 func (f *fakeMailbox) OpenAttachment(ctx context.Context, messageID, attachmentID string) (io.ReadCloser, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -229,7 +242,7 @@ func (f *fakeMailbox) OpenAttachment(ctx context.Context, messageID, attachmentI
 			if err := f.fail("open", a.Name); err != nil {
 				return nil, err
 			}
-			if a.Type == connector.ItemAttachment {
+			if a.Type == connector.ItemAttachment && a.Content == nil { // else: the attached mail's MIME
 				return io.NopCloser(strings.NewReader("Subject: attached\r\n\r\nhello")), nil
 			}
 			return io.NopCloser(bytes.NewReader(a.Content)), nil
@@ -486,6 +499,17 @@ func (e *recEvents) Skipped(ctx context.Context, id string, d archive.Skipped) e
 		e.skipped[id] = d
 	}
 	return nil
+}
+
+// AnnouncedSince returns every id published: the fake keeps no times.
+func (e *recEvents) AnnouncedSince(context.Context, string, time.Time) (map[string]bool, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ids := make(map[string]bool)
+	for id := range e.calls {
+		ids[id] = true
+	}
+	return ids, nil
 }
 
 func (e *recEvents) reasons() map[string]int {

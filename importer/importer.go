@@ -23,6 +23,9 @@ import (
 // implemented by *graph.Mailbox.
 type Mailbox interface {
 	Delta(ctx context.Context, folder, link string, since time.Time) (connector.DeltaPage, error)
+	// Message reads one message by its (immutable) id, for the retry of a
+	// parked mail.
+	Message(ctx context.Context, messageID string) (connector.Message, error)
 	Attachments(ctx context.Context, messageID string) ([]connector.Attachment, error)
 	OpenAttachment(ctx context.Context, messageID, attachmentID string) (io.ReadCloser, error)
 	OpenMessage(ctx context.Context, messageID string) (io.ReadCloser, error)
@@ -64,6 +67,10 @@ type Store interface {
 type Events interface {
 	Imported(ctx context.Context, id string, d archive.Imported) error
 	Skipped(ctx context.Context, id string, d archive.Skipped) error
+	// AnnouncedSince returns the ids of the customer's document events
+	// published since the time given, for a replay that may lie beyond
+	// the stream's duplicate window.
+	AnnouncedSince(ctx context.Context, customer string, since time.Time) (map[string]bool, error)
 }
 
 // PolicyConfig says which attachments become documents.
@@ -72,10 +79,10 @@ type PolicyConfig struct {
 	AllowTypes       []string // further sniffed MIME types archived as kind "other"
 	ImportDuplicates bool     // archive a file again when the customer already has the same SHA-256
 	SaveEML          bool     // archive mails without attachments and attached mails as .eml
-	MaxAttempts      int      // tries for an attachment before it is recorded as failed; default 5
-	// RetryFor is how long a failing attachment is retried at least before
-	// it is recorded as failed, so an outage (503s for half an hour) never
-	// uses up its attempts; default 1h.
+	MaxAttempts      int      // tries of a failing mail before it is given up (recorded as failed); default 5
+	// RetryFor is how long a failing mail is retried at least before it
+	// is given up, so an outage (503s for half an hour) never uses up its
+	// attempts; default 1h.
 	RetryFor time.Duration
 }
 
@@ -104,8 +111,20 @@ type Config struct {
 	// PollInterval).
 	ScanInterval time.Duration
 	// FailAfter is how many failed passes in a row mark a connection
-	// failing; default 5.
+	// failing; default 5. Faults of the operator's infrastructure and of
+	// single mails never count.
 	FailAfter int
+	// MaxPassPages and MaxPassTime bound one pass: after that many pages
+	// or that long it commits and yields, due again at once behind the
+	// other due connections, so a long backfill shares the workers;
+	// defaults 20 pages and 2 minutes.
+	MaxPassPages int
+	MaxPassTime  time.Duration
+	// DuplicateWindow is the event stream's duplicate window; default
+	// archive.DefaultDuplicateWindow. A pass that died mid-work longer
+	// than half of it ago is resumed by asking the stream what it
+	// announced (see backlog.Working).
+	DuplicateWindow time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -163,6 +182,15 @@ func (c *Config) setDefaults() {
 	if c.FailAfter <= 0 {
 		c.FailAfter = 5
 	}
+	if c.MaxPassPages <= 0 {
+		c.MaxPassPages = 20
+	}
+	if c.MaxPassTime <= 0 {
+		c.MaxPassTime = 2 * time.Minute
+	}
+	if c.DuplicateWindow <= 0 {
+		c.DuplicateWindow = archive.DefaultDuplicateWindow
+	}
 }
 
 // Deps are the importer's collaborators.
@@ -198,6 +226,7 @@ type Importer struct {
 	hook func(step string) error
 
 	shaLocks keyLocks // content hashes being checked and claimed
+	faults   faults   // infrastructure faults not yet seen cleared
 
 	mu   sync.Mutex
 	held map[string]bool // connections whose lease this process holds
@@ -272,9 +301,16 @@ func (im *Importer) Status(ctx context.Context, connectionID string) (Status, er
 	return st, nil
 }
 
+// errHook marks an error a test's hook returned: a simulated crash, which
+// ends the pass wherever it is, like a real one.
+var errHook = errors.New("importer: hook")
+
 func (im *Importer) step(name string) error {
 	if im.hook == nil {
 		return nil
 	}
-	return im.hook(name)
+	if err := im.hook(name); err != nil {
+		return fmt.Errorf("%w %s: %w", errHook, name, err)
+	}
+	return nil
 }

@@ -32,7 +32,7 @@ func (im *Importer) acquire(ctx context.Context, connID string) (*lease, error) 
 			return nil, ErrLeased
 		}
 		rev, err = im.ledger.leases.Update(ctx, key, []byte(im.cfg.Replica), e.Revision())
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		if casConflict(err) {
 			return nil, ErrLeased
 		}
 	}

@@ -30,10 +30,11 @@ const (
 //
 //	cursors  cursor.<connection>          delta link of the round in progress or done
 //	         status.<connection>          Status
+//	         backlog.<connection>         parked mails, pass at work (backlog)
 //	leases   <connection>                 replica name, TTL
 //	imports  <document id>                record: done / skipped
 //	         sha.<customer>.<sha256>      first document id with that content
-//	         fail.<attachment key>        failed attempts of an attachment
+//	         inv.<customer>.<hash>        first document id with that seller's invoice number (invoices.go)
 //	         mail.<mail key>              all documents of a mail done, mail post-processed
 type ledger struct {
 	cursors, leases, imports jetstream.KeyValue
@@ -78,7 +79,9 @@ const requestTimeout = 10 * time.Second
 // boundedKV gives each Get, Put, Create, Update and Delete of a bucket at
 // most timeout. One that runs out of it fails as a transient error, not as
 // its caller's deadline, so the pass retries instead of taking it for a
-// shutdown. Every ledger write is safe to repeat: a Put writes the same
+// shutdown. Every failure but the answers a caller decides on (not found,
+// exists, a revision conflict) is marked as the operator's (infraError):
+// NATS is infrastructure, never an item's or a customer's fault. Every ledger write is safe to repeat: a Put writes the same
 // value, and a Create or Update whose answer was lost fails as "exists"
 // when repeated, which its callers handle.
 type boundedKV struct {
@@ -125,7 +128,12 @@ func bounded[T any](ctx context.Context, timeout time.Duration, req func(context
 		err = connector.E("importer: kv", connector.Transient,
 			fmt.Errorf("NATS did not answer within %s: %w", timeout, nats.ErrTimeout))
 	}
-	return v, err
+	switch {
+	case err == nil, ctx.Err() != nil, errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted),
+		errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		return v, err
+	}
+	return v, infra(componentNATS, err)
 }
 
 // record is the ledger entry of a document (or a skipped attachment).
@@ -142,15 +150,6 @@ type record struct {
 	Reason      string    `json:"reason,omitempty"`
 	Detail      string    `json:"detail,omitempty"`
 	DuplicateOf string    `json:"duplicateOf,omitempty"`
-}
-
-// failure counts the failed attempts of one attachment.
-type failure struct {
-	Attempts  int       `json:"attempts"`
-	First     time.Time `json:"first,omitzero"` // first failed attempt
-	LastError string    `json:"lastError"`
-	Last      time.Time `json:"last"`
-	GaveUp    bool      `json:"gaveUp,omitempty"` // recorded as skipped "failed"
 }
 
 // cursor is the committed position of a connection's delta rounds.
@@ -225,7 +224,13 @@ func (l *ledger) shaOwner(ctx context.Context, customer, sha string) (string, er
 // unless another document already is; it returns the owner. Create keeps
 // the first claim when replicas race.
 func (l *ledger) claimSHA(ctx context.Context, customer, sha, id string) (string, error) {
-	key := shaKey(customer, sha)
+	return l.claim(ctx, shaKey(customer, sha), id)
+}
+
+// claim makes id the owner of key in the imports bucket unless another
+// id already is, and returns the owner: the content index and the
+// invoice index (inv.<customer>.<hash>, see invoices.go) both use it.
+func (l *ledger) claim(ctx context.Context, key, id string) (string, error) {
 	_, err := l.imports.Create(ctx, key, []byte(id))
 	if err == nil {
 		return id, nil
@@ -249,23 +254,6 @@ func (l *ledger) claimSHA(ctx context.Context, customer, sha, id string) (string
 		case <-time.After(wait):
 		}
 	}
-}
-
-func (l *ledger) failure(ctx context.Context, key string) (failure, error) {
-	var f failure
-	_, _, err := getJSON(ctx, l.imports, "fail."+key, &f)
-	return f, err
-}
-
-func (l *ledger) putFailure(ctx context.Context, key string, f failure) error {
-	return putJSON(ctx, l.imports, "fail."+key, f)
-}
-
-func (l *ledger) clearFailure(ctx context.Context, key string) error {
-	if err := l.imports.Delete(ctx, "fail."+key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("importer: kv delete fail.%s: %w", key, err)
-	}
-	return nil
 }
 
 func (l *ledger) mailDone(ctx context.Context, key string) (bool, error) {
@@ -313,7 +301,7 @@ func (l *ledger) commitCursor(ctx context.Context, connID string, c cursor, rev 
 	} else {
 		nrev, err = l.cursors.Update(ctx, key, b, rev)
 	}
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	if casConflict(err) {
 		return 0, fmt.Errorf("importer: commit cursor %s: %w", connID, errCursorMoved)
 	}
 	if err != nil {
@@ -327,10 +315,22 @@ func (l *ledger) dropCursor(ctx context.Context, connID string, rev uint64) erro
 	if rev != 0 {
 		opts = append(opts, jetstream.LastRevision(rev))
 	}
-	if err := l.cursors.Delete(ctx, cursorKey(connID), opts...); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	err := l.cursors.Delete(ctx, cursorKey(connID), opts...)
+	if casConflict(err) {
+		return fmt.Errorf("importer: drop cursor %s: %w", connID, errCursorMoved)
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("importer: drop cursor %s: %w", connID, err)
 	}
 	return nil
+}
+
+// casConflict reports whether a Create, Update or Delete with a revision
+// failed because the key was not at the revision given. A replicated
+// bucket reports that as error 10164, which matches only
+// ErrKeyRevisionMismatch; a single server's 10071 matches both.
+func casConflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
 }
 
 func (l *ledger) status(ctx context.Context, connID string) (Status, uint64, error) {

@@ -15,6 +15,11 @@ type metrics struct {
 	duration prometheus.Histogram
 	errors   *prometheus.CounterVec
 	lag      *prometheus.GaugeVec
+
+	parked      prometheus.Counter
+	givenUp     prometheus.Counter
+	infraErrors *prometheus.CounterVec
+	infraUp     *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -35,6 +40,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "mailgate", Name: "lag_seconds", Help: "Age of the oldest mail not yet processed, per connection.",
 		}, []string{"connection"}),
+		parked: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "mailgate", Name: "mails_parked_total", Help: "Failures of single mails, each parked for a retry on its own schedule.",
+		}),
+		givenUp: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "mailgate", Name: "mails_given_up_total", Help: "Mails given up after their retries (announced as document.skipped failed).",
+		}),
+		infraErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mailgate", Name: "infrastructure_errors_total", Help: "Passes ended by a fault of the operator's infrastructure, by component (disk, storage, nats).",
+		}, []string{"component"}),
+		infraUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "mailgate", Name: "infrastructure_up", Help: "0 while the importer meets a fault of the component (disk, storage, nats), else 1.",
+		}, []string{"component"}),
+	}
+	for _, c := range []string{componentDisk, componentStorage, componentNATS} {
+		m.infraErrors.WithLabelValues(c)
+		m.infraUp.WithLabelValues(c).Set(1)
 	}
 	// Known label values start at zero, so dashboards and alerts see the
 	// series before the first skip or error.
@@ -46,11 +67,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		connector.AccessDenied, connector.NotFound, connector.SyncReset, connector.Invalid} {
 		m.errors.WithLabelValues(k.String())
 	}
-	m.errors.WithLabelValues("attachment")
+	m.errors.WithLabelValues("infrastructure")
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.imported, m.skipped, m.duration, m.errors, m.lag} {
+	for _, c := range []prometheus.Collector{m.imported, m.skipped, m.duration, m.errors, m.lag, m.parked, m.givenUp, m.infraErrors, m.infraUp} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("importer: metrics: %w", err)
 		}

@@ -376,64 +376,6 @@ func TestNeedsConsentStopsWithoutRetry(t *testing.T) {
 	}
 }
 
-func TestFailingAttachmentRetriedThenRecorded(t *testing.T) {
-	e := newEnv(t, connector.PostMove)
-	e.mb.deliver("inbox", connector.Message{InternetMessageID: "<a@x>", ReceivedAt: t0},
-		file("good.pdf", "application/pdf", pdfDoc(1)), file("bad.pdf", "application/pdf", pdfDoc(2)))
-	e.mb.deliver("inbox", connector.Message{InternetMessageID: "<b@x>", ReceivedAt: t0}, file("other.pdf", "application/pdf", pdfDoc(3)))
-	e.mb.fault = func(op, arg string) error {
-		if op == "open" && arg == "bad.pdf" {
-			return connector.E("fake: attachment", connector.Transient, errors.New("connection reset"))
-		}
-		return nil
-	}
-	for _, m := range e.mb.mails { // large enough to be streamed with OpenAttachment
-
-		for j := range m.atts {
-			m.atts[j].Content = append(m.atts[j].Content, make([]byte, 2000)...)
-			m.atts[j].Size = int64(len(m.atts[j].Content))
-		}
-	}
-	im := e.importer(t, "r1", func(c *Config) { c.Policy.MaxAttempts = 3; c.Policy.RetryFor = time.Hour })
-	for pass := 1; pass <= 2; pass++ {
-		e.clock.After(time.Hour) // the passes are an hour apart
-		res, err := im.SyncNow(context.Background(), e.conn.ID)
-		if !errors.Is(err, errDocumentsFailed) || res.Failed != 1 {
-			t.Fatalf("pass %d: %+v, %v; want one failed attachment", pass, res, err)
-		}
-		if e.mb.count("inbox") != 1 {
-			t.Fatalf("pass %d: inbox holds %d; want the failing mail kept", pass, e.mb.count("inbox"))
-		}
-		st, _ := im.Status(context.Background(), e.conn.ID)
-		if !strings.Contains(st.LastError, "connection reset") || st.Backfill.Done {
-			t.Errorf("pass %d: status %+v", pass, st)
-		}
-	}
-	e.clock.After(time.Hour)
-	res := e.sync(t, im) // third attempt, two hours after the first: given up, recorded
-	if res.Failed != 0 || res.Skipped != 1 {
-		t.Errorf("third pass %+v", res)
-	}
-	if got := e.events.reasons(); got[archive.ReasonFailed] != 1 {
-		t.Errorf("skips %v, want one failed", got)
-	}
-	for _, s := range e.events.skipped {
-		if !strings.Contains(s.Detail, "connection reset") || s.Name != "bad.pdf" {
-			t.Errorf("failed skip %+v", s)
-		}
-	}
-	if n, _ := e.events.counts(); n != 2 || e.events.maxCalls() != 1 {
-		t.Errorf("%d imported, max calls %d", n, e.events.maxCalls())
-	}
-	if e.mb.count("inbox") != 0 {
-		t.Errorf("the mail stayed after its attachment was given up")
-	}
-	e.sync(t, im)
-	if got := e.events.reasons(); got[archive.ReasonFailed] != 1 {
-		t.Errorf("skips %v after another pass", got)
-	}
-}
-
 func TestTransientRetriedWithBackoff(t *testing.T) {
 	e := newEnv(t, connector.PostNone)
 	e.mb.pageSize = 3
@@ -705,43 +647,5 @@ func TestCrashBeforeContentIndex(t *testing.T) {
 	e.sync(t, im)
 	if n, _ := e.events.counts(); n != 1 || e.events.reasons()[archive.ReasonDuplicate] != 1 {
 		t.Errorf("%d imported, skips %v; want the second scan a duplicate", n, e.events.reasons())
-	}
-}
-
-// An outage that fails downloads for many quick passes does not use up an
-// attachment's attempts: it is given up only after RetryFor.
-func TestFailingAttachmentRetriedForAtLeastRetryFor(t *testing.T) {
-	e := newEnv(t, connector.PostNone)
-	e.mb.deliver("inbox", connector.Message{InternetMessageID: "<a@x>", ReceivedAt: t0}, file("bad.pdf", "application/pdf", pdfDoc(2)))
-	for _, m := range e.mb.mails { // large enough to be streamed with OpenAttachment
-		for j := range m.atts {
-			m.atts[j].Content = append(m.atts[j].Content, make([]byte, 2000)...)
-			m.atts[j].Size = int64(len(m.atts[j].Content))
-		}
-	}
-	down := true
-	e.mb.fault = func(op, arg string) error {
-		if op == "open" && down {
-			return connector.E("fake: attachment", connector.Transient, errors.New("503 ServiceNotAvailable"))
-		}
-		return nil
-	}
-	im := e.importer(t, "r1", func(c *Config) {
-		c.Policy.MaxAttempts = 3
-		c.Policy.RetryFor = 10 * time.Minute
-	})
-	for pass := 1; pass <= 6; pass++ { // twice MaxAttempts, within RetryFor
-		e.clock.After(time.Minute)
-		if _, err := im.SyncNow(context.Background(), e.conn.ID); !errors.Is(err, errDocumentsFailed) {
-			t.Fatalf("pass %d: %v, want the attachment still failing", pass, err)
-		}
-	}
-	if got := e.events.reasons(); got[archive.ReasonFailed] != 0 {
-		t.Fatalf("given up within RetryFor: %v", got)
-	}
-	down = false
-	e.sync(t, im)
-	if n, _ := e.events.counts(); n != 1 {
-		t.Errorf("%d imported after the outage, want 1", n)
 	}
 }

@@ -3,7 +3,6 @@ package importer
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
@@ -154,13 +153,18 @@ func (im *Importer) work(ctx context.Context, j runJob) runResult {
 	case errors.Is(err, ErrLeased):
 		// Another replica works it and reports its lag.
 		im.metrics.lag.DeleteLabelValues(j.id)
-	case err != nil && stopped(err):
+	case err != nil && (stopped(err) || errors.Is(err, errYield) || errors.Is(err, errConnectionStopped)):
+	case infraComponent(err) != "":
+		// finish logged it once, as the operator's fault.
 	case err != nil:
 		im.log.Warn("importer: pass failed", "connection_id", j.id, "kind", connector.KindOf(err).String(),
 			"imported", res.Imported, "error", err)
 	default:
 		im.log.Debug("importer: pass done", "connection_id", j.id, "messages", res.Messages,
 			"imported", res.Imported, "skipped", res.Skipped, "pages", res.Pages, "duration", res.Duration)
+	}
+	if res.Yielded {
+		return runResult{id: j.id, next: next} // due at once, behind the others due
 	}
 	// Stopped, leased elsewhere or due at once: look again after a scan
 	// interval, as a scan would.
@@ -209,6 +213,18 @@ func (im *Importer) flushStatus(ctx context.Context, p *pass, edit func(*Status)
 	}
 	st.add(p.history)
 	st.Backfill = p.backfill
+	st.Parked, st.GivenUp = 0, 0
+	for _, e := range p.backlog.Parked {
+		if e.GaveUp {
+			st.GivenUp++
+		} else {
+			st.Parked++
+		}
+	}
+	st.ParkedMails = parkedList(p.backlog)
+	if len(st.ParkedMails) > maxParkedShown {
+		st.ParkedMails = st.ParkedMails[:maxParkedShown]
+	}
 	p.imported, p.skipped, p.history = 0, make(map[string]int64), nil
 	p.mu.Unlock()
 	if edit != nil {
@@ -230,25 +246,35 @@ func (im *Importer) finish(ctx context.Context, p *pass, err error) (next time.T
 	kind := connector.KindOf(err)
 	var to connector.State
 	var action string
+	if err == nil || errors.Is(err, errYield) {
+		if werr := p.doneWorking(ctx); werr != nil {
+			im.log.Warn("importer: clear the work mark", "connection_id", c.ID, "error", werr)
+		}
+	}
 	im.flushStatus(ctx, p, func(st *Status) {
 		st.LastSync = now
 		switch {
-		case err == nil:
+		case err == nil || errors.Is(err, errYield):
 			st.ConsecutiveErrors, st.LastError, st.LastErrorKind = 0, "", ""
 			st.NextSync = now.Add(im.cfg.PollInterval)
+			if err != nil {
+				st.NextSync = now // more to do, behind the others due
+			}
 			if c.State == connector.StateFailing {
 				to, action = connector.StateActive, "recovered"
 			}
-		case stopped(err):
-			// Shutdown or lost lease: due again at once, no error.
-		case errors.Is(err, errDocumentsFailed):
-			// Spread the retries of a failing attachment over minutes, so a
-			// short outage does not use up its attempts.
-			st.LastError = "attachments failed, retrying: " + strings.Join(p.failures, "; ")
-			st.LastErrorKind = "attachment"
-			retry := backoff{base: 30 * time.Second, max: im.cfg.PollInterval, rand: im.backoff.rand}
-			st.NextSync = now.Add(min(im.cfg.PollInterval, retry.delay(p.attempts)))
-			im.metrics.errors.WithLabelValues("attachment").Inc()
+		case stopped(err) || errors.Is(err, errConnectionStopped):
+			// Shutdown, lost lease, paused or deleted: due again at once,
+			// no error.
+		case infraComponent(err) != "":
+			// The operator's fault: retried soon, charged to nobody. The
+			// customer is told that the delay is not theirs; the cause goes
+			// to the log, the metrics and /readyz.
+			st.LastError = "mailgate's storage or message bus is unavailable; imports resume by themselves"
+			st.LastErrorKind = "infrastructure"
+			st.NextSync = now.Add(min(im.cfg.PollInterval, 30*time.Second))
+			im.metrics.errors.WithLabelValues("infrastructure").Inc()
+			im.infraFault(c, err)
 		case kind == connector.Throttled:
 			st.LastError, st.LastErrorKind = err.Error(), kind.String()
 			st.NextSync = now.Add(max(connector.RetryAfter(err), time.Second))
@@ -268,6 +294,12 @@ func (im *Importer) finish(ctx context.Context, p *pass, err error) (next time.T
 			if st.ConsecutiveErrors >= im.cfg.FailAfter && c.State == connector.StateActive {
 				to, action = connector.StateFailing, "failing"
 			}
+		}
+		if err == nil || errors.Is(err, errYield) {
+			im.infraRecovered() // a whole pass worked: whatever failed before works again
+		}
+		if d := p.nextParked(); !d.IsZero() && (st.NextSync.IsZero() || d.Before(st.NextSync)) && st.LastErrorKind == "" {
+			st.NextSync = d // a parked mail's retry is due first
 		}
 		next = st.NextSync
 	})

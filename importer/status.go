@@ -10,9 +10,10 @@ type PassResult struct {
 	Messages int // messages seen (removals excluded)
 	Imported int // documents archived
 	Skipped  int // attachments skipped with a reason (not counting ones done before)
-	Failed   int // attachments that failed this pass and will be retried
+	Failed   int // mails that failed this pass, parked for a retry
 	Pages    int
 	Duration time.Duration
+	Yielded  bool // the pass worked its share and is due again at once
 }
 
 // Status is a connection's import status, persisted in KV "cursors" under
@@ -29,7 +30,16 @@ type Status struct {
 	SkippedByReason   map[string]int64 `json:"skippedByReason,omitempty"`
 	Backfill          BackfillProgress `json:"backfill"`
 	Recent            []HistoryEntry   `json:"recent,omitempty"` // newest last
+	// Parked counts the mails waiting for a retry; GivenUp those given up
+	// after their retries, which an operator may retry.
+	Parked  int `json:"parked,omitempty"`
+	GivenUp int `json:"givenUp,omitempty"`
+	// ParkedMails shows the first of them (given up first).
+	ParkedMails []ParkedMail `json:"parkedMails,omitempty"`
 }
+
+// maxParkedShown is how many parked mails Status.ParkedMails keeps.
+const maxParkedShown = 20
 
 // BackfillProgress tells how far the first round has come.
 type BackfillProgress struct {
@@ -48,6 +58,12 @@ type HistoryEntry struct {
 	Reason     string    `json:"reason,omitempty"`  // "" for an import
 	Detail     string    `json:"detail,omitempty"`
 	Subject    string    `json:"subject,omitempty"`
+	// An e-invoice's number (BT-1), seller (BT-27), gross amount (BT-112)
+	// and currency (BT-5), for the portal's document list.
+	InvoiceNumber string `json:"invoiceNumber,omitempty"`
+	Seller        string `json:"seller,omitempty"`
+	Gross         string `json:"gross,omitempty"`
+	Currency      string `json:"currency,omitempty"`
 }
 
 func (s *Status) add(h []HistoryEntry) {

@@ -50,13 +50,19 @@ func toAPI(c connector.Connection) apiConnection {
 // authentication is rate limited per client IP.
 func (s *Server) api(h func(http.ResponseWriter, *http.Request, APIKey)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if err := boundedAPI(w, r); err != nil {
+			s.apiError(w, r, err)
+			return
+		}
 		ip, now := s.clientIP(r), s.now()
-		if wait := s.apiIP.Wait(ip, now); wait > 0 {
+		wait, release := s.apiIP.Take(ip, now)
+		if wait > 0 {
 			s.apiError(w, r, &rateLimitedError{retryAfter: wait})
 			return
 		}
 		secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok {
+			release()
 			w.Header().Set("WWW-Authenticate", `Bearer realm="mailgate"`)
 			s.apiError(w, r, errUnauthorized)
 			return
@@ -64,12 +70,14 @@ func (s *Server) api(h func(http.ResponseWriter, *http.Request, APIKey)) http.Ha
 		key, err := s.keys.Verify(r.Context(), strings.TrimSpace(secret))
 		if err != nil {
 			if errors.Is(err, errBadKey) {
-				s.apiIP.Fail(ip, now)
 				w.Header().Set("WWW-Authenticate", `Bearer realm="mailgate", error="invalid_token"`)
+			} else {
+				release()
 			}
 			s.apiError(w, r, err)
 			return
 		}
+		release()
 		h(w, r, key)
 	}
 }
@@ -118,27 +126,30 @@ type connectionResponse struct {
 func (s *Server) apiRedeem(w http.ResponseWriter, r *http.Request, key APIKey) {
 	ctx := r.Context()
 	ip, now := s.clientIP(r), s.now()
-	if wait := max(s.apiKey.Wait("key:"+key.ID, now), s.apiKey.Wait("ip:"+ip, now)); wait > 0 {
+	wait, release := takeAll(now, s.apiKey.on("key:"+key.ID), s.apiKey.on("ip:"+ip))
+	if wait > 0 {
 		s.metrics.redeems.WithLabelValues("limited").Inc()
 		s.apiError(w, r, &rateLimitedError{retryAfter: wait})
 		return
 	}
 	var req redeemRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || strings.TrimSpace(req.Code) == "" {
+		release()
 		s.apiError(w, r, invalid(`body must be {"code":"…"}`))
 		return
 	}
 	c, res, err := s.Redeem(ctx, key.Customer, req.Code, "api:"+key.ID)
 	if err != nil {
 		if isInvalidCode(err) {
-			s.apiKey.Fail("key:"+key.ID, now)
-			s.apiKey.Fail("ip:"+ip, now)
 			s.metrics.redeems.WithLabelValues("invalid").Inc()
 			s.log.InfoContext(ctx, "invalid code", "key_id", key.ID, "ip", ip)
+		} else {
+			release()
 		}
 		s.apiError(w, r, err)
 		return
 	}
+	release()
 	s.apiJSON(w, r, http.StatusOK, connectionResponse{Connection: toAPI(c), Test: &res})
 }
 
@@ -183,14 +194,22 @@ func (s *Server) apiTest(w http.ResponseWriter, r *http.Request, key APIKey) {
 
 // Retest runs the connection test of a connection; a failing one that
 // passes becomes active again, other states stay. A failed test is
-// reported in the result's Detail, not as an error. The DMS API and
-// `mailgate connections test` use it.
+// reported in the result's Detail, not as an error. A connection in
+// needs_consent is not tested: it waits for a person to reconnect it, and
+// Microsoft would only refuse again. The DMS API and `mailgate connections
+// test` use it.
 func (s *Server) Retest(ctx context.Context, id, actor string) (connector.Connection, TestResult, error) {
 	c, err := s.deps.Connections.Get(ctx, id)
 	if err != nil {
 		return c, TestResult{}, fmt.Errorf("test %s: %w", id, err)
 	}
-	res, terr := s.deps.Tester.Test(ctx, c)
+	var res TestResult
+	var terr error
+	if c.State == connector.StateNeedsConsent {
+		terr = connector.E("portal: test", connector.NeedsConsent, errors.New("the connection waits for a person to reconnect it"))
+	} else {
+		res, terr = s.deps.Tester.Test(ctx, c)
+	}
 	if terr != nil {
 		res.Detail = strings.TrimSpace(res.Detail + " " + testFailure(res, terr))
 		s.log.InfoContext(ctx, "connection test failed", "connection_id", c.ID, "actor", actor, "err", terr)

@@ -214,6 +214,24 @@ func TestAPIConnections(t *testing.T) {
 		t.Errorf("test: %d %v", status, body)
 	}
 
+	// A connection in needs_consent waits for a person: the test does not
+	// reach Microsoft and says to reconnect.
+	if _, err := e.store.Update(t.Context(), a.ID, func(c *connector.Connection) error {
+		c.State, c.UpdatedBy = connector.StateNeedsConsent, "importer"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.tester.set(func(connector.Connection) (TestResult, error) {
+		t.Error("a connection in needs_consent was tested against Microsoft")
+		return TestResult{CanRead: true, CanWrite: true}, nil
+	})
+	status, body, _ = e.api("POST", "/api/v1/connections/"+a.ID+"/test", keyA, nil)
+	if status != 200 || body["connection"].(map[string]any)["state"] != "needs_consent" ||
+		!strings.Contains(body["test"].(map[string]any)["detail"].(string), "reconnect") {
+		t.Errorf("test in needs_consent: %d %v", status, body)
+	}
+
 	status, body, _ = e.api("DELETE", "/api/v1/connections/"+a.ID, keyA, nil)
 	if status != 200 || body["connection"].(map[string]any)["state"] != "deleted" {
 		t.Errorf("delete: %d %v", status, body)

@@ -121,10 +121,17 @@ func (f connectForm) connection(u *sessionUser, now time.Time) connector.Connect
 
 // wizard is what the session keeps between the form and the callback.
 type wizard struct {
-	Kind        string                `json:"kind"` // "connect", "reconnect" or "admin_retry"
+	// Kind is "connect", "reconnect", "admin_retry", "admin_reconnect",
+	// "admin_signin" (the administrator signs in to prove the tenant) or
+	// "admin_consent" (the proven tenant's administrator approves).
+	Kind        string                `json:"kind"`
 	Form        connectForm           `json:"form"`
 	Req         connector.AuthRequest `json:"req"`
 	ReconnectID string                `json:"reconnectId,omitempty"`
+	// Tenant and Admin are the verified tid and account of the
+	// administrator's sign-in (kind admin_consent).
+	Tenant string `json:"tenant,omitempty"`
+	Admin  string `json:"admin,omitempty"`
 }
 
 type connectData struct {
@@ -155,9 +162,16 @@ func (s *Server) connectStart(w http.ResponseWriter, r *http.Request, u *session
 		s.putWizard(ctx, wz)
 		http.Redirect(w, r, s.deps.Identity.AuthCodeURL(wz.Req, loginHint(u, f.Mailbox)), http.StatusSeeOther)
 	case "admin":
-		wz := wizard{Kind: "connect", Form: f, Req: connector.NewAuthRequest()}
+		// First the administrator signs in at the tenant's own endpoint;
+		// the verified id_token's tid is the proof of the tenant. The admin
+		// consent follows for exactly that tenant.
+		wz := wizard{Kind: "admin_signin", Form: f, Req: connector.NewAuthRequest()}
 		s.putWizard(ctx, wz)
-		http.Redirect(w, r, s.deps.Identity.AdminConsentURL(tenantOf(f), wz.Req.State, s.redirectURI()), http.StatusSeeOther)
+		hint := ""
+		if strings.Contains(u.Name, "@") {
+			hint = u.Name
+		}
+		http.Redirect(w, r, s.deps.Identity.SignInURL(tenantOf(f), wz.Req, hint), http.StatusSeeOther)
 	case "app":
 		c := f.connection(u, s.now())
 		c.TenantID, c.ClientID = f.Tenant, f.ClientID
@@ -232,22 +246,37 @@ func (s *Server) connectCallback(w http.ResponseWriter, r *http.Request, u *sess
 		return
 	}
 	switch {
+	case wz.Kind == "admin_signin":
+		s.adminSignedIn(w, r, u, wz, q.Get("code"))
+	case wz.Kind == "admin_consent":
+		s.adminConsented(w, r, u, wz, q)
 	case wz.Form.Mode == "admin" && wz.Kind == "connect":
-		if !strings.EqualFold(q.Get("admin_consent"), "true") || q.Get("tenant") == "" {
-			s.consentError(w, r, wz, "access_denied", "")
-			return
-		}
-		c := wz.Form.connection(u, s.now())
-		c.TenantID = q.Get("tenant")
-		c.ConsentedBy = u.Name
-		s.createAndIssue(w, r, u, c)
+		// Admin mode without the administrator's sign-in (a wizard from
+		// before the sign-in step): never trust the callback's tenant.
+		s.message(w, r, http.StatusBadRequest, messageData{
+			Title: "callback.stale_title", Paragraphs: []string{s.tr(r, "callback.stale")},
+			Links: []link{{Href: "/connect", Label: "connect.again"}},
+		})
 	case wz.Kind == "admin_reconnect":
+		// The connection keeps its tenant, proven when it was made; the
+		// callback's tenant is only compared, never taken.
 		tenant := q.Get("tenant")
 		if !strings.EqualFold(q.Get("admin_consent"), "true") || tenant == "" {
 			s.consentError(w, r, wz, "access_denied", "")
 			return
 		}
-		s.finishReconnect(w, r, u, wz.ReconnectID, func(c *connector.Connection) { c.TenantID = tenant })
+		if !strings.EqualFold(tenant, wz.Form.Tenant) {
+			s.tenantRefused(w, r, u, "tenant.proof", "admin consent for another tenant", wz.Form.Tenant, tenant)
+			return
+		}
+		if taken, err := s.tenantTaken(ctx, wz.Form.Tenant, u.Customer); err != nil {
+			s.fail(w, r, err)
+			return
+		} else if taken {
+			s.tenantRefused(w, r, u, "tenant.bound", "tenant bound to another customer", wz.Form.Tenant, "")
+			return
+		}
+		s.finishReconnect(w, r, u, wz.ReconnectID, func(*connector.Connection) {})
 	case wz.Kind == "admin_retry":
 		// The admin consented for the organisation; now the user's own
 		// delegated sign-in can succeed.
@@ -278,6 +307,7 @@ func (s *Server) connectCallback(w http.ResponseWriter, r *http.Request, u *sess
 			return
 		}
 		if wz.Kind == "reconnect" {
+			s.prime(wz.ReconnectID, consent)
 			s.finishReconnect(w, r, u, wz.ReconnectID, func(c *connector.Connection) {
 				c.RefreshToken, c.TenantID, c.ConsentedBy = sealed, consent.TenantID, consent.Username
 				c.TokenRefreshedAt = s.now()
@@ -286,8 +316,142 @@ func (s *Server) connectCallback(w http.ResponseWriter, r *http.Request, u *sess
 		}
 		c := wz.Form.connection(u, s.now())
 		c.TenantID, c.ConsentedBy, c.RefreshToken, c.TokenRefreshedAt = consent.TenantID, consent.Username, sealed, s.now()
-		s.createAndIssue(w, r, u, c)
+		s.createAndIssue(w, r, u, c, consent)
 	}
+}
+
+// prime hands the access token of a code exchange to the token cache of
+// the connection it is for (when the Tester is a TokenPrimer), so the connection test uses it instead of
+// redeeming the new refresh token at once.
+func (s *Server) prime(connectionID string, consent connector.Consent) {
+	if p, ok := s.deps.Tester.(TokenPrimer); ok && consent.Token != nil {
+		p.Prime(connectionID, consent.Token)
+	}
+}
+
+// adminSignedIn verifies the administrator's sign-in (id_token signature,
+// issuer, audience, nonce), checks that its tenant is the one asked for and
+// is not another customer's, and sends the administrator on to approve
+// mailgate for exactly that tenant.
+func (s *Server) adminSignedIn(w http.ResponseWriter, r *http.Request, u *sessionUser, wz wizard, code string) {
+	ctx := r.Context()
+	asked := tenantOf(wz.Form)
+	signIn, err := s.deps.Identity.VerifySignIn(ctx, asked, code, wz.Req)
+	if err != nil {
+		s.log.WarnContext(ctx, "admin sign-in failed", "user", u.Name, "err", err)
+		if connector.IsKind(err, connector.Transient) || connector.IsKind(err, connector.Throttled) {
+			s.fail(w, r, fmt.Errorf("verify admin sign-in: %w", err))
+			return
+		}
+		var aadsts string
+		var ce *connector.Error
+		if errors.As(err, &ce) && strings.HasPrefix(ce.Code, "AADSTS") {
+			aadsts = ce.Code
+		}
+		s.message(w, r, http.StatusOK, messageData{
+			Title: "consent.failed_title", Paragraphs: []string{s.tr(r, "consent.other")}, Code: aadsts,
+			Links: []link{{Href: "/connect", Label: "connect.again"}},
+		})
+		return
+	}
+	if !signIn.CanGrantAdminConsent() {
+		// Only a Global or Privileged Role Administrator can approve; a
+		// member's sign-in proves membership, not ownership.
+		s.tenantRefused(w, r, u, "tenant.not_admin", "signed-in account is not an administrator", signIn.TenantID, "")
+		return
+	}
+	if connector.ValidTenantID(asked) == nil && !strings.EqualFold(asked, signIn.TenantID) {
+		s.tenantRefused(w, r, u, "tenant.proof", "admin signed in to another tenant", asked, signIn.TenantID)
+		return
+	}
+	if taken, err := s.tenantTaken(ctx, signIn.TenantID, u.Customer); err != nil {
+		s.fail(w, r, err)
+		return
+	} else if taken {
+		s.tenantRefused(w, r, u, "tenant.bound", "tenant bound to another customer", signIn.TenantID, "")
+		return
+	}
+	next := wizard{Kind: "admin_consent", Form: wz.Form, Req: connector.NewAuthRequest(), Tenant: signIn.TenantID, Admin: signIn.Username}
+	s.putWizard(ctx, next)
+	http.Redirect(w, r, s.deps.Identity.AdminConsentURL(signIn.TenantID, next.Req.State, s.redirectURI()), http.StatusSeeOther)
+}
+
+// adminConsented finishes an admin connect: the approval must name the
+// tenant of the administrator's verified sign-in; the tenant is then bound
+// to the customer (compare-and-set) and the connection made for it.
+func (s *Server) adminConsented(w http.ResponseWriter, r *http.Request, u *sessionUser, wz wizard, q url.Values) {
+	ctx := r.Context()
+	if !strings.EqualFold(q.Get("admin_consent"), "true") {
+		s.consentError(w, r, wz, "access_denied", "")
+		return
+	}
+	if wz.Tenant == "" || !strings.EqualFold(q.Get("tenant"), wz.Tenant) {
+		s.tenantRefused(w, r, u, "tenant.proof", "admin consent for another tenant than the sign-in's", wz.Tenant, q.Get("tenant"))
+		return
+	}
+	if taken, err := s.tenantTaken(ctx, wz.Tenant, u.Customer); err != nil {
+		s.fail(w, r, err)
+		return
+	} else if taken {
+		s.tenantRefused(w, r, u, "tenant.bound", "tenant bound to another customer", wz.Tenant, "")
+		return
+	}
+	if _, err := s.deps.Tenants.BindTenant(ctx, wz.Tenant, u.Customer, u.actor()+" (admin "+wz.Admin+")"); err != nil {
+		if errors.Is(err, connector.ErrTenantBound) {
+			s.tenantRefused(w, r, u, "tenant.bound", "tenant bound to another customer", wz.Tenant, "")
+			return
+		}
+		s.fail(w, r, fmt.Errorf("bind tenant: %w", err))
+		return
+	}
+	c := wz.Form.connection(u, s.now())
+	c.TenantID = wz.Tenant
+	c.ConsentedBy = wz.Admin
+	s.createAndIssue(w, r, u, c)
+}
+
+// tenantTaken reports whether tenant belongs to another customer than
+// customer: bound to it, or, for a tenant not yet bound, used by another
+// customer's live connection through the operator's app (made before
+// tenants were bound).
+func (s *Server) tenantTaken(ctx context.Context, tenant, customer string) (bool, error) {
+	if connector.ValidTenantID(tenant) != nil {
+		return true, nil // only a verified GUID can be bound
+	}
+	b, ok, err := s.deps.Tenants.TenantOwner(ctx, tenant)
+	if err != nil {
+		return false, fmt.Errorf("tenant owner: %w", err)
+	}
+	if ok {
+		return b.Customer != customer, nil
+	}
+	all, err := s.deps.Connections.List(ctx)
+	if err != nil {
+		return false, fmt.Errorf("list connections: %w", err)
+	}
+	for _, c := range all {
+		if c.Customer != customer && c.State != connector.StateDeleted && operatorApp(c) && strings.EqualFold(c.TenantID, tenant) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// operatorApp reports whether c is app-only through the operator's app
+// (not the customer's own app registration).
+func operatorApp(c connector.Connection) bool {
+	return c.Mode == connector.AppOnly && len(c.ClientSecret) == 0
+}
+
+// tenantRefused explains a refused tenant and logs the attempt.
+func (s *Server) tenantRefused(w http.ResponseWriter, r *http.Request, u *sessionUser, key, why, tenant, got string) {
+	s.log.WarnContext(r.Context(), "tenant refused", "reason", why, "user", u.Name, "customer", u.Customer,
+		"tenant", tenant, "callback_tenant", got)
+	s.metrics.connects.WithLabelValues("tenant_refused").Inc()
+	s.message(w, r, http.StatusForbidden, messageData{
+		Title: key + "_title", Paragraphs: []string{s.tr(r, key)},
+		Links: []link{{Href: "/connect", Label: "connect.again"}},
+	})
 }
 
 // ReconnectKind is the kind of the flow to resume after admin consent.
@@ -299,13 +463,17 @@ func (wz wizard) ReconnectKind() string {
 }
 
 // createAndIssue stores the pending connection, tests it, and on success
-// issues the one-time code; a failing connection is deleted again.
-func (s *Server) createAndIssue(w http.ResponseWriter, r *http.Request, u *sessionUser, c connector.Connection) {
+// issues the one-time code; a failing connection is deleted again. The
+// access token of a delegated consent (optional) serves the test.
+func (s *Server) createAndIssue(w http.ResponseWriter, r *http.Request, u *sessionUser, c connector.Connection, consent ...connector.Consent) {
 	ctx := r.Context()
 	c, err := s.deps.Connections.Create(ctx, c)
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("create connection: %w", err))
 		return
+	}
+	for _, cs := range consent {
+		s.prime(c.ID, cs)
 	}
 	log := s.log.With("connection_id", c.ID, "customer", c.Customer, "user", u.Name)
 	res, terr := s.deps.Tester.Test(ctx, c)
@@ -395,6 +563,10 @@ func (s *Server) consentError(w http.ResponseWriter, r *http.Request, wz wizard,
 	}
 	m := messageData{Code: aadsts, Links: []link{{Href: "/connect", Label: "connect.again"}}}
 	adminLink := func() {
+		if wz.Form.Mode == "admin" {
+			// Already the administrator's flow: starting again is the way.
+			return
+		}
 		retry := wizard{Kind: "admin_retry", Form: wz.Form, Req: connector.NewAuthRequest(), ReconnectID: wz.ReconnectID}
 		s.putWizard(ctx, retry)
 		m.AdminURL = s.deps.Identity.AdminConsentURL(tenantOf(wz.Form), retry.Req.State, s.redirectURI())
@@ -538,6 +710,18 @@ func (s *Server) Activate(ctx context.Context, customer, id, actor string) (conn
 		// Codes already refuses other customers' codes; a connection that
 		// moved on (deleted, or redeemed by another path) is no use either.
 		return connector.Connection{}, TestResult{}, fmt.Errorf("activate %s (state %s): %w", id, c.State, errInvalidCode)
+	}
+	if operatorApp(c) {
+		// Through the operator's app a connection reaches the whole
+		// tenant: only a tenant proven and bound to the customer.
+		b, ok, err := s.deps.Tenants.TenantOwner(ctx, c.TenantID)
+		if err != nil && !connector.IsKind(err, connector.Invalid) {
+			return connector.Connection{}, TestResult{}, fmt.Errorf("activate %s: tenant owner: %w", id, err)
+		}
+		if !ok || b.Customer != customer {
+			s.log.WarnContext(ctx, "activation refused: tenant not bound to the customer", "connection_id", id, "customer", customer, "tenant", c.TenantID)
+			return connector.Connection{}, TestResult{}, fmt.Errorf("activate %s: tenant not bound to %s: %w", id, customer, errInvalidCode)
+		}
 	}
 	res, terr := s.deps.Tester.Test(ctx, c)
 	passed := testPassed(c, res, terr)

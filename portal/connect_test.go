@@ -98,6 +98,17 @@ func TestWizardDelegatedWithSimulator(t *testing.T) {
 	if err != nil || len(plain) == 0 || bytes.Contains(c.RefreshToken, plain) {
 		t.Errorf("refresh token not sealed: %v", err)
 	}
+	// The connection test uses the code exchange's access token; nobody
+	// redeemed the new refresh token straight away.
+	if e.tester.primedFor(c.ID) == "" {
+		t.Error("the code exchange's access token was not handed to the connection test")
+	}
+	if n := e.sim.Counters().Requests["token"][http.StatusOK]; n != 1 {
+		t.Errorf("%d successful token requests for one connect, want 1 (the code exchange)", n)
+	}
+	if q := auth.Query(); q.Has("login_hint") && q.Has("prompt") {
+		t.Errorf("authorize URL sends login_hint and prompt=%s together", q.Get("prompt"))
+	}
 
 	// The callback's state is single use.
 	if r := b.get(r.header.Get("X-Unused") + "/connect/callback?" + auth.Query().Encode()); r.status != http.StatusBadRequest {
@@ -294,16 +305,215 @@ func TestWizardAdminConsentWithSimulator(t *testing.T) {
 	f := wizardForm(graphtest.DefaultMailbox)
 	f.Set("mode", "admin")
 	auth := b.startWizard(f)
-	if !strings.Contains(auth.Path, "/firma.example/v2.0/adminconsent") {
-		t.Fatalf("admin consent URL %s: tenant should default to the mailbox domain", auth)
+	// First the administrator signs in at the tenant's own endpoint.
+	if !strings.Contains(auth.Path, "/firma.example/oauth2/v2.0/authorize") {
+		t.Fatalf("admin sign-in URL %s: tenant should default to the mailbox domain", auth)
+	}
+	if q := auth.Query(); q.Get("nonce") == "" || q.Get("code_challenge") == "" || !strings.Contains(q.Get("scope"), "openid") {
+		t.Errorf("sign-in URL lacks nonce, PKCE or openid: %s", auth)
 	}
 	r := b.consent(auth, graphtest.DefaultUser, true)
+	next, _ := url.Parse(r.location())
+	// Then the approval, for exactly the verified tenant.
+	if r.status != http.StatusSeeOther || next.Path != "/"+graphtest.DefaultTenantID+"/v2.0/adminconsent" {
+		t.Fatalf("after sign-in: %d %q, want the admin consent of the signed-in tenant", r.status, r.location())
+	}
+	r = b.consent(next, graphtest.DefaultUser, true)
 	if r.status != http.StatusSeeOther || !strings.HasSuffix(r.location(), "/code") {
 		t.Fatalf("%d %q %s", r.status, r.location(), r.body)
 	}
 	cs, _ := e.store.List(t.Context())
-	if len(cs) != 1 || cs[0].Mode != connector.AppOnly || cs[0].TenantID != graphtest.DefaultTenantID || len(cs[0].ClientSecret) != 0 {
-		t.Errorf("connection %+v", cs)
+	if len(cs) != 1 || cs[0].Mode != connector.AppOnly || cs[0].TenantID != graphtest.DefaultTenantID || len(cs[0].ClientSecret) != 0 ||
+		cs[0].ConsentedBy != graphtest.DefaultUser {
+		t.Fatalf("connection %+v", cs)
+	}
+	if bnd, ok, err := e.store.TenantOwner(t.Context(), graphtest.DefaultTenantID); err != nil || !ok || bnd.Customer != customerA {
+		t.Errorf("binding %+v %v %v, want the tenant bound to %s", bnd, ok, err, customerA)
+	}
+	// The DMS redeems the code: the bound tenant's connection activates.
+	m := codeRE.FindStringSubmatch(b.get(r.location()).body)
+	if m == nil {
+		t.Fatal("no code")
+	}
+	if status, body, _ := e.api("POST", "/api/v1/connections/redeem", e.apiKey(customerA), map[string]string{"code": m[1]}); status != 200 {
+		t.Fatalf("redeem: %d %v", status, body)
+	}
+	if got := e.state(cs[0].ID); got != connector.StateActive {
+		t.Errorf("state %s, want active", got)
+	}
+}
+
+// evilTenant adds a second organisation with its own administrator to the
+// simulator: what an attacker controls.
+const (
+	evilTenantID = "e0e0e0e0-0000-4000-8000-000000000e71"
+	evilAdmin    = "mallory@evil.example"
+)
+
+func (e *env) addEvilTenant() {
+	e.sim.AddTenant(graphtest.Tenant{ID: evilTenantID, Domain: "evil.example", DisplayName: "Evil"})
+	e.sim.AddUser(graphtest.User{UPN: evilAdmin, Password: graphtest.DefaultPassword, TenantID: evilTenantID, Admin: true})
+}
+
+// TestAdminConsentForgeryRefused is the attack of issue 11: a user of
+// another customer starts an admin connect for firma's mailbox and calls
+// the callback with firma's tenant and their own state, without the
+// administrator's sign-in or with a sign-in of their own tenant.
+func TestAdminConsentForgeryRefused(t *testing.T) {
+	e := newEnv(t)
+	e.addEvilTenant()
+	carol := e.loggedIn("carol") // customerB, in the connect group
+	forged := func(state string) string {
+		return "/connect/callback?" + url.Values{"admin_consent": {"True"}, "tenant": {graphtest.DefaultTenantID}, "state": {state}}.Encode()
+	}
+	nothingConnected := func(step string) {
+		t.Helper()
+		if cs, _ := e.store.List(t.Context()); len(cs) != 0 {
+			t.Fatalf("%s: connections %+v, want none", step, cs)
+		}
+		if b, ok, _ := e.store.TenantOwner(t.Context(), graphtest.DefaultTenantID); ok {
+			t.Fatalf("%s: firma's tenant bound to %+v", step, b)
+		}
+	}
+
+	t.Run("without sign-in", func(t *testing.T) {
+		f := wizardForm(graphtest.DefaultMailbox)
+		f.Set("mode", "admin")
+		auth := carol.startWizard(f)
+		r := carol.get(forged(auth.Query().Get("state")))
+		if r.status == http.StatusSeeOther || strings.Contains(r.body, "data-code") {
+			t.Fatalf("forged callback: %d %q", r.status, r.location())
+		}
+		nothingConnected("without sign-in")
+	})
+
+	t.Run("with a sign-in of another tenant", func(t *testing.T) {
+		f := wizardForm(graphtest.DefaultMailbox)
+		f.Set("mode", "admin")
+		f.Set("tenant", evilTenantID)
+		auth := carol.startWizard(f)
+		r := carol.consent(auth, evilAdmin, true)
+		next, _ := url.Parse(r.location())
+		if r.status != http.StatusSeeOther || next.Path != "/"+evilTenantID+"/v2.0/adminconsent" {
+			t.Fatalf("after evil's sign-in: %d %q", r.status, r.location())
+		}
+		// Skip Microsoft: claim firma's tenant with the consent step's state.
+		r = carol.get(forged(next.Query().Get("state")))
+		if r.status != http.StatusForbidden || !strings.Contains(r.body, "sign-in does not match") {
+			t.Fatalf("forged callback: %d %q %s", r.status, r.location(), r.body)
+		}
+		nothingConnected("mismatching sign-in")
+	})
+
+	t.Run("with a member's sign-in of the tenant", func(t *testing.T) {
+		// A user of firma's tenant who is no administrator (say, evil's
+		// contractor with a firma account) signs in for real, then skips
+		// the approval: a member's sign-in proves membership, not the
+		// right to give the tenant away.
+		f := wizardForm(graphtest.DefaultMailbox)
+		f.Set("mode", "admin")
+		auth := carol.startWizard(f)
+		r := carol.consent(auth, graphtest.DefaultOtherUser, true)
+		if r.status != http.StatusForbidden || !strings.Contains(r.body, "Global Administrator") {
+			t.Fatalf("member's sign-in: %d %q %s", r.status, r.location(), r.body)
+		}
+		if r := carol.get(forged(auth.Query().Get("state"))); r.status == http.StatusSeeOther {
+			t.Fatalf("forged callback after a member's sign-in: %d %q", r.status, r.location())
+		}
+		nothingConnected("member's sign-in")
+	})
+
+	t.Run("a sign-in of another tenant than asked for", func(t *testing.T) {
+		f := wizardForm(graphtest.DefaultMailbox)
+		f.Set("mode", "admin")
+		f.Set("tenant", graphtest.DefaultTenantID)
+		auth := carol.startWizard(f)
+		// The attacker rewrites the sign-in to their own tenant's endpoint.
+		auth.Path = strings.Replace(auth.Path, graphtest.DefaultTenantID, evilTenantID, 1)
+		r := carol.consent(auth, evilAdmin, true)
+		if r.status == http.StatusSeeOther {
+			t.Fatalf("sign-in of another tenant: %d %q", r.status, r.location())
+		}
+		nothingConnected("other tenant's sign-in")
+	})
+
+	t.Run("a forged id_token", func(t *testing.T) {
+		// A code that the identity platform never issued cannot be
+		// redeemed; the id_token is never taken from the browser.
+		f := wizardForm(graphtest.DefaultMailbox)
+		f.Set("mode", "admin")
+		auth := carol.startWizard(f)
+		r := carol.get("/connect/callback?" + url.Values{"code": {"1.Aforged"}, "state": {auth.Query().Get("state")},
+			"id_token": {"eyJhbGciOiJub25lIn0.eyJ0aWQiOiI0MiJ9."}}.Encode())
+		if r.status == http.StatusSeeOther {
+			t.Fatalf("forged code: %d %q", r.status, r.location())
+		}
+		nothingConnected("forged code")
+	})
+}
+
+// TestTenantOfAnotherCustomerRefused: once firma's tenant is bound to its
+// customer, a user of another customer cannot connect it, not even with a
+// genuine administrator sign-in of that tenant; only the operator re-binds.
+func TestTenantOfAnotherCustomerRefused(t *testing.T) {
+	e := newEnv(t)
+	if err := e.srv.users.Add(t.Context(), "anna@globex", customerB, pw, []string{"mailbox-connect"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.BindTenant(t.Context(), graphtest.DefaultTenantID, customerA, "test"); err != nil {
+		t.Fatal(err)
+	}
+	other := e.loggedIn("anna@globex")
+	f := wizardForm(graphtest.DefaultMailbox)
+	f.Set("mode", "admin")
+	r := other.consent(other.startWizard(f), graphtest.DefaultUser, true)
+	if r.status != http.StatusForbidden || !strings.Contains(r.body, "another customer") {
+		t.Fatalf("bound tenant: %d %q %s", r.status, r.location(), r.body)
+	}
+	if cs, _ := e.store.List(t.Context()); len(cs) != 0 {
+		t.Fatalf("connections %+v", cs)
+	}
+	// The operator moves the tenant to globex: now it works for globex.
+	if _, err := e.store.RebindTenant(t.Context(), graphtest.DefaultTenantID, customerB, "cli"); err != nil {
+		t.Fatal(err)
+	}
+	r = other.consent(other.startWizard(f), graphtest.DefaultUser, true)
+	next, _ := url.Parse(r.location())
+	if r = other.consent(next, graphtest.DefaultUser, true); r.status != http.StatusSeeOther || !strings.HasSuffix(r.location(), "/code") {
+		t.Fatalf("after rebind: %d %q %s", r.status, r.location(), r.body)
+	}
+}
+
+// TestUnboundOperatorAppConnectionNotActivated: a connection through the
+// operator's app whose tenant is not bound to the customer (made before
+// tenants were proven) is refused at redeem like an invalid code.
+func TestUnboundOperatorAppConnectionNotActivated(t *testing.T) {
+	e := newEnv(t)
+	c, err := e.store.Create(t.Context(), connector.Connection{
+		Customer: customerB, TenantID: graphtest.DefaultTenantID, Mailbox: graphtest.DefaultMailbox, Mode: connector.AppOnly,
+		State: connector.StatePending, PostProcess: connector.PostProcess{Action: connector.PostNone}, CreatedBy: "test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, err := e.codes.Issue(t.Context(), customerB, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, body, _ := e.api("POST", "/api/v1/connections/redeem", e.apiKey(customerB), map[string]string{"code": code}); status != http.StatusBadRequest {
+		t.Fatalf("redeem of an unbound tenant's connection: %d %v", status, body)
+	}
+	if got := e.state(c.ID); got != connector.StatePending {
+		t.Errorf("state %s, want pending", got)
+	}
+	// And a user of customerB cannot bind that tenant while customerA's
+	// older connection uses it: here the other way round, customerA is
+	// refused because customerB's connection is live in the tenant.
+	b := e.loggedIn(graphtest.DefaultUser) // customerA
+	f := wizardForm(graphtest.DefaultMailbox)
+	f.Set("mode", "admin")
+	if r := b.consent(b.startWizard(f), graphtest.DefaultUser, true); r.status != http.StatusForbidden {
+		t.Errorf("tenant used by another customer's connection: %d %q", r.status, r.location())
 	}
 }
 
@@ -438,6 +648,9 @@ func TestReconnectWithSimulator(t *testing.T) {
 	if r.status != http.StatusSeeOther || r.location() != "/connections/"+c.ID {
 		t.Fatalf("reconnect callback: %d %q %s", r.status, r.location(), r.body)
 	}
+	if e.tester.primedFor(c.ID) == "" {
+		t.Error("the reconnect's code exchange token was not handed to the connection test")
+	}
 	got, _ := e.store.Get(ctx, c.ID)
 	plain, err := e.sealer.Open(got.RefreshToken)
 	if got.State != connector.StateActive || got.LastError != "" || err != nil || string(plain) == "refresh-token" || got.CreatedBy != "test" {
@@ -494,6 +707,10 @@ func TestStatusErrorIsNotFatal(t *testing.T) {
 }
 
 type failingStatuses struct{}
+
+func (failingStatuses) Retry(context.Context, string) (int, error) {
+	return 0, errors.New("status store down")
+}
 
 func (failingStatuses) Status(context.Context, string) (ConnectionStatus, error) {
 	return ConnectionStatus{}, errors.New("importer down")
@@ -684,5 +901,55 @@ func TestLastErrorAdvice(t *testing.T) {
 		if got := lastErrorAdvice(tt.in); got != tt.want {
 			t.Errorf("lastErrorAdvice(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestNeedsConsentAdvice: the page of a connection in needs_consent says
+// what to do for its kind (sign in again, a new client secret, an
+// administrator's consent), shows the stored explanation and offers
+// “Reconnect”, which starts that very step.
+func TestNeedsConsentAdvice(t *testing.T) {
+	e := newEnv(t)
+	b := e.loggedIn("alice")
+	secret, _ := e.sealer.Seal([]byte("old-secret"))
+	const why = "Microsoft refused the sign-in: the sign-in behind this connection is no longer valid (AADSTS99999). Please connect the mailbox again."
+	tests := []struct {
+		name     string
+		set      func(c *connector.Connection)
+		advice   string
+		redirect string // where “Reconnect” leads: a prefix
+	}{
+		{"delegated", func(c *connector.Connection) {}, "Click “Reconnect” and sign in again", e.sim.LoginURL()},
+		{"own app", func(c *connector.Connection) {
+			c.Mode, c.ClientID, c.ClientSecret, c.RefreshToken = connector.AppOnly, "own-client", secret, nil
+		}, "Create a new client secret in Microsoft Entra", "/connections/"},
+		{"mailgate's app", func(c *connector.Connection) {
+			c.Mode, c.RefreshToken = connector.AppOnly, nil
+		}, "An administrator of the tenant clicks “Reconnect”", e.sim.LoginURL()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := e.connection(customerA, connector.StateActive)
+			if _, err := e.store.Update(t.Context(), c.ID, func(c *connector.Connection) error {
+				tt.set(c)
+				c.State, c.LastError, c.UpdatedBy = connector.StateNeedsConsent, why, "importer"
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			body := html.UnescapeString(b.get("/connections/" + c.ID).body)
+			for _, want := range []string{tt.advice, why, "Reconnect"} {
+				if !strings.Contains(body, want) {
+					t.Errorf("page lacks %q", want)
+				}
+			}
+			r := b.post("/connections/"+c.ID+"/reconnect", url.Values{"csrf": {b.token("/connections")}})
+			if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location(), tt.redirect) {
+				t.Errorf("reconnect: %d %q, want a redirect to %s…", r.status, r.location(), tt.redirect)
+			}
+			if u, err := url.Parse(r.location()); err == nil && u.Query().Has("login_hint") && u.Query().Has("prompt") {
+				t.Errorf("reconnect sends login_hint and prompt together: %s", u)
+			}
+		})
 	}
 }

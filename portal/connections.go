@@ -69,7 +69,7 @@ func (s *Server) showConnection(w http.ResponseWriter, r *http.Request, u *sessi
 	}
 	switch c.State {
 	case connector.StateNeedsConsent:
-		d.Advice = "advice.needs_consent"
+		d.Advice = needsConsentAdvice(c)
 	case connector.StateFailing:
 		d.Advice = lastErrorAdvice(c.LastError)
 	case connector.StatePending:
@@ -121,6 +121,31 @@ func (s *Server) pause(w http.ResponseWriter, r *http.Request, u *sessionUser) {
 
 func (s *Server) resume(w http.ResponseWriter, r *http.Request, u *sessionUser) {
 	s.setState(w, r, u, connector.StatePaused, connector.StateActive, "flash.resumed")
+}
+
+// retryParked makes the connection's given-up mails due for new retries.
+func (s *Server) retryParked(w http.ResponseWriter, r *http.Request, u *sessionUser) {
+	ctx := r.Context()
+	c, err := s.ownConnection(ctx, u.Customer, r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if s.deps.Statuses == nil {
+		s.fail(w, r, invalid("error.state"))
+		return
+	}
+	n, err := s.deps.Statuses.Retry(ctx, c.ID)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("retry: %w", err))
+		return
+	}
+	if s.deps.Trigger != nil {
+		s.deps.Trigger.Trigger(c.ID)
+	}
+	s.log.InfoContext(ctx, "given-up mails retried", "connection_id", c.ID, "mails", n, "user", u.Name)
+	s.sessions.Put(ctx, "flash", "flash.retried")
+	http.Redirect(w, r, "/connections/"+url.PathEscape(c.ID), http.StatusSeeOther)
 }
 
 type disconnectData struct {
@@ -310,6 +335,21 @@ func (s *Server) message(w http.ResponseWriter, r *http.Request, status int, m m
 // tr translates a key for the request's language.
 func (s *Server) tr(r *http.Request, key string) string {
 	return page{cat: catalogue[language(r)]}.T(key)
+}
+
+// needsConsentAdvice is what a person does about a connection in
+// needs_consent, by who can give Microsoft what it wants: the person who
+// signs in (delegated), a new client secret of the customer's own app, or
+// a tenant administrator's consent to mailgate's app. It matches what
+// “Reconnect” starts for the connection.
+func needsConsentAdvice(c connector.Connection) string {
+	switch {
+	case c.Mode == connector.AppOnly && len(c.ClientSecret) > 0:
+		return "advice.needs_secret"
+	case c.Mode == connector.AppOnly:
+		return "advice.needs_admin"
+	}
+	return "advice.needs_consent"
 }
 
 // lastErrorAdvice turns a stored error text into what a person can do about

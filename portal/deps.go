@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/mailgate/mailgate/archive"
 	"github.com/mailgate/mailgate/connector"
 )
@@ -13,6 +15,19 @@ type Identity interface {
 	AuthCodeURL(req connector.AuthRequest, loginHint string) string
 	AdminConsentURL(tenant, state, redirectURL string) string
 	Exchange(ctx context.Context, code string, req connector.AuthRequest) (connector.Consent, error)
+	// SignInURL and VerifySignIn are an administrator's OpenID Connect
+	// sign-in at a tenant's own endpoint: the proof that a tenant belongs
+	// to the customer before an app-only connection through the
+	// operator's app.
+	SignInURL(tenant string, req connector.AuthRequest, loginHint string) string
+	VerifySignIn(ctx context.Context, tenant, code string, req connector.AuthRequest) (connector.Consent, error)
+}
+
+// Tenants records which customer a Microsoft tenant belongs to
+// (*connector.Store).
+type Tenants interface {
+	BindTenant(ctx context.Context, tenantID, customer, by string) (connector.TenantBinding, error)
+	TenantOwner(ctx context.Context, tenantID string) (connector.TenantBinding, bool, error)
 }
 
 // Connections is the connection store (*connector.Store).
@@ -40,6 +55,14 @@ type Tester interface {
 	Test(ctx context.Context, c connector.Connection) (TestResult, error)
 }
 
+// TokenPrimer is what a Tester may also implement: it keeps the access
+// token of a code exchange for the connection test that follows, so the
+// test does not redeem the new refresh token straight away
+// (*connector.Tokens.Prime behind cmd/mailgate's tester).
+type TokenPrimer interface {
+	Prime(connectionID string, tok *oauth2.Token)
+}
+
 // TestResult is the outcome of a connection test.
 type TestResult struct {
 	CanRead  bool   `json:"canRead"`
@@ -50,6 +73,9 @@ type TestResult struct {
 // Statuses reports what the importer knows about a connection.
 type Statuses interface {
 	Status(ctx context.Context, connectionID string) (ConnectionStatus, error)
+	// Retry makes the connection's given-up mails due for new retries and
+	// returns how many.
+	Retry(ctx context.Context, connectionID string) (int, error)
 }
 
 // ConnectionStatus is the importer's view of one connection.
@@ -63,6 +89,22 @@ type ConnectionStatus struct {
 	BackfillDone     bool
 	BackfillMessages int
 	Recent           []HistoryEntry
+	// Parked mails failed on their own and wait for a retry; GivenUp
+	// ones failed until the retry horizon and wait for a person's Retry.
+	Parked      int
+	GivenUp     int
+	ParkedMails []ParkedMail
+}
+
+// ParkedMail is a mail that failed on its own.
+type ParkedMail struct {
+	Subject    string
+	From       string
+	ReceivedAt time.Time
+	Attempts   int
+	NextRetry  time.Time
+	LastError  string
+	GaveUp     bool
 }
 
 // HistoryEntry is one recent import or skip of a connection.
@@ -75,6 +117,12 @@ type HistoryEntry struct {
 	Reason     string // empty for an import, an archive.Reason* for a skip
 	Detail     string
 	Subject    string
+	// An e-invoice's number (BT-1), seller (BT-27) and gross amount
+	// (BT-112, as written) with its currency (BT-5); empty otherwise.
+	InvoiceNumber string
+	Seller        string
+	Gross         string
+	Currency      string
 }
 
 // Audit records actions that do not change a connection's state
@@ -93,6 +141,7 @@ type Trigger interface {
 type Deps struct {
 	Identity    Identity
 	Connections Connections
+	Tenants     Tenants
 	Codes       Codes
 	Sealer      Sealer
 	Tester      Tester

@@ -1,6 +1,7 @@
 // Package portal is mailgate's HTTP face: login and sessions, the group-gated
 // connect wizard, the one-time connection code, the connection pages, the DMS
-// API and the health and metrics endpoints.
+// API and the health endpoints. It counts metrics but never serves them:
+// cmd/mailgate serves /metrics on a listener of its own.
 //
 // The flow of a new connection:
 //
@@ -10,8 +11,13 @@
 //     verifier) are kept in the session and the browser goes to Microsoft.
 //     The callback compares the state in constant time, uses it once,
 //     exchanges the code and creates a pending connection whose refresh token
-//     is sealed. App-only mode goes through admin consent or takes the
-//     customer's own app registration.
+//     is sealed. App-only mode through the operator's app first proves the
+//     tenant: a Global or Privileged Role Administrator signs in at the
+//     tenant's endpoint (verified id_token; its tid and wids), the tenant
+//     must not belong to another customer, the admin consent is for exactly
+//     that tid (the callback's tenant is compared, never taken) and the
+//     tenant is then bound to the customer. Or it takes the customer's own
+//     app registration.
 //  3. The connection is tested (can the account read and move mail in that
 //     mailbox?); a failing pending connection is deleted again and the page
 //     says what to do. A passing one gets a one-time code, shown once.
@@ -29,4 +35,10 @@
 // page naming the group, and another customer's connection is a 404. One
 // function, errorInfo, turns errors into HTTP answers; internals are only
 // logged.
+//
+// Requests are bounded (forms 64 KiB and urlencoded, API bodies 64 KiB and
+// JSON, 405 for a wrong method); a session's built-in user is looked up in
+// the directory on every request; failure limits check and record in one
+// step, and logins back off per account and client instead of locking the
+// account.
 package portal

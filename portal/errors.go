@@ -46,6 +46,12 @@ func errorInfo(err error) (status int, code, message string) {
 		return http.StatusTooManyRequests, "rate_limited", "too many attempts, try again later"
 	case isInvalidCode(err):
 		return http.StatusBadRequest, "invalid_code", "the code is invalid, expired or already used"
+	case errors.Is(err, errMethodNotAllowed):
+		return http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed"
+	case errors.Is(err, errUnsupportedMedia):
+		return http.StatusUnsupportedMediaType, "unsupported_media_type", "unsupported media type"
+	case errors.Is(err, errTooLarge):
+		return http.StatusRequestEntityTooLarge, "too_large", "request body too large"
 	case errors.Is(err, errBadCSRF):
 		return http.StatusForbidden, "csrf", "the form has expired; reload the page and try again"
 	case errors.As(err, &inv):

@@ -28,10 +28,10 @@ func ExampleNew() {
 	)
 	reg := prometheus.NewRegistry()
 	srv, err := portal.New(ctx, js, portal.Deps{
-		Identity: identity, Connections: store, Codes: codes, Sealer: sealer, Tester: tester,
+		Identity: identity, Connections: store, Tenants: store, Codes: codes, Sealer: sealer, Tester: tester,
 	}, portal.Config{
 		PublicURL: "https://mailgate.example.com", ConnectGroup: "mailbox-connect",
-		Logger: slog.Default(), Registerer: reg, Gatherer: reg,
+		Logger: slog.Default(), Registerer: reg,
 	})
 	if err != nil {
 		return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 )
 
 type loginData struct {
@@ -21,8 +22,9 @@ func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "login", "login.title", loginData{Next: safeNext(r.URL.Query().Get("next"))})
 }
 
-// login checks the form against the built-in directory. Failures are rate
-// limited per client IP and per user name and all look the same.
+// login checks the form against the built-in directory. Failures back off
+// per account and client and are rate limited per client IP; they all look
+// the same.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	name := strings.TrimSpace(r.PostFormValue("name"))
@@ -34,27 +36,43 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	ip, user := s.clientIP(r), strings.ToLower(name)
-	if wait := max(s.loginIP.Wait(ip, now), s.loginName.Wait(user, now)); wait > 0 {
+	limited := func(wait time.Duration) {
 		s.metrics.logins.WithLabelValues("limited").Inc()
 		retryAfterHeader(w, &rateLimitedError{retryAfter: wait})
 		data.Error = "login.limited"
 		s.render(w, r, http.StatusTooManyRequests, "login", "login.title", data)
+	}
+	// The account from this client backs off; the owner from another
+	// client is not slowed. The client's address is limited over all
+	// accounts. Both are checked and taken in one step.
+	wait, done := s.loginPair.Begin(user+"\x00"+ip, now)
+	if wait > 0 {
+		limited(wait)
+		return
+	}
+	wait, release := s.loginIP.Take(ip, now)
+	if wait > 0 {
+		done(attemptCancelled, now)
+		limited(wait)
 		return
 	}
 	u, err := s.users.Authenticate(ctx, name, r.PostFormValue("password"))
 	if err != nil {
 		if !errors.Is(err, errBadLogin) {
+			done(attemptCancelled, s.now())
+			release()
 			s.fail(w, r, err)
 			return
 		}
-		s.loginIP.Fail(ip, now)
-		s.loginName.Fail(user, now)
+		done(attemptFailed, s.now())
 		s.metrics.logins.WithLabelValues("failed").Inc()
 		s.log.InfoContext(ctx, "login failed", "user", name, "ip", ip)
 		data.Error = "login.wrong"
 		s.render(w, r, http.StatusUnauthorized, "login", "login.title", data)
 		return
 	}
+	done(attemptSucceeded, s.now())
+	release()
 	if err := s.startSession(r, sessionUser{Name: u.Name, Customer: u.Customer, Groups: u.Groups, Via: "password"}); err != nil {
 		s.fail(w, r, err)
 		return

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/oauth2"
 
 	"github.com/mailgate/mailgate/archive"
 	"github.com/mailgate/mailgate/archive/archivetest"
@@ -35,9 +36,27 @@ const (
 
 // fakeTester answers connection tests from a function (default: pass).
 type fakeTester struct {
-	mu    sync.Mutex
-	fn    func(c connector.Connection) (TestResult, error)
-	calls []string
+	mu     sync.Mutex
+	fn     func(c connector.Connection) (TestResult, error)
+	calls  []string
+	primed map[string]string // connection id → access token handed over before its test
+}
+
+// Prime records the access token of a code exchange (TokenPrimer).
+func (f *fakeTester) Prime(connectionID string, tok *oauth2.Token) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.primed == nil {
+		f.primed = map[string]string{}
+	}
+	f.primed[connectionID] = tok.AccessToken
+}
+
+// primedFor is the access token primed for a connection before its first test.
+func (f *fakeTester) primedFor(id string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.primed[id]
 }
 
 func (f *fakeTester) Test(_ context.Context, c connector.Connection) (TestResult, error) {
@@ -59,6 +78,8 @@ func (f *fakeTester) set(fn func(c connector.Connection) (TestResult, error)) {
 type fakeStatuses struct{ st ConnectionStatus }
 
 func (f fakeStatuses) Status(context.Context, string) (ConnectionStatus, error) { return f.st, nil }
+
+func (f fakeStatuses) Retry(context.Context, string) (int, error) { return f.st.GivenUp, nil }
 
 type recordAudit struct {
 	mu     sync.Mutex
@@ -166,12 +187,12 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	cfg := Config{
-		PublicURL: e.ts.URL, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
-		Registerer: e.reg, Gatherer: e.reg,
-		Ready: func(context.Context) error { return nil },
+		PublicURL: e.ts.URL, IdentityOrigin: sim.LoginURL(), Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Registerer: e.reg,
+		Ready:      func(context.Context) error { return nil },
 	}
 	deps := Deps{
-		Identity: e.identity, Connections: e.store, Codes: e.codes, Sealer: e.sealer, Tester: e.tester,
+		Identity: e.identity, Connections: e.store, Tenants: e.store, Codes: e.codes, Sealer: e.sealer, Tester: e.tester,
 		Statuses: fakeStatuses{}, Audit: e.audit, Trigger: e.trigger,
 	}
 	for _, o := range opts {

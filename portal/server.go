@@ -17,7 +17,6 @@ import (
 	"github.com/alexedwards/scs/v2"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/oauth2"
 
 	"github.com/mailgate/mailgate/connector"
@@ -37,6 +36,11 @@ type Config struct {
 	// DemoRedeem lets the code page redeem the code as the DMS would, so a
 	// newcomer can finish the demo without a DMS. Never in production.
 	DemoRedeem bool
+	// IdentityOrigin is the identity platform's origin (scheme://host of
+	// MAILGATE_LOGIN_URL), where the connect wizard's form redirects: the
+	// only place besides the portal that the CSP's form-action allows.
+	// Empty: https://login.microsoftonline.com.
+	IdentityOrigin string
 	// TrustedProxies are the reverse proxies in front of the portal. A
 	// request from one of them is attributed, for rate limits and logs, to
 	// the last address in X-Forwarded-For that is not a trusted proxy;
@@ -44,9 +48,11 @@ type Config struct {
 	// send it.
 	TrustedProxies []netip.Prefix
 
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer // nil: metrics are not registered
-	Gatherer   prometheus.Gatherer   // served on /metrics; nil: no /metrics
+	Logger *slog.Logger
+	// Registerer takes the portal's metrics; nil: not registered. The
+	// portal never serves /metrics: they name customers and connections,
+	// so cmd/mailgate serves them on a listener of their own.
+	Registerer prometheus.Registerer
 	// Ready reports whether the process can serve (/readyz); nil: always.
 	Ready func(ctx context.Context) error
 	Now   func() time.Time // nil: time.Now
@@ -78,16 +84,17 @@ type Server struct {
 	metrics  *metrics
 	secure   bool
 
-	loginIP, loginName *failureLimiter // failed logins
-	apiIP, apiKey      *failureLimiter // failed API authentication and redeems
-	handler            http.Handler
+	loginPair     *backoff        // failed logins per account and client
+	loginIP       *failureLimiter // failed logins per client
+	apiIP, apiKey *failureLimiter // failed API authentication and redeems
+	handler       http.Handler
 }
 
 // New builds the portal. It opens the KV buckets "users", "apikeys" and
 // "sessions", parses every view, and (with OIDC) discovers the provider.
 func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*Server, error) {
-	if deps.Identity == nil || deps.Connections == nil || deps.Codes == nil || deps.Sealer == nil || deps.Tester == nil {
-		return nil, errors.New("portal: Identity, Connections, Codes, Sealer and Tester are required")
+	if deps.Identity == nil || deps.Connections == nil || deps.Tenants == nil || deps.Codes == nil || deps.Sealer == nil || deps.Tester == nil {
+		return nil, errors.New("portal: Identity, Connections, Tenants, Codes, Sealer and Tester are required")
 	}
 	u, err := url.Parse(cfg.PublicURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -105,8 +112,8 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*S
 	}
 	s := &Server{
 		deps: deps, cfg: cfg, log: cfg.Logger, now: cfg.Now, secure: u.Scheme == "https",
+		loginPair: newBackoff(3, time.Second, 5*time.Minute),
 		loginIP:   newFailureLimiter(6*time.Second, 20),
-		loginName: newFailureLimiter(time.Minute, 5),
 		apiIP:     newFailureLimiter(6*time.Second, 20),
 		apiKey:    newFailureLimiter(12*time.Second, 5),
 	}
@@ -166,9 +173,6 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	if s.cfg.Gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
-	}
 	mux.Handle("GET /static/", staticHandler())
 
 	// Browser routes carry the session.
@@ -186,6 +190,7 @@ func (s *Server) routes() http.Handler {
 	web.HandleFunc("POST /connections/{id}/code", s.member(s.reissueCode))
 	web.HandleFunc("POST /connections/{id}/pause", s.member(s.pause))
 	web.HandleFunc("POST /connections/{id}/resume", s.member(s.resume))
+	web.HandleFunc("POST /connections/{id}/retry", s.member(s.retryParked))
 	web.HandleFunc("GET /connections/{id}/disconnect", s.member(s.confirmDisconnect))
 	web.HandleFunc("POST /connections/{id}/disconnect", s.member(s.disconnect))
 	web.HandleFunc("POST /connections/{id}/reconnect", s.member(s.reconnect))
@@ -199,7 +204,7 @@ func (s *Server) routes() http.Handler {
 	if s.cfg.DemoRedeem {
 		web.HandleFunc("POST /demo/redeem", s.member(s.demoRedeem))
 	}
-	mux.Handle("/", s.sessions.LoadAndSave(web))
+	mux.Handle("/", s.sessions.LoadAndSave(s.boundedForms(web)))
 
 	// The API authenticates with bearer keys, never with the session.
 	mux.HandleFunc("POST /api/v1/connections/redeem", s.api(s.apiRedeem))
@@ -216,6 +221,11 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/webhooks/{id}/deliveries", s.webhooks(s.apiWebhookDeliveries))
 	mux.HandleFunc("POST /api/v1/webhooks/{id}/deliveries/{event}/redeliver", s.webhooks(s.apiWebhookRedeliver))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := apiAllow(r.URL.Path); allow != "" {
+			w.Header().Set("Allow", allow)
+			s.apiError(w, r, errMethodNotAllowed)
+			return
+		}
 		s.apiError(w, r, errNotFound)
 	})
 
@@ -224,16 +234,26 @@ func (s *Server) routes() http.Handler {
 		s.log.WarnContext(r.Context(), "cross-origin request refused", "path", r.URL.Path, "origin", r.Header.Get("Origin"))
 		http.Error(w, "cross-origin request refused", http.StatusForbidden)
 	}))
-	return securityHeaders(cop.Handler(mux))
+	return securityHeaders(cop.Handler(mux), s.cfg.IdentityOrigin)
 }
 
-func securityHeaders(next http.Handler) http.Handler {
+// securityHeaders sets the headers every answer carries. form-action
+// allows the portal and the identity platform only: the wizard's POST
+// redirects there, and browsers check a form's redirects too.
+func securityHeaders(next http.Handler, identityOrigin string) http.Handler {
+	if identityOrigin == "" {
+		identityOrigin = "https://login.microsoftonline.com"
+	}
+	if u, err := url.Parse(identityOrigin); err == nil && u.Scheme != "" && u.Host != "" {
+		identityOrigin = u.Scheme + "://" + u.Host
+	}
+	csp := "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self' " + identityOrigin
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "same-origin")
-		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self' https: http:")
+		h.Set("Content-Security-Policy", csp)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -244,11 +264,18 @@ type sessionUser struct {
 	Customer string   `json:"customer"`
 	Groups   []string `json:"groups"`
 	Via      string   `json:"via"` // "password" or "sso"
+	// Until ends an SSO session when its id_token expires: the groups
+	// came from the token, and a fresh sign-in brings the current ones.
+	Until time.Time `json:"until,omitzero"`
 }
 
 // actor names the user in UpdatedBy and audit events.
 func (u *sessionUser) actor() string { return "portal:" + u.Name }
 
+// currentUser is the session's user as the directory knows them now: a
+// built-in user is looked up on every request, so removing the user, or a
+// group of theirs, takes effect on their next request; an SSO session ends
+// when its id_token expires. A user who is gone is logged out.
 func (s *Server) currentUser(ctx context.Context) *sessionUser {
 	raw := s.sessions.GetString(ctx, "user")
 	if raw == "" {
@@ -257,6 +284,29 @@ func (s *Server) currentUser(ctx context.Context) *sessionUser {
 	var u sessionUser
 	if err := json.Unmarshal([]byte(raw), &u); err != nil {
 		return nil
+	}
+	switch u.Via {
+	case "sso":
+		if !u.Until.IsZero() && !s.now().Before(u.Until) {
+			s.sessions.Remove(ctx, "user")
+			return nil
+		}
+	default:
+		su, err := s.users.get(ctx, u.Name)
+		if err != nil {
+			if errors.Is(err, errNotFound) {
+				s.log.InfoContext(ctx, "session of a removed user ended", "user", u.Name)
+				s.sessions.Remove(ctx, "user")
+			} else {
+				s.log.ErrorContext(ctx, "look up session user", "user", u.Name, "err", err)
+			}
+			return nil // fail closed
+		}
+		if su.Customer != u.Customer {
+			s.sessions.Remove(ctx, "user")
+			return nil
+		}
+		u.Groups = su.Groups
 	}
 	return &u
 }

@@ -149,7 +149,7 @@ func (p *ssoProvider) user(ctx context.Context, code string, req ssoRequest) (se
 			return sessionUser{}, err
 		}
 	}
-	return sessionUser{Name: name, Customer: p.cfg.Customer, Groups: groups, Via: "sso"}, nil
+	return sessionUser{Name: name, Customer: p.cfg.Customer, Groups: groups, Via: "sso", Until: idt.Expiry}, nil
 }
 
 // memberGroups asks Graph's getMemberGroups for all of the user's groups.

@@ -159,27 +159,6 @@ func TestSessionsSharedAcrossReplicas(t *testing.T) {
 	}
 }
 
-func TestFailureLimiter(t *testing.T) {
-	l := newFailureLimiter(10*time.Second, 3)
-	now := time.Now()
-	for i := range 3 {
-		if w := l.Wait("k", now); w != 0 {
-			t.Fatalf("attempt %d: wait %v", i, w)
-		}
-		l.Fail("k", now)
-	}
-	w := l.Wait("k", now)
-	if w < 9*time.Second || w > 10*time.Second {
-		t.Errorf("after 3 failures wait %v, want ~10s", w)
-	}
-	if w := l.Wait("other", now); w != 0 {
-		t.Errorf("other key waits %v", w)
-	}
-	if w := l.Wait("k", now.Add(10*time.Second)); w != 0 {
-		t.Errorf("after refill wait %v", w)
-	}
-}
-
 func TestGroupCode(t *testing.T) {
 	for in, want := range map[string]string{"ABCDEFGHJK": "ABCD EFGH JK", "ABCD-EFGH": "ABCD-EFGH", "": ""} {
 		if got := groupCode(in); got != want {

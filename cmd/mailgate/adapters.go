@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 
+	"golang.org/x/oauth2"
+
 	"github.com/mailgate/mailgate/connector"
 	"github.com/mailgate/mailgate/connector/graph"
 	"github.com/mailgate/mailgate/importer"
@@ -30,13 +32,28 @@ func (g graphMailboxes) Open(_ context.Context, c connector.Connection) (importe
 // tester runs the Graph connection test for the portal.
 type tester struct{ mailboxes graphMailboxes }
 
+// Prime keeps the access token of the portal's code exchange for the
+// connection test (portal.TokenPrimer).
+func (t tester) Prime(connectionID string, tok *oauth2.Token) {
+	t.mailboxes.tokens.Prime(connectionID, tok)
+}
+
+// Test tests c as given: a reconnect tests new credentials before it
+// stores them (connector.Tokens.TestToken).
 func (t tester) Test(ctx context.Context, c connector.Connection) (portal.TestResult, error) {
-	r, err := t.mailboxes.mailbox(c).Test(ctx)
+	mb := t.mailboxes.graph.Mailbox(c.Mailbox, func(ctx context.Context) (string, error) {
+		return t.mailboxes.tokens.TestToken(ctx, c)
+	})
+	r, err := mb.Test(ctx)
 	return portal.TestResult{CanRead: r.CanRead, CanWrite: r.CanWrite, Detail: r.Detail}, err
 }
 
 // statusAdapter shows the importer's per-connection status in the portal.
 type statusAdapter struct{ r *importer.StatusReader }
+
+func (s statusAdapter) Retry(ctx context.Context, id string) (int, error) {
+	return s.r.Retry(ctx, id, "")
+}
 
 func (s statusAdapter) Status(ctx context.Context, id string) (portal.ConnectionStatus, error) {
 	st, err := s.r.Status(ctx, id)
@@ -52,11 +69,20 @@ func (s statusAdapter) Status(ctx context.Context, id string) (portal.Connection
 		SkippedByReason:  st.SkippedByReason,
 		BackfillDone:     st.Backfill.Done,
 		BackfillMessages: st.Backfill.Messages,
+		Parked:           st.Parked,
+		GivenUp:          st.GivenUp,
+	}
+	for _, pm := range st.ParkedMails {
+		out.ParkedMails = append(out.ParkedMails, portal.ParkedMail{
+			Subject: pm.Subject, From: pm.From, ReceivedAt: pm.ReceivedAt, Attempts: pm.Attempts,
+			NextRetry: pm.NextRetry, LastError: pm.LastError, GaveUp: pm.GaveUp,
+		})
 	}
 	for _, h := range st.Recent {
 		out.Recent = append(out.Recent, portal.HistoryEntry{
 			Time: h.Time, DocumentID: h.DocumentID, Name: h.Name, Kind: h.Kind, Profile: h.Profile,
 			Reason: h.Reason, Detail: h.Detail, Subject: h.Subject,
+			InvoiceNumber: h.InvoiceNumber, Seller: h.Seller, Gross: h.Gross, Currency: h.Currency,
 		})
 	}
 	return out, nil

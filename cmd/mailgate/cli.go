@@ -48,6 +48,9 @@ func connectCLI(ctx context.Context, e *env, fs *flag.FlagSet, args []string) (*
 	if cfg.NATSCreds != "" {
 		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
 	}
+	if cfg.NATSUser != "" {
+		opts = append(opts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
+	}
 	if cfg.NATSCA != "" {
 		opts = append(opts, nats.RootCAs(cfg.NATSCA))
 	}
@@ -220,7 +223,7 @@ func cmdAPIKeys(ctx context.Context, e *env, args []string) error {
 
 func cmdConnections(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
-		return usageError(e, "connections: want list, show, redeem, test, pause, resume, delete or add-app")
+		return usageError(e, "connections: want list, show, redeem, test, pause, resume, retry, delete or add-app")
 	}
 	fs := newFlagSet(e, "connections "+args[0])
 	customer := fs.String("customer", "", "customer (redeem, add-app)")
@@ -230,7 +233,13 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 	clientSecretFile := fs.String("client-secret-file", "", "file with the client secret, - = standard input (add-app)")
 	secretExpires := fs.String("secret-expires", "", "expiry date of the client secret, YYYY-MM-DD (add-app)")
 	mailbox := fs.String("mailbox", "", "mailbox address (add-app)")
+	backfill := fs.String("backfill", "", "existing mail to import: new (default), since or all (add-app)")
+	since := fs.String("since", "", "with --backfill since: import mail received since this date, YYYY-MM-DD (add-app)")
+	post := fs.String("post", "", "after import: move (default), mark_read, category or none (add-app)")
+	folder := fs.String("folder", "", "with --post move: the folder to move mail to, default Archiviert (add-app)")
+	category := fs.String("category", "", "with --post category: the category to add (add-app)")
 	asJSON := fs.Bool("json", false, "print JSON")
+	mailKey := fs.String("mail", "", "only this given-up mail, by its key from connections show (retry)")
 	st, rest, err := connectCLI(ctx, e, fs, args[1:])
 	if err != nil {
 		return err
@@ -278,6 +287,17 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
+		// Parked mails as they are now, not as of the last pass.
+		if parked, err := statuses.Parked(ctx, id); err == nil {
+			status.ParkedMails, status.Parked, status.GivenUp = parked, 0, 0
+			for _, pm := range parked {
+				if pm.GaveUp {
+					status.GivenUp++
+				} else {
+					status.Parked++
+				}
+			}
+		}
 		// The connection without its secrets, and what the importer did
 		// with it: last and next sync, counts by skip reason, backfill
 		// progress, recent history.
@@ -313,6 +333,25 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "connection %s deleted; its tokens are wiped. Remove mailgate's permissions in Microsoft Entra (Enterprise applications) as well.\n", c.ID)
+	case "retry":
+		// Given-up mails (connections show lists them under
+		// import.parkedMails) get a new round of retries on the next poll.
+		id, err := one("retry ID [--mail KEY]")
+		if err != nil {
+			return err
+		}
+		if _, err := store.Get(ctx, id); err != nil {
+			return err
+		}
+		statuses, err := importer.NewStatusReader(ctx, st.js, st.cfg.NATSReplicas)
+		if err != nil {
+			return err
+		}
+		n, err := statuses.Retry(ctx, id, *mailKey)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%d given-up mails of connection %s are retried on its next poll\n", n, id)
 	case "redeem":
 		code, err := one("redeem CODE --customer C")
 		if err != nil {
@@ -338,7 +377,11 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 		return printResult(e, res)
 	case "add-app":
 		if *customer == "" || *tenant == "" || *clientID == "" || *mailbox == "" || (*clientSecret == "" && *clientSecretFile == "") {
-			return usageError(e, "connections add-app --customer C --tenant TENANT_ID --client-id ID --client-secret-file F|- --mailbox ADDRESS [--secret-expires YYYY-MM-DD]")
+			return usageError(e, "connections add-app --customer C --tenant TENANT_ID --client-id ID --client-secret-file F|- --mailbox ADDRESS [--secret-expires YYYY-MM-DD] [--backfill new|since|all] [--since YYYY-MM-DD] [--post move|mark_read|category|none] [--folder F] [--category C]")
+		}
+		bf, pp, err := addAppChoices(*backfill, *since, *post, *folder, *category, time.Now())
+		if err != nil {
+			return usageError(e, "connections add-app: %v", err)
 		}
 		secret := *clientSecret
 		if *clientSecretFile != "" {
@@ -346,7 +389,8 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 				return err
 			}
 		}
-		req := controlRequest{Customer: *customer, TenantID: *tenant, ClientID: *clientID, ClientSecret: secret, Mailbox: *mailbox, Actor: "cli"}
+		req := controlRequest{Customer: *customer, TenantID: *tenant, ClientID: *clientID, ClientSecret: secret, Mailbox: *mailbox, Actor: "cli",
+			Backfill: &bf, PostProcess: &pp}
 		if *secretExpires != "" {
 			t, err := time.Parse(time.DateOnly, *secretExpires)
 			if err != nil {

@@ -29,6 +29,8 @@ type Config struct {
 	NATSListen   string
 	NATSCreds    string
 	NATSCA       string
+	NATSUser     string
+	NATSPassword string
 	NATSReplicas int
 
 	S3Endpoint  string
@@ -53,7 +55,13 @@ type Config struct {
 	ConnectGroup   string
 	TrustedProxies []netip.Prefix
 	PollInterval   time.Duration
+	Workers        int
+	RetryFor       time.Duration
 	LogLevel       string
+	// MetricsAddr is where /metrics is served, never on the portal's
+	// listener (the metrics name customers and connections); empty: not
+	// served.
+	MetricsAddr string
 	// WebhookAllowPrivate lets webhooks use plain http and private or
 	// loopback addresses (development, closed networks).
 	WebhookAllowPrivate bool
@@ -87,13 +95,15 @@ func settings() []setting {
 		{name: "NATS_LISTEN", def: "127.0.0.1:4222", usage: "where the embedded NATS server listens", set: str(func(c *Config) *string { return &c.NATSListen })},
 		{name: "NATS_CREDS", def: "", usage: "NATS credentials file for an external server", set: str(func(c *Config) *string { return &c.NATSCreds })},
 		{name: "NATS_CA", def: "", usage: "CA certificate file to verify an external NATS server's TLS", set: str(func(c *Config) *string { return &c.NATSCA })},
+		{name: "NATS_USER", def: "", usage: "NATS user for an external server that authenticates by user and password (with MAILGATE_NATS_PASSWORD)", set: str(func(c *Config) *string { return &c.NATSUser })},
+		{name: "NATS_PASSWORD", def: "", usage: "password of MAILGATE_NATS_USER", secret: true, set: str(func(c *Config) *string { return &c.NATSPassword })},
 		{name: "NATS_REPLICAS", def: "1", usage: "replicas of mailgate's streams and KV buckets in a NATS cluster (1, 3 or 5)", set: func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)
 			c.NATSReplicas = n
 			return err
 		}},
 		{name: "S3_ENDPOINT", def: "", usage: "S3-compatible endpoint host:port; empty = directory archive", set: str(func(c *Config) *string { return &c.S3Endpoint })},
-		{name: "S3_ACCESS_KEY", def: "", usage: "S3 access key", set: str(func(c *Config) *string { return &c.S3AccessKey })},
+		{name: "S3_ACCESS_KEY", def: "", usage: "S3 access key", secret: true, set: str(func(c *Config) *string { return &c.S3AccessKey })},
 		{name: "S3_SECRET_KEY", def: "", usage: "S3 secret key", secret: true, set: str(func(c *Config) *string { return &c.S3SecretKey })},
 		{name: "S3_BUCKET", def: "", usage: "S3 bucket for documents", set: str(func(c *Config) *string { return &c.S3Bucket })},
 		{name: "S3_SECURE", def: "true", usage: "use TLS to reach S3", set: func(c *Config, v string) error {
@@ -144,6 +154,17 @@ func settings() []setting {
 			c.PollInterval = d
 			return err
 		}},
+		{name: "WORKERS", def: "8", usage: "connections an importer replica works at once", set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			c.Workers = n
+			return err
+		}},
+		{name: "RETRY_FOR", def: "1h", usage: "how long a mail that keeps failing is retried (with backoff, at least 5 tries) before it is given up and announced as failed", set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			c.RetryFor = d
+			return err
+		}},
+		{name: "METRICS_ADDR", def: "", usage: "where /metrics is served (host:port), not on the portal's listener; empty = not served", set: str(func(c *Config) *string { return &c.MetricsAddr })},
 		{name: "WEBHOOK_ALLOW_PRIVATE", def: "false", usage: "allow webhook endpoints on plain http and private, loopback or link-local addresses", set: func(c *Config, v string) error {
 			b, err := strconv.ParseBool(v)
 			c.WebhookAllowPrivate = b
@@ -241,6 +262,13 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		add("MAILGATE_HTTP_ADDR=%q: want host:port: %v", c.HTTPAddr, err)
 	}
+	if c.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			add("MAILGATE_METRICS_ADDR=%q: want host:port: %v", c.MetricsAddr, err)
+		} else if c.MetricsAddr == c.HTTPAddr && port != "0" {
+			add("MAILGATE_METRICS_ADDR=%q: must differ from MAILGATE_HTTP_ADDR: metrics are not for the public listener", c.MetricsAddr)
+		}
+	}
 	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		add("MAILGATE_PUBLIC_URL=%q: want an absolute http(s) URL such as https://mailgate.example.com", c.PublicURL)
 	} else if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
@@ -259,6 +287,15 @@ func (c *Config) Validate() error {
 	}
 	if c.NATSReplicas < 1 || c.NATSReplicas > 5 {
 		add("MAILGATE_NATS_REPLICAS=%d: must be 1 to 5", c.NATSReplicas)
+	}
+	if (c.NATSUser == "") != (c.NATSPassword == "") {
+		add("MAILGATE_NATS_USER and MAILGATE_NATS_PASSWORD (or MAILGATE_NATS_PASSWORD_FILE): set both or neither")
+	}
+	if c.NATSUser != "" && c.NATSCreds != "" {
+		add("MAILGATE_NATS_USER and MAILGATE_NATS_CREDS: set one way to authenticate to NATS, not both")
+	}
+	if c.NATSURL == "" && (c.NATSUser != "" || c.NATSPassword != "") {
+		add("MAILGATE_NATS_USER/MAILGATE_NATS_PASSWORD: only apply to an external server (set MAILGATE_NATS_URL)")
 	}
 	s3 := map[string]string{"MAILGATE_S3_ENDPOINT": c.S3Endpoint, "MAILGATE_S3_ACCESS_KEY": c.S3AccessKey, "MAILGATE_S3_SECRET_KEY": c.S3SecretKey, "MAILGATE_S3_BUCKET": c.S3Bucket}
 	var s3set, s3missing []string
@@ -279,6 +316,12 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(v); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
 			add("%s=%q: want an https URL (plain http only for loopback)", name, v)
 		}
+	}
+	if c.Workers < 1 || c.Workers > 1000 {
+		add("MAILGATE_WORKERS=%d: want 1 to 1000", c.Workers)
+	}
+	if c.RetryFor < time.Second {
+		add("MAILGATE_RETRY_FOR=%s: want at least 1s", c.RetryFor)
 	}
 	if c.PollInterval < 5*time.Second {
 		add("MAILGATE_POLL_INTERVAL=%s: must be at least 5s (Graph limits requests per mailbox)", c.PollInterval)

@@ -75,6 +75,39 @@ func TestConfigSecretFromFile(t *testing.T) {
 	}
 }
 
+// TestConfigCredentialsFromFiles reads the settings docker-compose.yml
+// passes as files: the NATS password and both S3 keys, next to a NATS user.
+func TestConfigCredentialsFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	env := validEnv()
+	env["MAILGATE_NATS_URL"] = "nats://nats-1:4222"
+	env["MAILGATE_NATS_USER"] = "mailgate"
+	env["MAILGATE_S3_ENDPOINT"] = "minio:9000"
+	env["MAILGATE_S3_BUCKET"] = "invoices"
+	for name, content := range map[string]string{"NATS_PASSWORD": "nats-pw\n", "S3_ACCESS_KEY": "minio-user\n", "S3_SECRET_KEY": "minio-pw"} {
+		file := dir + "/" + name
+		if err := writeFile(file, content); err != nil {
+			t.Fatal(err)
+		}
+		env["MAILGATE_"+name+"_FILE"] = file
+	}
+	cfg, err := load(t, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("valid config refused: %v", err)
+	}
+	if cfg.NATSUser != "mailgate" || cfg.NATSPassword != "nats-pw" || cfg.S3AccessKey != "minio-user" || cfg.S3SecretKey != "minio-pw" {
+		t.Errorf("credentials from files: user %q password %q access key %q secret key %q", cfg.NATSUser, cfg.NATSPassword, cfg.S3AccessKey, cfg.S3SecretKey)
+	}
+
+	env["MAILGATE_NATS_PASSWORD_FILE"] = dir + "/missing"
+	if _, err := load(t, env); err == nil || !strings.Contains(err.Error(), "MAILGATE_NATS_PASSWORD_FILE") {
+		t.Errorf("unreadable password file: err = %v", err)
+	}
+}
+
 func TestConfigInvalid(t *testing.T) {
 	tests := []struct {
 		name string
@@ -95,6 +128,11 @@ func TestConfigInvalid(t *testing.T) {
 		{"plain http graph", map[string]string{"MAILGATE_GRAPH_URL": "http://graph.example.com/v1.0"}, []string{"MAILGATE_GRAPH_URL"}},
 		{"replicas on embedded", map[string]string{"MAILGATE_NATS_REPLICAS": "3"}, []string{"MAILGATE_NATS_REPLICAS=3: the embedded server is a single node"}},
 		{"creds without url", map[string]string{"MAILGATE_NATS_CREDS": "/x.creds"}, []string{"only apply to an external server"}},
+		{"nats user without url", map[string]string{"MAILGATE_NATS_USER": "mailgate", "MAILGATE_NATS_PASSWORD": "pw"}, []string{"MAILGATE_NATS_USER/MAILGATE_NATS_PASSWORD: only apply to an external server"}},
+		{"nats user without password", map[string]string{"MAILGATE_NATS_URL": "nats://n1:4222", "MAILGATE_NATS_USER": "mailgate"}, []string{"set both or neither"}},
+		{"nats password without user", map[string]string{"MAILGATE_NATS_URL": "nats://n1:4222", "MAILGATE_NATS_PASSWORD": "pw"}, []string{"set both or neither"}},
+		{"nats user and creds", map[string]string{"MAILGATE_NATS_URL": "nats://n1:4222", "MAILGATE_NATS_USER": "mailgate", "MAILGATE_NATS_PASSWORD": "pw", "MAILGATE_NATS_CREDS": "/x.creds"},
+			[]string{"MAILGATE_NATS_USER and MAILGATE_NATS_CREDS: set one way"}},
 		{"sso half configured", map[string]string{"MAILGATE_OIDC_ISSUER": "https://login.example.com/t/v2.0", "MAILGATE_OIDC_CLIENT_ID": "x"},
 			[]string{"MAILGATE_OIDC_CLIENT_SECRET: required with MAILGATE_OIDC_ISSUER", "MAILGATE_OIDC_CUSTOMER: required with MAILGATE_OIDC_ISSUER"}},
 		{"two problems at once", map[string]string{"MAILGATE_ROLE": "x", "MAILGATE_LOG_LEVEL": "loud"},

@@ -33,6 +33,10 @@ type controlRequest struct {
 	ClientSecret    string    `json:"clientSecret,omitempty"`
 	SecretExpiresAt time.Time `json:"secretExpiresAt,omitempty"`
 	Mailbox         string    `json:"mailbox,omitempty"`
+	// The wizard's existing-mail and after-import choices (add-app); nil
+	// takes the wizard's defaults.
+	Backfill    *connector.Backfill    `json:"backfill,omitempty"`
+	PostProcess *connector.PostProcess `json:"postProcess,omitempty"`
 }
 
 type controlResult struct {
@@ -108,6 +112,17 @@ func startControl(ctx context.Context, nc *nats.Conn, w *Wiring, log *slog.Logge
 			if err := connector.ValidCustomer(req.Customer); err != nil {
 				return controlResult{}, err
 			}
+			backfill := connector.Backfill{Mode: connector.BackfillNew}
+			if req.Backfill != nil {
+				backfill = *req.Backfill
+			}
+			post := connector.PostProcess{Action: connector.PostMove, Folder: "Archiviert"}
+			if req.PostProcess != nil {
+				post = *req.PostProcess
+			}
+			if err := errors.Join(backfill.Validate(time.Now()), post.Validate()); err != nil {
+				return controlResult{}, err
+			}
 			sealed, err := w.Sealer.Seal([]byte(req.ClientSecret))
 			if err != nil {
 				return controlResult{}, err
@@ -122,8 +137,8 @@ func startControl(ctx context.Context, nc *nats.Conn, w *Wiring, log *slog.Logge
 				ClientID:        req.ClientID,
 				ClientSecret:    sealed,
 				SecretExpiresAt: req.SecretExpiresAt,
-				PostProcess:     connector.PostProcess{Action: connector.PostMove, Folder: "Archiviert"},
-				Backfill:        connector.Backfill{Mode: connector.BackfillNew},
+				PostProcess:     post,
+				Backfill:        backfill,
 				CreatedBy:       req.Actor,
 				UpdatedBy:       req.Actor,
 			})

@@ -39,6 +39,9 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		return configError(e, err)
 	}
 	cfg.Demo = true
+	if cfg.MetricsAddr == "" {
+		cfg.MetricsAddr = "127.0.0.1:0" // its own listener, shown in the banner
+	}
 
 	sim := graphtest.NewUnstartedServer()
 	simLn, err := net.Listen("tcp", *simAddr)
@@ -69,7 +72,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	// random port.
 	seed := &demoSeed{sim: sim, cfg: &m.Config}
 	m.BeforeServe = seed.seed
-	m.Ready = func(_, natsURL string) { seed.banner(e, simURL, natsURL) }
+	m.Ready = func(_, natsURL string) { seed.banner(e, simURL, natsURL, m.MetricsAddr()) }
 	errc := make(chan error, 1)
 	go func() { errc <- deliverSamples(ctx, sim, *mailEvery, logger) }()
 	err = m.Run(ctx)
@@ -137,7 +140,7 @@ func (d *demoSeed) seed(ctx context.Context, w *Wiring) error {
 	return nil
 }
 
-func (d *demoSeed) banner(e *env, simURL, natsURL string) {
+func (d *demoSeed) banner(e *env, simURL, natsURL, metricsAddr string) {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "\nmailgate demo is running. Open the portal and connect the sample invoice mailbox.\n\n")
 	fmt.Fprintf(tw, "  Portal:\t%s\n", d.cfg.PublicURL)
@@ -148,8 +151,11 @@ func (d *demoSeed) banner(e *env, simURL, natsURL string) {
 	fmt.Fprintf(tw, "  Mailbox:\t%s   (new sample mails keep arriving)\n", graphtest.DefaultMailbox)
 	fmt.Fprintf(tw, "  DMS API key:\t%s   (shown once)\n", d.apiKey)
 	fmt.Fprintf(tw, "  Redeem the code:\twith the button on the code page, or as a DMS would:\n")
-	fmt.Fprintf(tw, "  \tcurl -H 'Authorization: Bearer %s' -d '{\"code\":\"CODE\"}' %s/api/v1/connections/redeem\n", d.apiKey, d.cfg.PublicURL)
+	fmt.Fprintf(tw, "  \tcurl -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"code\":\"CODE\"}' %s/api/v1/connections/redeem\n", d.apiKey, d.cfg.PublicURL)
 	fmt.Fprintf(tw, "  Watch events:\tmailgate archive tail --since 1h --nats-url %s\n", natsURL)
+	if metricsAddr != "" {
+		fmt.Fprintf(tw, "  Metrics:\thttp://%s/metrics   (not on the portal's listener)\n", metricsAddr)
+	}
 	fmt.Fprintf(tw, "  Archive:\t%s\n\n", filepath.Join(d.cfg.DataDir, "archive"))
 	tw.Flush()
 }

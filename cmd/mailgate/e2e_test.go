@@ -220,11 +220,12 @@ func (b *browser) get(path string) string {
 }
 
 var (
-	portalRE = regexp.MustCompile(`Portal:\s+(\S+)`)
-	demoRE   = regexp.MustCompile(`Log in as:\s+demo / (\S+)`)
-	apiKeyRE = regexp.MustCompile(`DMS API key:\s+(\S+)`)
-	natsRE   = regexp.MustCompile(`Watch events:.*--nats-url (\S+)`)
-	codeRE   = regexp.MustCompile(`data-code="([^"]+)"`)
+	portalRE  = regexp.MustCompile(`Portal:\s+(\S+)`)
+	demoRE    = regexp.MustCompile(`Log in as:\s+demo / (\S+)`)
+	apiKeyRE  = regexp.MustCompile(`DMS API key:\s+(\S+)`)
+	natsRE    = regexp.MustCompile(`Watch events:.*--nats-url (\S+)`)
+	metricsRE = regexp.MustCompile(`Metrics:\s+http://(\S+)/metrics`)
+	codeRE    = regexp.MustCompile(`data-code="([^"]+)"`)
 )
 
 // connectMailbox logs in as the demo user, runs the connect wizard through
@@ -326,6 +327,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	password := p.waitFor(t, demoRE, time.Second)
 	apiKey := p.waitFor(t, apiKeyRE, time.Second)
 	natsURL := p.waitFor(t, natsRE, time.Second)
+	metricsBase := "http://" + p.waitFor(t, metricsRE, time.Second)
 
 	code := connectMailbox(t, base, password)
 	res := redeem(t, base, apiKey, code)
@@ -391,7 +393,15 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 
 	// An operator's view: the metrics the README names, and the CLI.
-	checkReadmeMetrics(t, base)
+	checkReadmeMetrics(t, metricsBase)
+	if resp, err := http.Get(base + "/metrics"); err != nil {
+		t.Error(err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("/metrics on the portal's listener: %s, want 404", resp.Status)
+		}
+	}
 	env := []string{"MAILGATE_NATS_URL=" + natsURL, "MAILGATE_DATA_DIR=" + dataDir}
 	out := runCLI(t, bin, env, "connections", "list")
 	if !strings.Contains(out, graphtest.DefaultMailbox) || !strings.Contains(out, "active") {

@@ -26,11 +26,14 @@ Usage:
   mailgate sim [--addr 127.0.0.1:9090]                  the Microsoft 365 simulator alone
   mailgate users add NAME --customer C [--group G]... | list | remove NAME
   mailgate apikeys create --customer C [--name N] | list | revoke ID
+  mailgate tenants list | bind TENANT_ID --customer C | unbind TENANT_ID
   mailgate webhooks add --customer C --url URL [--type T]... | list | show ID | deliveries ID | redeliver ID EVENT | remove ID
   mailgate connections list | show ID | redeem CODE --customer C | test ID | pause ID | resume ID | delete ID
   mailgate connections add-app --customer C --tenant T --client-id ID --client-secret-file F|- --mailbox ADDRESS
+                              [--backfill new|since|all] [--since YYYY-MM-DD] [--post move|mark_read|category|none] [--folder F] [--category C]
   mailgate archive tail [--customer C] [--since TIME|--seq N] | get ID [-o FILE]
   mailgate bench
+  mailgate healthcheck [URL]                            exit 0 when URL (default: /readyz of MAILGATE_HTTP_ADDR) answers 200
   mailgate version
 
 Every flag also reads MAILGATE_<NAME> from the environment (--data-dir ↔ MAILGATE_DATA_DIR).
@@ -70,10 +73,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		"sim":         cmdSim,
 		"users":       cmdUsers,
 		"apikeys":     cmdAPIKeys,
+		"tenants":     cmdTenants,
 		"webhooks":    cmdWebhooks,
 		"connections": cmdConnections,
 		"archive":     cmdArchive,
 		"bench":       cmdBench,
+		"healthcheck": cmdHealthcheck,
 		"version":     cmdVersion,
 	}
 	switch args[0] {

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -26,6 +24,7 @@ import (
 	"github.com/mailgate/mailgate/cmd/mailgate/samples"
 	"github.com/mailgate/mailgate/connector"
 	"github.com/mailgate/mailgate/connector/graphtest"
+	"github.com/mailgate/mailgate/internal/natscluster"
 )
 
 // infra is what an importer process runs against in the reliability tests:
@@ -291,73 +290,6 @@ func TestImporterSurvivesSIGKILL(t *testing.T) {
 	}
 }
 
-// startCluster runs a 3-node NATS JetStream cluster on loopback, as in
-// docker-compose.yml, and returns its client URLs.
-func startCluster(t *testing.T) string {
-	t.Helper()
-	ports := freePorts(t, 3)
-	var routes []*url.URL
-	for _, p := range ports {
-		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
-	}
-	var urls []string
-	var servers []*server.Server
-	for i, p := range ports {
-		opts := &server.Options{
-			ServerName: fmt.Sprintf("nats-%d", i+1),
-			Host:       "127.0.0.1",
-			Port:       -1,
-			JetStream:  true,
-			StoreDir:   t.TempDir(),
-			Cluster:    server.ClusterOpts{Name: "mailgate", Host: "127.0.0.1", Port: p},
-			Routes:     routes,
-			NoLog:      true,
-			NoSigs:     true,
-		}
-		srv, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go srv.Start()
-		t.Cleanup(srv.Shutdown)
-		servers = append(servers, srv)
-	}
-	for _, srv := range servers {
-		if !srv.ReadyForConnections(20 * time.Second) {
-			t.Fatal("nats cluster node not ready")
-		}
-		urls = append(urls, srv.ClientURL())
-	}
-	// Wait until a replicated stream can be made: a meta leader alone is not
-	// enough while the other peers are still reported offline.
-	nc, err := nats.Connect(strings.Join(urls, ","))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PROBE", Subjects: []string{"probe.>"}, Replicas: 3})
-		if err == nil {
-			err = js.DeleteStream(ctx, "PROBE")
-		}
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the NATS cluster cannot place a replicated stream: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond) // the cluster has no "all peers joined" notification
-	}
-	return strings.Join(urls, ",")
-}
-
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
 	var ports []int
@@ -382,7 +314,7 @@ func freePorts(t *testing.T, n int) []int {
 // document exactly once, and the portal serves the DMS API meanwhile.
 func TestClusterTopology(t *testing.T) {
 	bin := mailgateBinary(t)
-	in := newInfra(t, startCluster(t))
+	in := newInfra(t, natscluster.Start(t, 3).URL())
 	in.replicas = 3
 	const perMailbox = 150
 	mailboxes := []string{graphtest.DefaultMailbox}

@@ -67,7 +67,13 @@ type Main struct {
 	// BeforeServe, if set, runs after state is reachable and before the
 	// roles start; `mailgate demo` seeds its sample user there.
 	BeforeServe func(ctx context.Context, w *Wiring) error
+
+	metricsAddr string // where /metrics listens, once it does
 }
+
+// MetricsAddr is the address /metrics listens on ("" when not served);
+// valid once Ready is called.
+func (m *Main) MetricsAddr() string { return m.metricsAddr }
 
 // Wiring is what Run builds: the packages joined together.
 type Wiring struct {
@@ -84,6 +90,7 @@ type Wiring struct {
 	Importer    *importer.Importer
 	Portal      *portal.Server
 	Registry    *prometheus.Registry
+	SpoolDir    string // importer role only
 	Webhooks    *webhook.Service
 }
 
@@ -155,24 +162,18 @@ func (m *Main) Run(ctx context.Context) error {
 		if w.Portal != nil {
 			handler = w.Portal.Handler()
 		}
-		hs := &http.Server{
-			Handler:           handler,
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		}
-		g.Go(func() error {
-			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("http: %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-gctx.Done()
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 15*time.Second)
-			defer cancel()
-			return hs.Shutdown(sctx)
-		})
+		serveHTTP(gctx, g, ln, newHTTPServer(handler, defaultHTTPTimeouts, log), "http")
 		log.Info("http listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "role", cfg.Role)
+	}
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics: listen %s: %w", cfg.MetricsAddr, err)
+		}
+		defer mln.Close()
+		m.metricsAddr = mln.Addr().String()
+		serveHTTP(gctx, g, mln, newHTTPServer(metricsHandler(w.Registry), defaultHTTPTimeouts, log), "metrics")
+		log.Info("metrics listening", "addr", m.metricsAddr)
 	}
 	if m.Ready != nil {
 		m.Ready(ln.Addr().String(), natsURL)
@@ -278,10 +279,19 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 	if w.Store, err = openStore(ctx, cfg); err != nil {
 		return nil, err
 	}
-	w.Registry.MustRegister(newReadinessCollector(func(ctx context.Context) error { return ready(ctx, nc, w.Store) }, cfg.PollInterval))
+	w.Registry.MustRegister(newReadinessCollector(w.ready, cfg.PollInterval))
 	mailboxes := graphMailboxes{graph: w.Graph, tokens: w.Tokens}
 
 	if cfg.Role != "portal" {
+		// Attachments above the in-memory limit are spooled here: a
+		// directory that cannot be written would fail every large one.
+		w.SpoolDir = filepath.Join(cfg.DataDir, "spool")
+		if err := os.MkdirAll(w.SpoolDir, 0o700); err != nil {
+			return nil, fmt.Errorf("spool dir: %w", err)
+		}
+		if err := archive.CheckDir(w.SpoolDir); err != nil {
+			return nil, fmt.Errorf("spool dir %s: %w", w.SpoolDir, err)
+		}
 		w.Importer, err = importer.New(ctx, js, importer.Deps{
 			Connections: w.Connections,
 			Mailboxes:   mailboxes,
@@ -291,7 +301,9 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 			Replica:      cfg.Replica,
 			Replicas:     cfg.NATSReplicas,
 			PollInterval: cfg.PollInterval,
-			SpoolDir:     filepath.Join(cfg.DataDir, "spool"),
+			Workers:      cfg.Workers,
+			Policy:       importer.PolicyConfig{RetryFor: cfg.RetryFor},
+			SpoolDir:     w.SpoolDir,
 			Logger:       log,
 			Registerer:   w.Registry,
 		})
@@ -321,6 +333,7 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 		w.Portal, err = portal.New(ctx, js, portal.Deps{
 			Identity:    w.Identity,
 			Connections: w.Connections,
+			Tenants:     w.Connections,
 			Codes:       w.Codes,
 			Sealer:      w.Sealer,
 			Tester:      tester{mailboxes: mailboxes},
@@ -331,13 +344,13 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 		}, portal.Config{
 			PublicURL:      cfg.PublicURL,
 			ConnectGroup:   cfg.ConnectGroup,
+			IdentityOrigin: cfg.LoginURL,
 			OIDC:           oidc,
 			DemoRedeem:     cfg.Demo,
 			TrustedProxies: cfg.TrustedProxies,
 			Logger:         log,
 			Registerer:     w.Registry,
-			Gatherer:       w.Registry,
-			Ready:          func(ctx context.Context) error { return ready(ctx, nc, w.Store) },
+			Ready:          func(ctx context.Context) error { return w.ready(ctx) },
 		})
 		if err != nil {
 			return nil, err
@@ -351,14 +364,58 @@ func opsHandler(w *Wiring) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { fmt.Fprintln(rw, "ok") })
 	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
-		if err := ready(r.Context(), w.NC, w.Store); err != nil {
+		if err := w.ready(r.Context()); err != nil {
 			http.Error(rw, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(rw, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(w.Registry, promhttp.HandlerOpts{}))
 	return mux
+}
+
+// metricsHandler serves /metrics alone, for MAILGATE_METRICS_ADDR.
+func metricsHandler(g prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// httpTimeouts bound how long a client may hold a connection: a body that
+// never finishes is cut off after Read, an idle keep-alive after Idle.
+type httpTimeouts struct {
+	ReadHeader, Read, Write, Idle time.Duration
+}
+
+// defaultHTTPTimeouts: Write covers the slowest answer, a connection test
+// against Microsoft at redeem.
+var defaultHTTPTimeouts = httpTimeouts{ReadHeader: 10 * time.Second, Read: 30 * time.Second, Write: 90 * time.Second, Idle: 2 * time.Minute}
+
+func newHTTPServer(h http.Handler, t httpTimeouts, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.ReadHeader,
+		ReadTimeout:       t.Read,
+		WriteTimeout:      t.Write,
+		IdleTimeout:       t.Idle,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// serveHTTP serves hs on ln in g and shuts it down when ctx ends.
+func serveHTTP(ctx context.Context, g *errgroup.Group, ln net.Listener, hs *http.Server, name string) {
+	g.Go(func() error {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	})
 }
 
 func openStore(ctx context.Context, cfg *Config) (archive.Store, error) {
@@ -374,17 +431,29 @@ func openStore(ctx context.Context, cfg *Config) (archive.Store, error) {
 	})
 }
 
-// ready reports whether NATS and the document store are reachable.
-func ready(ctx context.Context, nc *nats.Conn, st archive.Store) error {
-	if s := nc.Status(); s != nats.CONNECTED {
-		return fmt.Errorf("nats: %s", s)
+// ready reports whether NATS, the document store and the spool can be
+// used: what the operator must fix, each problem on its own line.
+func (w *Wiring) ready(ctx context.Context) error {
+	var errs []error
+	if s := w.NC.Status(); s != nats.CONNECTED {
+		errs = append(errs, fmt.Errorf("nats: %s", s))
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if err := st.Ping(ctx); err != nil {
-		return fmt.Errorf("storage: %w", err)
+	if err := w.Store.Ping(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("storage: %w", err))
 	}
-	return nil
+	if w.SpoolDir != "" {
+		if err := archive.CheckDir(w.SpoolDir); err != nil {
+			errs = append(errs, fmt.Errorf("spool: %w", err))
+		}
+	}
+	if w.Importer != nil {
+		if err := w.Importer.Fault(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // keepTokensAlive refreshes idle delegated tokens twice a day: Microsoft

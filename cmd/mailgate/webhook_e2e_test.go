@@ -110,6 +110,7 @@ func TestWebhooksThroughBinary(t *testing.T) {
 	password := p.waitFor(t, demoRE, time.Second)
 	apiKey := p.waitFor(t, apiKeyRE, time.Second)
 	natsURL := p.waitFor(t, natsRE, time.Second)
+	metricsBase := "http://" + p.waitFor(t, metricsRE, time.Second)
 	env := []string{"MAILGATE_NATS_URL=" + natsURL, "MAILGATE_DATA_DIR=" + dataDir}
 	otherKey := strings.TrimSpace(runCLI(t, bin, env, "apikeys", "create", "--customer", "other", "--name", "other dms"))
 
@@ -238,7 +239,7 @@ func TestWebhooksThroughBinary(t *testing.T) {
 	if status, body := api.call("POST", base+"/api/v1/webhooks/"+id+"/deliveries/"+log.Deliveries[0].EventID+"/redeliver", apiKey, ""); status != 200 {
 		t.Errorf("redeliver: %d %s", status, body)
 	}
-	resp, err := http.Get(base + "/metrics")
+	resp, err := http.Get(metricsBase + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +276,7 @@ func TestWebhooksThroughBinary(t *testing.T) {
 	}
 	// The serving process follows the removal: no consumer, no series.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) { // another process' watch; nothing to await here
-		resp, err := http.Get(base + "/metrics")
+		resp, err := http.Get(metricsBase + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -126,3 +126,27 @@ func toMessage(gm models.Messageable) connector.Message {
 	}
 	return msg
 }
+
+// Message reads one message by its id (…/messages/{id}), with the same
+// properties a delta page carries. With immutable ids a message keeps its
+// id when a person moves it, so a mail parked for a retry is found
+// wherever it went; a deleted one is a *connector.Error of Kind NotFound.
+func (m *Mailbox) Message(ctx context.Context, messageID string) (connector.Message, error) {
+	op := m.op("message")
+	ctx, cancel, err := m.begin(ctx, op)
+	defer cancel()
+	if err != nil {
+		return connector.Message{}, err
+	}
+	gm, err := m.user().Messages().ByMessageId(messageID).Get(ctx, &users.ItemMessagesMessageItemRequestBuilderGetRequestConfiguration{
+		Headers:         m.headers(0),
+		QueryParameters: &users.ItemMessagesMessageItemRequestBuilderGetQueryParameters{Select: messageFields},
+	})
+	if err != nil {
+		return connector.Message{}, classify(op, err)
+	}
+	if gm == nil {
+		return connector.Message{}, connector.E(op, connector.Transient, errors.New("empty message response"))
+	}
+	return toMessage(gm), nil
+}

@@ -62,6 +62,10 @@ type faultJSON struct {
 	Truncate       bool    `json:"truncate"`
 	Malformed      bool    `json:"malformed"`
 	DuplicateDelta bool    `json:"duplicateDelta"`
+	AADSTS         int     `json:"aadsts"`
+	Suberror       string  `json:"suberror"`
+	Description    string  `json:"description"`
+	Grant          string  `json:"grant"`
 }
 
 func controlError(w http.ResponseWriter, status int, code, msg string) {
@@ -113,7 +117,8 @@ func (s *Server) serveControl(c *call, segs []string) {
 		}
 		s.Inject(Fault{Method: f.Method, PathContains: f.PathContains, Status: f.Status, Code: f.Code, Count: f.Count,
 			RetryAfter: time.Duration(f.RetryAfter * float64(time.Second)), Delay: time.Duration(f.Delay * float64(time.Second)),
-			Truncate: f.Truncate, Malformed: f.Malformed, DuplicateDelta: f.DuplicateDelta})
+			Truncate: f.Truncate, Malformed: f.Malformed, DuplicateDelta: f.DuplicateDelta,
+			AADSTS: f.AADSTS, Suberror: f.Suberror, Description: f.Description, Grant: f.Grant})
 		w.WriteHeader(http.StatusNoContent)
 	case route == "faults" && r.Method == http.MethodDelete:
 		s.ClearFaults()

@@ -34,10 +34,16 @@
 // POST throttle, POST mailboxes/{address}/messages (deliver; attachment
 // content base64), GET mailboxes/{address}/messages,
 // POST mailboxes/{address}/messages/{id}/move, POST
-// mailboxes/{address}/reset-delta, POST users/{upn}/revoke.
+// mailboxes/{address}/reset-delta, POST users/{upn}/revoke. A fault with
+// "aadsts" (and optionally "suberror", "description", "code", "grant")
+// makes the token endpoint refuse with any AADSTS code, for example
+// {"pathContains":"/oauth2/v2.0/token","grant":"refresh_token","aadsts":70043,"suberror":"token_expired"}.
 //
 // Errors use the shapes the real services use: Graph's
 // {"error":{"code","message","innerError"}} and the identity platform's
 // {"error","error_description","error_codes","timestamp","trace_id",
-// "correlation_id","error_uri"} with AADSTS codes.
+// "correlation_id","error_uri"} with AADSTS codes (and "suberror" where the
+// answer has one). The authorize endpoint refuses a request that combines
+// login_hint with prompt=select_account: Microsoft's documentation says to
+// send one or the other.
 package graphtest

@@ -40,6 +40,14 @@ func clientRequestID(r *http.Request, fallback string) string {
 
 // aadError writes the identity platform's error JSON.
 func aadError(w http.ResponseWriter, status int, code string, aadsts int, description string) {
+	aadErrorSub(w, status, code, aadsts, "", description)
+}
+
+// aadErrorSub writes the identity platform's error JSON as Microsoft
+// documents it: error, error_description "AADSTSnnnnn: …" followed by the
+// trace and correlation ids and the timestamp, error_codes, timestamp,
+// trace_id, correlation_id, error_uri, and suberror when there is one.
+func aadErrorSub(w http.ResponseWriter, status int, code string, aadsts int, suberror, description string) {
 	trace, corr := newGUID(), newGUID()
 	ts := time.Now().UTC().Format("2006-01-02 15:04:05Z")
 	desc := fmt.Sprintf("AADSTS%d: %s\r\nTrace ID: %s\r\nCorrelation ID: %s\r\nTimestamp: %s", aadsts, description, trace, corr, ts)
@@ -47,7 +55,7 @@ func aadError(w http.ResponseWriter, status int, code string, aadsts int, descri
 	w.Header().Set("Cache-Control", "no-store, no-cache")
 	w.Header().Set("x-ms-request-id", trace)
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{
+	body := map[string]any{
 		"error":             code,
 		"error_description": desc,
 		"error_codes":       []int{aadsts},
@@ -55,7 +63,11 @@ func aadError(w http.ResponseWriter, status int, code string, aadsts int, descri
 		"trace_id":          trace,
 		"correlation_id":    corr,
 		"error_uri":         "https://login.microsoftonline.com/error?code=" + strconv.Itoa(aadsts),
-	})
+	}
+	if suberror != "" {
+		body["suberror"] = suberror
+	}
+	_ = json.NewEncoder(w).Encode(body)
 }
 
 // tokenErr is an identity platform error to be written by aadError.

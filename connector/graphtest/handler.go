@@ -208,6 +208,7 @@ func splitPath(raw string) []string {
 
 // matchFault finds the first fault for the request and uses one of its hits.
 func (s *Server) matchFault(r *http.Request) *Fault {
+	grant := tokenGrant(r) // read before the lock: it reads the body
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, f := range s.faults {
@@ -215,6 +216,9 @@ func (s *Server) matchFault(r *http.Request) *Fault {
 			continue
 		}
 		if f.PathContains != "" && !strings.Contains(r.URL.Path, f.PathContains) && !strings.Contains(r.URL.RequestURI(), f.PathContains) {
+			continue
+		}
+		if f.Grant != "" && f.Grant != grant {
 			continue
 		}
 		hit := *f
@@ -227,6 +231,18 @@ func (s *Server) matchFault(r *http.Request) *Fault {
 		return &hit
 	}
 	return nil
+}
+
+// tokenGrant is the grant_type of a token request, or "". The parsed form
+// stays on r for the token endpoint.
+func tokenGrant(r *http.Request) string {
+	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/oauth2/v2.0/token") {
+		return ""
+	}
+	if err := r.ParseForm(); err != nil {
+		return ""
+	}
+	return r.PostForm.Get("grant_type")
 }
 
 // applyFault applies an injected fault. It reports whether the request is
@@ -252,6 +268,9 @@ func (s *Server) applyFault(c *call) (answered bool, finish func()) {
 			return true, nil
 		}
 	}
+	if f.Status == 0 && f.AADSTS != 0 && !c.graph {
+		f.Status = http.StatusBadRequest
+	}
 	if f.Status != 0 {
 		if f.RetryAfter > 0 {
 			c.w.Header().Set("Retry-After", retryAfterSeconds(f.RetryAfter))
@@ -262,6 +281,9 @@ func (s *Server) applyFault(c *call) (answered bool, finish func()) {
 				code = f.Code
 			}
 			graphError(c.w, c.r, f.Status, code, msg)
+		} else if f.AADSTS != 0 {
+			desc := firstNonEmpty(f.Description, "The request was refused. Send a new interactive authorization request for this user and resource.")
+			aadErrorSub(c.w, f.Status, firstNonEmpty(f.Code, "invalid_grant"), f.AADSTS, f.Suberror, desc)
 		} else {
 			aadError(c.w, f.Status, firstNonEmpty(f.Code, "temporarily_unavailable"), 90033, "A transient error has occurred. Please try again.")
 		}

@@ -10,12 +10,16 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 )
 
 const (
+	// globalAdministratorRole is the Global Administrator role's template id.
+	globalAdministratorRole = "62e90394-69f5-4237-9190-012177145e10"
+
 	codeLifetime       = 10 * time.Minute
 	refreshInactivity  = 90 * 24 * time.Hour
 	groupsOverageLimit = 200
@@ -380,6 +384,14 @@ func (s *Server) authorize(c *call, tenantSeg string, admin bool) {
 		return
 	}
 	p.scopes = scopes
+	if form.Get("login_hint") != "" && slices.Contains(strings.Fields(form.Get("prompt")), "select_account") {
+		// Microsoft's documentation: send login_hint or
+		// prompt=select_account, not both; the service refuses conflicting
+		// hints on its error page (AADSTS90005 is its answer to sid with
+		// login_hint, and the one the simulator gives for this pair).
+		s.errorPage(c, 90005, "Unable to complete request. The request was invalid since login_hint and prompt=select_account cannot be used together.")
+		return
+	}
 	if form.Get("prompt") == "none" {
 		// The simulator keeps no browser session, so silent sign-in always fails.
 		redirectError(c, redirect, state, "login_required", 50058, "A silent sign-in request was sent but no user is signed in.")
@@ -436,7 +448,10 @@ func (s *Server) authorize(c *call, tenantSeg string, admin bool) {
 	for _, sc := range scopes {
 		covered = covered && (oidcScopes[sc] || containsFold(app.Scopes, sc))
 	}
-	if ut.UserConsentDisabled && !covered {
+	// An administrator may always consent for themselves, so their
+	// sign-in works where user consent is disabled (as Microsoft Entra
+	// offers admins the consent prompt instead of "Need admin approval").
+	if ut.UserConsentDisabled && !covered && !u.Admin {
 		s.mu.Unlock()
 		redirectError(c, redirect, state, "consent_required", 65001, fmt.Sprintf("The user or administrator has not consented to use the application with ID '%s' named '%s'. Send an interactive authorization request for this user and resource.", app.ClientID, app.DisplayName))
 		return
@@ -741,6 +756,12 @@ func (s *Server) idToken(c *call, app *App, u *user, tid, nonce string, now time
 				ids = append(ids, g.ID)
 			}
 			claims["groups"] = ids
+		}
+		// With directory roles in the app's group claims (All or
+		// DirectoryRole), Entra emits the active roles' template ids as
+		// wids; an admin here is a Global Administrator.
+		if u.Admin {
+			claims["wids"] = []string{globalAdministratorRole}
 		}
 	}
 	return s.signJWT(claims)

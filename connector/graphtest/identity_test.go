@@ -129,6 +129,10 @@ func TestAuthorizeRequests(t *testing.T) {
 		{name: "user from another tenant", tenant: DefaultTenantID, q: pk, user: "bob@strict.example", accept: true, wantErr: "AADSTS50020"},
 		{name: "unknown tenant", tenant: "nowhere.example", q: pk, user: DefaultUser, wantErr: "AADSTS90002"},
 		{name: "prompt none", tenant: "organizations", q: with(map[string]string{"prompt": "none"}), user: DefaultUser, wantQuery: "login_required", wantDesc: "AADSTS50058"},
+		{name: "login_hint alone", tenant: "organizations", q: with(map[string]string{"login_hint": DefaultUser}), user: DefaultUser, accept: true},
+		{name: "select_account alone", tenant: "organizations", q: with(map[string]string{"prompt": "select_account"}), user: DefaultUser, accept: true},
+		{name: "login_hint with select_account", tenant: "organizations", q: with(map[string]string{"login_hint": DefaultUser, "prompt": "select_account"}),
+			user: DefaultUser, accept: true, wantErr: "AADSTS90005"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -394,4 +398,89 @@ func TestAdminConsent(t *testing.T) {
 		t.Errorf("after consent: %d %s", a.status, a.body)
 	}
 	_ = http.StatusOK
+}
+
+// TestTokenFaultAADSTS makes the token endpoint refuse refresh tokens with
+// an AADSTS code of the test's choosing, in the body Microsoft documents,
+// through the Go API and the /_sim/ control API.
+func TestTokenFaultAADSTS(t *testing.T) {
+	s := NewServer()
+	defer s.Close()
+	_, rt := userToken(t, s, DefaultUser)
+	refresh := url.Values{"grant_type": {"refresh_token"}, "client_id": {DefaultClientID}, "client_secret": {DefaultClientSecret}, "refresh_token": {rt}}
+
+	s.Inject(Fault{PathContains: "/oauth2/v2.0/token", Grant: "refresh_token", AADSTS: 99999, Suberror: "token_expired", Count: 1})
+	// Another grant passes the fault by.
+	appToken(t, s, DefaultClientID, DefaultClientSecret)
+	st, body := tokenCall(t, s, "organizations", refresh)
+	wantTokenError(t, st, body, http.StatusBadRequest, "invalid_grant", 99999)
+	if body["suberror"] != "token_expired" {
+		t.Errorf("suberror = %v, want token_expired", body["suberror"])
+	}
+	// Count 1: the refresh token itself was not spent by the refusal.
+	if st, body := tokenCall(t, s, "organizations", refresh); st != http.StatusOK {
+		t.Fatalf("after the fault: %d %v", st, body)
+	}
+
+	// The same through the control API, with the OAuth error and status
+	// of an expired secret.
+	resp, err := http.Post(s.URL+"/_sim/faults", "application/json", jsonBody(map[string]any{
+		"pathContains": "/oauth2/v2.0/token", "grant": "client_credentials", "status": 401, "code": "invalid_client",
+		"aadsts": 7000222, "description": "The provided client secret keys for app are expired.",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	st, body = tokenCall(t, s, DefaultTenantID, url.Values{
+		"grant_type": {"client_credentials"}, "client_id": {DefaultClientID}, "client_secret": {DefaultClientSecret},
+		"scope": {"https://graph.microsoft.com/.default"},
+	})
+	wantTokenError(t, st, body, http.StatusUnauthorized, "invalid_client", 7000222)
+	if _, ok := body["suberror"]; ok {
+		t.Errorf("suberror sent though none was asked for: %v", body["suberror"])
+	}
+	if d, _ := body["error_description"].(string); !strings.HasPrefix(d, "AADSTS7000222: The provided client secret keys for app are expired.\r\n") {
+		t.Errorf("error_description %q", d)
+	}
+	if n := s.Counters().Requests["token"][http.StatusUnauthorized]; n != 1 {
+		t.Errorf("counters show %d token answers 401, want 1", n)
+	}
+}
+
+// TestAdminSignIn: an administrator's id_token carries the Global
+// Administrator role in wids, a member's none; and an administrator may
+// sign in where user consent is disabled (Entra offers admins the consent
+// prompt), a member may not.
+func TestAdminSignIn(t *testing.T) {
+	s := NewServer()
+	defer s.Close()
+	for user, admin := range map[string]bool{DefaultUser: true, DefaultOtherUser: false} {
+		code, verifier := signIn(t, s, user)
+		status, body := redeem(t, s, code, verifier)
+		if status != 200 {
+			t.Fatalf("%s: %d %v", user, status, body)
+		}
+		claims := jwtClaims(t, body["id_token"].(string))
+		wids, _ := claims["wids"].([]any)
+		if got := len(wids) == 1 && wids[0] == globalAdministratorRole; got != admin {
+			t.Errorf("%s: wids %v, admin %v", user, claims["wids"], admin)
+		}
+	}
+
+	const strict = "22222222-3333-4444-8555-666666666666"
+	s.AddTenant(Tenant{ID: strict, Domain: "strict.example", DisplayName: "Strict", UserConsentDisabled: true})
+	s.AddUser(User{UPN: "bob@strict.example", Password: DefaultPassword, TenantID: strict})
+	s.AddUser(User{UPN: "root@strict.example", Password: DefaultPassword, TenantID: strict, Admin: true})
+	_, challenge := pkcePair()
+	q := map[string]string{"code_challenge": challenge, "code_challenge_method": "S256", "scope": "openid profile email"}
+	for user, ok := range map[string]bool{"root@strict.example": true, "bob@strict.example": false} {
+		u, err := Authorize(t.Context(), nil, authorizeURL(s, strict, q), user, DefaultPassword, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := u.Query().Get("code") != ""; got != ok {
+			t.Errorf("%s signing in where user consent is disabled: %s", user, u)
+		}
+	}
 }

@@ -77,7 +77,7 @@ type App struct {
 	TenantID     string   // home tenant; apps are multi-tenant
 	RedirectURIs []string // exact matches; loopback redirects match on any port
 	RequirePKCE  bool     // authorize refuses requests without an S256 code_challenge
-	GroupClaims  bool     // id_tokens carry the groups claim
+	GroupClaims  bool     // id_tokens carry the groups claim and, for admins, wids (groupMembershipClaims "All")
 	// Roles are the application permissions granted with admin consent
 	// (Mail.ReadWrite, User.Read.All if empty).
 	Roles []string
@@ -151,6 +151,19 @@ type Fault struct {
 	// DuplicateDelta repeats the first message of a delta page at the end of
 	// the page, as the real service sometimes does.
 	DuplicateDelta bool
+	// AADSTS makes an identity platform answer (Status, default 400) carry
+	// this AADSTS code, known to Microsoft's error reference or not, in the
+	// platform's documented error body: Code as the OAuth error (default
+	// invalid_grant), error_description "AADSTS<n>: <Description>" with trace
+	// and correlation ids, error_codes, Suberror when set, trace_id,
+	// correlation_id and timestamp. Without it an identity answer is a
+	// transient AADSTS90033.
+	AADSTS      int
+	Suberror    string
+	Description string
+	// Grant limits the fault to token requests of this grant_type
+	// ("refresh_token", "client_credentials", "authorization_code").
+	Grant string
 }
 
 // Server is the simulator. Its methods are safe for concurrent use.

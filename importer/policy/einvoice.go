@@ -1,12 +1,17 @@
 package policy
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/xml"
-	"errors"
 	"io"
 	"regexp"
 	"strings"
+
+	"golang.org/x/text/encoding/htmlindex"
+	"golang.org/x/text/encoding/unicode"
+
+	"github.com/mailgate/mailgate/archive"
 )
 
 // E-invoice syntaxes.
@@ -15,104 +20,122 @@ const (
 	SyntaxCII = "CII"
 )
 
-// Root element namespaces of the e-invoice syntaxes (EN 16931).
+// Root element namespaces of the e-invoice syntaxes (EN 16931), and of
+// ZUGFeRD 1.0's CrossIndustryDocument, the CII forerunner that ZUGFeRD 1.0
+// PDFs embed.
 const (
 	nsUBLInvoice    = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 	nsUBLCreditNote = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
 	nsCII           = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
+	nsZUGFeRD1      = "urn:ferd:CrossIndustryDocument:invoice:1p0"
 )
 
-// maxEInvoiceTokens bounds how far DetectEInvoice reads looking for the
-// profile; both syntaxes state it within the first few elements.
-const maxEInvoiceTokens = 4096
+// maxInvoiceXML bounds how much of an XML invoice is read for its data.
+// Invoices with attachments inside (base64 in UBL) reach a few MiB; the
+// totals come last, so a larger file keeps what was read until the bound.
+const maxInvoiceXML = 32 << 20
 
 // EInvoice is what DetectEInvoice found.
 type EInvoice struct {
 	Syntax  string // SyntaxUBL or SyntaxCII
 	Profile string // e.g. "XRECHNUNG 3.0", "EN 16931", "BASIC WL"; "" when not stated
 	Raw     string // the specification identifier as written
+	// Data is the invoice's own data; never nil for a detected invoice.
+	Data *archive.Invoice
 }
 
 // DetectEInvoice reports whether r holds an XML e-invoice: a UBL Invoice or
-// CreditNote, or a CII CrossIndustryInvoice, told apart by the root
-// element's name and namespace, never by file name. The profile comes from
-// cbc:CustomizationID (UBL) or
-// ExchangedDocumentContext/GuidelineSpecifiedDocumentContextParameter/ID
-// (CII). It reads only as far as it needs. The decoder resolves no external
-// entities.
+// CreditNote, a CII CrossIndustryInvoice or a ZUGFeRD 1.0
+// CrossIndustryDocument, told apart by the root element's name and
+// namespace (any prefix), never by file name. The XML may start with a
+// byte order mark, be UTF-16 or any encoding its declaration names, and
+// carry comments or processing instructions before the root. For an
+// invoice it reads the whole document (up to maxInvoiceXML) and fills
+// Data; for anything else it stops at the root element. The decoder
+// resolves no external entities. A broken document yields what was read
+// before the break.
 func DetectEInvoice(r io.Reader) (EInvoice, bool) {
-	d := xml.NewDecoder(skipBOM(r))
-	d.CharsetReader = func(_ string, in io.Reader) (io.Reader, error) {
-		return in, nil // element names are ASCII in every encoding we meet
-	}
-	var (
-		inv   EInvoice
-		stack []string
-	)
-	for i := 0; i < maxEInvoiceTokens; i++ {
+	inv, _, ok := parseEInvoice(r)
+	return inv, ok
+}
+
+// parseEInvoice is DetectEInvoice that also returns the root element's
+// name ("" when the input is not XML), for the skip detail of XML that is
+// no invoice.
+func parseEInvoice(r io.Reader) (EInvoice, xml.Name, bool) {
+	d := xml.NewDecoder(xmlText(io.LimitReader(r, maxInvoiceXML)))
+	d.CharsetReader = charsetReader
+	var w *invoiceWalker
+	for {
 		tok, err := d.Token()
 		if err != nil {
 			break
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if len(stack) == 0 {
-				switch {
-				case (t.Name.Local == "Invoice" && t.Name.Space == nsUBLInvoice) ||
-					(t.Name.Local == "CreditNote" && t.Name.Space == nsUBLCreditNote):
-					inv.Syntax = SyntaxUBL
-				case t.Name.Local == "CrossIndustryInvoice" && t.Name.Space == nsCII:
-					inv.Syntax = SyntaxCII
-				default:
-					return EInvoice{}, false
-				}
+		if w == nil {
+			se, ok := tok.(xml.StartElement)
+			if !ok {
+				continue // prolog, comments, whitespace
 			}
-			stack = append(stack, t.Name.Local)
-			if isProfileElement(inv.Syntax, stack) {
-				var s string
-				if err := d.DecodeElement(&s, &t); err != nil {
-					return inv, true
-				}
-				inv.Raw = strings.TrimSpace(s)
-				inv.Profile = ProfileName(inv.Raw)
-				return inv, true
+			syntax := rootSyntax(se.Name)
+			if syntax == "" {
+				return EInvoice{}, se.Name, false
 			}
-			if len(stack) == 2 && passedProfile(inv.Syntax, t.Name.Local) {
-				return inv, true
-			}
-		case xml.EndElement:
-			if len(stack) > 0 {
-				stack = stack[:len(stack)-1]
-			}
-			if len(stack) == 0 {
-				return inv, inv.Syntax != ""
-			}
+			w = newInvoiceWalker(syntax)
+			continue
+		}
+		if !w.token(tok) {
+			break
 		}
 	}
-	return inv, inv.Syntax != ""
+	if w == nil {
+		return EInvoice{}, xml.Name{}, false
+	}
+	return w.result(), xml.Name{}, true
 }
 
-func isProfileElement(syntax string, stack []string) bool {
-	switch syntax {
-	case SyntaxUBL:
-		return len(stack) == 2 && stack[1] == "CustomizationID"
-	case SyntaxCII:
-		return len(stack) == 4 && stack[1] == "ExchangedDocumentContext" &&
-			stack[2] == "GuidelineSpecifiedDocumentContextParameter" && stack[3] == "ID"
+func rootSyntax(n xml.Name) string {
+	switch {
+	case n.Local == "Invoice" && n.Space == nsUBLInvoice, n.Local == "CreditNote" && n.Space == nsUBLCreditNote:
+		return SyntaxUBL
+	case n.Local == "CrossIndustryInvoice" && n.Space == nsCII, n.Local == "CrossIndustryDocument" && n.Space == nsZUGFeRD1:
+		return SyntaxCII
 	}
-	return false
+	return ""
 }
 
-// passedProfile reports whether a top-level element shows that the
-// document states no profile where the schema puts it.
-func passedProfile(syntax, local string) bool {
-	switch syntax {
-	case SyntaxUBL:
-		return local == "ID" || local == "IssueDate" || local == "AccountingSupplierParty"
-	case SyntaxCII:
-		return local == "ExchangedDocument" || local == "SupplyChainTradeTransaction"
+// xmlText turns r into what encoding/xml reads: a UTF-8 byte order mark
+// dropped, UTF-16 (with a byte order mark or recognised by its first
+// character '<') decoded to UTF-8.
+func xmlText(r io.Reader) io.Reader {
+	br := bufio.NewReader(r)
+	head, _ := br.Peek(4)
+	switch {
+	case bytes.HasPrefix(head, utf8BOM):
+		_, _ = br.Discard(len(utf8BOM))
+		return br
+	case bytes.HasPrefix(head, []byte{0xFF, 0xFE}), bytes.HasPrefix(head, []byte{0xFE, 0xFF}):
+		return unicode.UTF16(unicode.LittleEndian, unicode.ExpectBOM).NewDecoder().Reader(br)
+	case bytes.HasPrefix(head, []byte{'<', 0}):
+		return unicode.UTF16(unicode.LittleEndian, unicode.IgnoreBOM).NewDecoder().Reader(br)
+	case bytes.HasPrefix(head, []byte{0, '<'}):
+		return unicode.UTF16(unicode.BigEndian, unicode.IgnoreBOM).NewDecoder().Reader(br)
 	}
-	return false
+	return br
+}
+
+// charsetReader decodes the encodings an XML declaration may name. UTF-16
+// was decoded by xmlText already; an unknown label is read as it is, which
+// keeps the (ASCII) element names readable.
+func charsetReader(label string, in io.Reader) (io.Reader, error) {
+	l := strings.ToLower(strings.TrimSpace(label))
+	if strings.HasPrefix(l, "utf-16") || strings.HasPrefix(l, "utf16") || l == "utf-8" || l == "utf8" {
+		return in, nil
+	}
+	enc, err := htmlindex.Get(l)
+	if err != nil {
+		return in, nil
+	}
+	return enc.NewDecoder().Reader(in), nil
 }
 
 var xrechnungVersion = regexp.MustCompile(`xrechnung_(\d+(?:\.\d+)?)`)
@@ -139,6 +162,8 @@ func ProfileName(id string) string {
 		return "BASIC"
 	case strings.Contains(l, ":minimum"):
 		return "MINIMUM"
+	case strings.Contains(l, ":comfort"): // ZUGFeRD 1.0
+		return "COMFORT"
 	case strings.Contains(l, "en16931"):
 		return "EN 16931"
 	}
@@ -149,17 +174,3 @@ func ProfileName(id string) string {
 }
 
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
-
-// skipBOM drops a UTF-8 byte order mark, which encoding/xml rejects.
-func skipBOM(r io.Reader) io.Reader {
-	head := make([]byte, 3)
-	n, err := io.ReadFull(r, head)
-	head = head[:n]
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return bytes.NewReader(head)
-	}
-	if bytes.Equal(head, utf8BOM) {
-		return r
-	}
-	return io.MultiReader(bytes.NewReader(head), r)
-}

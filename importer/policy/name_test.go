@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 	"unicode"
@@ -111,7 +112,8 @@ func TestProfileName(t *testing.T) {
 }
 
 func FuzzDetectEInvoice(f *testing.F) {
-	for _, s := range []string{ublXML, ublCreditNoteXML, ciiXML, facturXXML, "<a/>", "", "\xEF\xBB\xBF<x"} {
+	for _, s := range []string{ublXML, ublCreditNoteXML, ciiXML, facturXXML, "<a/>", "", "\xEF\xBB\xBF<x",
+		xrechnungUBL, zugferd1Invoice, ciiInvoice("1", "urn:factur-x.eu:1p0:minimum"), string(utf16LE(ublXML, true))} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -124,6 +126,15 @@ func FuzzDetectEInvoice(f *testing.F) {
 		}
 		if !utf8.ValidString(inv.Profile) || len(inv.Profile) > 100 {
 			t.Fatalf("profile %q", inv.Profile)
+		}
+		if ok != (inv.Data != nil) {
+			t.Fatalf("ok=%v with data %v", ok, inv.Data)
+		}
+		if ok {
+			b, _ := json.Marshal(inv.Data)
+			if !utf8.Valid(b) || len(inv.Data.Number) > 1024 || len(inv.Data.Seller.Name) > 1024 {
+				t.Fatalf("data %s", b)
+			}
 		}
 	})
 }

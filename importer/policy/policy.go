@@ -1,11 +1,18 @@
 package policy
 
 import (
+	"bytes"
+	"encoding/xml"
 	"fmt"
+	"image"
+	_ "image/gif" // image sizes of signature images
+	_ "image/jpeg"
+	_ "image/png"
 	"io"
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/gabriel-vasile/mimetype"
 
@@ -27,20 +34,35 @@ type Config struct {
 	AllowTypes []string
 	// SaveEML archives attached mails (item attachments) as .eml files.
 	SaveEML bool
+	// PDFMaxSize and PDFTimeout bound the reading of a PDF's embedded
+	// files (default DefaultPDFMaxSize, DefaultPDFTimeout); a PDF over
+	// either is archived as a plain PDF.
+	PDFMaxSize int64
+	PDFTimeout time.Duration
 }
 
 // Policy classifies attachments. It is safe for concurrent use.
 type Policy struct {
-	minImage int64
-	allow    []string
-	saveEML  bool
+	minImage   int64
+	allow      []string
+	saveEML    bool
+	pdfMaxSize int64
+	pdfTimeout time.Duration
+	pdfSlots   chan struct{} // running PDF readers
 }
 
 // New returns a policy for cfg with defaults filled in.
 func New(cfg Config) *Policy {
-	p := &Policy{minImage: cfg.MinImageSize, saveEML: cfg.SaveEML}
+	p := &Policy{minImage: cfg.MinImageSize, saveEML: cfg.SaveEML,
+		pdfMaxSize: cfg.PDFMaxSize, pdfTimeout: cfg.PDFTimeout, pdfSlots: make(chan struct{}, pdfReaders)}
 	if p.minImage <= 0 {
 		p.minImage = DefaultMinImageSize
+	}
+	if p.pdfMaxSize <= 0 {
+		p.pdfMaxSize = DefaultPDFMaxSize
+	}
+	if p.pdfTimeout <= 0 {
+		p.pdfTimeout = DefaultPDFTimeout
 	}
 	for _, t := range cfg.AllowTypes {
 		p.allow = append(p.allow, strings.ToLower(strings.TrimSpace(t)))
@@ -56,8 +78,11 @@ type Decision struct {
 	Ext         string // file extension for the sniffed type, without dot
 	Syntax      string // SyntaxUBL or SyntaxCII for e-invoices
 	Profile     string // e-invoice profile when cheap to tell
-	Reason      string // archive.Reason*; set when !Import
-	Detail      string // the reason in plain words
+	// Invoice is the e-invoice's own data (kinds xrechnung and zugferd),
+	// nil when the embedded XML could not be read.
+	Invoice *archive.Invoice
+	Reason  string // archive.Reason*; set when !Import
+	Detail  string // the reason in plain words
 }
 
 func skip(reason, detail string) Decision { return Decision{Reason: reason, Detail: detail} }
@@ -68,12 +93,10 @@ func (p *Policy) Precheck(a connector.Attachment) (d Decision, ok bool) {
 	switch a.Type {
 	case connector.ReferenceAttachment:
 		return skip(archive.ReasonReference, "the attachment is a link to a cloud file, not a file"), true
-	case connector.ItemAttachment:
-		if !p.saveEML {
-			return skip(archive.ReasonItemAttachment, "the attachment is an attached mail; saving mails as .eml is off"), true
-		}
-		return Decision{}, false
 	}
+	// An attached mail (item attachment) is fetched too: the importer
+	// takes its files (UnpackMessage) before Classify decides on the
+	// mail itself.
 	return Decision{}, false
 }
 
@@ -88,6 +111,9 @@ func (p *Policy) Classify(a connector.Attachment, bodyHTML string, size int64, r
 		return skip(archive.ReasonEmpty, "the attachment has no content"), nil
 	}
 	if a.Type == connector.ItemAttachment {
+		if !p.saveEML {
+			return skip(archive.ReasonItemAttachment, "the attachment is an attached mail; saving mails as .eml is off"), nil
+		}
 		return Decision{Import: true, Kind: archive.KindEML, ContentType: "message/rfc822", Ext: "eml"}, nil
 	}
 	if _, err := rs.Seek(0, io.SeekStart); err != nil {
@@ -100,20 +126,40 @@ func (p *Policy) Classify(a connector.Attachment, bodyHTML string, size int64, r
 	ct := baseType(mt.String())
 	ext := strings.TrimPrefix(mt.Extension(), ".")
 	switch {
+	case ct == "application/pkcs7-mime" || ct == "application/pkcs7-signature":
+		return Decision{ContentType: ct, Ext: ext, Reason: archive.ReasonTypeNotAllowed,
+			Detail: "an S/MIME container (smime.p7m) that could not be opened: the mail is encrypted, or the signature carries no content"}, nil
+	case archives[ct]:
+		return Decision{ContentType: ct, Ext: ext, Reason: archive.ReasonArchive,
+			Detail: fmt.Sprintf("the file is an archive (%s); archives are not unpacked", ct)}, nil
 	case isExecutable(mt):
 		return Decision{ContentType: ct, Ext: ext, Reason: archive.ReasonDisguised,
-			Detail: fmt.Sprintf("the file is an executable or archive (%s), whatever its name says", ct)}, nil
+			Detail: fmt.Sprintf("the file is an executable (%s), whatever its name says", ct)}, nil
 	case ct == "application/pdf":
-		return p.classifyPDF(rs)
+		return p.classifyPDF(rs, size)
 	case isImage(ct):
-		return p.classifyImage(a, bodyHTML, size, ct, ext), nil
-	case isXMLOrText(mt):
+		return p.classifyImage(a, bodyHTML, size, ct, ext, rs), nil
+	case isXMLOrText(mt) || mt.Is("application/octet-stream"):
 		if _, err := rs.Seek(0, io.SeekStart); err != nil {
 			return Decision{}, fmt.Errorf("policy: seek: %w", err)
 		}
-		if inv, ok := DetectEInvoice(rs); ok {
+		inv, root, ok := EInvoice{}, xml.Name{}, false
+		if looksLikeXML(rs) {
+			if _, err := rs.Seek(0, io.SeekStart); err != nil {
+				return Decision{}, fmt.Errorf("policy: seek: %w", err)
+			}
+			inv, root, ok = parseEInvoice(rs)
+		}
+		if ok {
 			return Decision{Import: true, Kind: archive.KindXRechnung, ContentType: "application/xml", Ext: "xml",
-				Syntax: inv.Syntax, Profile: inv.Profile}, nil
+				Syntax: inv.Syntax, Profile: inv.Profile, Invoice: inv.Data}, nil
+		}
+		if root.Local != "" && !p.allowed(mt) {
+			// XML that is no EN 16931 invoice (FatturaPA, an order, any
+			// other XML) is a file like any other: archived only when
+			// its type is allowed.
+			return Decision{ContentType: ct, Ext: ext, Reason: archive.ReasonTypeNotAllowed,
+				Detail: fmt.Sprintf("the XML file is not an EN 16931 e-invoice (UBL or CII) but %s; XML files are not archived", xmlRootName(root))}, nil
 		}
 	}
 	if p.allowed(mt) {
@@ -126,7 +172,7 @@ func (p *Policy) Classify(a connector.Attachment, bodyHTML string, size int64, r
 		Detail: fmt.Sprintf("files of type %s are not archived", ct)}, nil
 }
 
-func (p *Policy) classifyPDF(rs io.ReadSeeker) (Decision, error) {
+func (p *Policy) classifyPDF(rs io.ReadSeeker, size int64) (Decision, error) {
 	d := Decision{Import: true, Kind: archive.KindPDF, ContentType: "application/pdf", Ext: "pdf"}
 	if _, err := rs.Seek(0, io.SeekStart); err != nil {
 		return Decision{}, fmt.Errorf("policy: seek: %w", err)
@@ -138,8 +184,8 @@ func (p *Policy) classifyPDF(rs io.ReadSeeker) (Decision, error) {
 	if !hint {
 		return d, nil
 	}
-	if inv, _, ok := embeddedInvoice(rs); ok {
-		d.Kind, d.Syntax, d.Profile = archive.KindZUGFeRD, inv.Syntax, inv.Profile
+	if inv, _, ok := p.embeddedInvoice(rs, size); ok {
+		d.Kind, d.Syntax, d.Profile, d.Invoice = archive.KindZUGFeRD, inv.Syntax, inv.Profile, inv.Data
 	}
 	return d, nil
 }
@@ -147,7 +193,7 @@ func (p *Policy) classifyPDF(rs io.ReadSeeker) (Decision, error) {
 // signatureName matches names mail programs give body images and logos.
 var signatureName = regexp.MustCompile(`(?i)^(image\d{3}|.*logo.*|.*signatur.*|.*banner.*|outlook-.*)\.(png|jpe?g|gif|bmp|webp)$`)
 
-func (p *Policy) classifyImage(a connector.Attachment, bodyHTML string, size int64, ct, ext string) Decision {
+func (p *Policy) classifyImage(a connector.Attachment, bodyHTML string, size int64, ct, ext string, rs io.ReadSeeker) Decision {
 	out := Decision{ContentType: ct, Ext: ext}
 	switch {
 	case referencedInline(a.ContentID, bodyHTML):
@@ -162,10 +208,46 @@ func (p *Policy) classifyImage(a connector.Attachment, bodyHTML string, size int
 	case size < p.minImage:
 		out.Reason = archive.ReasonTooSmall
 		out.Detail = fmt.Sprintf("the image has %d bytes, less than the %d bytes a scanned document has", size, p.minImage)
+	case signatureName.MatchString(a.Name):
+		// A plain-text reply keeps the signature's images as attachments
+		// with no body to show them in, and a detailed logo or banner is
+		// easily larger than a small scan: the picture's shape decides.
+		w, h, ok := imageSize(rs)
+		if ok && logoShaped(w, h) {
+			out.Reason = archive.ReasonSignatureLogo
+			out.Detail = fmt.Sprintf("an image of %dx%d pixels, the shape of a logo or banner, named like a signature image", w, h)
+			return out
+		}
+		return Decision{Import: true, Kind: archive.KindImage, ContentType: ct, Ext: ext}
 	default:
 		return Decision{Import: true, Kind: archive.KindImage, ContentType: ct, Ext: ext}
 	}
 	return out
+}
+
+// imageSize reads an image's dimensions from its header (PNG, JPEG, GIF).
+func imageSize(rs io.ReadSeeker) (w, h int, ok bool) {
+	if _, err := rs.Seek(0, io.SeekStart); err != nil {
+		return 0, 0, false
+	}
+	c, _, err := image.DecodeConfig(rs)
+	if err != nil {
+		return 0, 0, false
+	}
+	return c.Width, c.Height, true
+}
+
+// logoShaped reports whether a picture has the shape of a logo or banner
+// rather than of a photographed or scanned page: small on either side,
+// under a third of a megapixel, or far wider than high.
+func logoShaped(w, h int) bool {
+	switch {
+	case w <= 0 || h <= 0:
+		return false
+	case min(w, h) < 300, w*h < 300_000, w > 4*h:
+		return true
+	}
+	return false
 }
 
 // referencedInline reports whether the HTML body shows the attachment with
@@ -202,9 +284,47 @@ func isExecutable(mt *mimetype.MIME) bool {
 	return slices.ContainsFunc(executables, mt.Is)
 }
 
+// archives are container formats, by mimetype's canonical names:
+// refused with their own reason, so a sender learns to attach the files
+// themselves. Java and Android packages stay executables.
+var archives = map[string]bool{
+	"application/zip": true, "application/vnd.rar": true, "application/x-7z-compressed": true, "application/gzip": true,
+	"application/x-xz": true, "application/x-bzip2": true, "application/x-tar": true, "application/vnd.ms-cab-compressed": true,
+	"application/x-cpio": true, "application/x-xar": true, "application/zstd": true, "application/x-archive": true,
+}
+
+// looksLikeXML reports whether the content starts like XML: '<' after an
+// optional byte order mark and white space, in UTF-8 or UTF-16. Other
+// text is not handed to the XML decoder, which would read a large text
+// file to its end.
+func looksLikeXML(r io.Reader) bool {
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(r, head)
+	head = head[:n]
+	switch {
+	case bytes.HasPrefix(head, []byte{0xFF, 0xFE}), bytes.HasPrefix(head, []byte{0xFE, 0xFF}),
+		bytes.HasPrefix(head, []byte{'<', 0}), bytes.HasPrefix(head, []byte{0, '<'}):
+		return true
+	}
+	head = bytes.TrimPrefix(head, utf8BOM)
+	head = bytes.TrimLeft(head, " \t\r\n")
+	return len(head) > 0 && head[0] == '<'
+}
+
+// xmlRootName names an XML root element for a skip detail, with its
+// namespace when it has one.
+func xmlRootName(n xml.Name) string {
+	local := strings.ToValidUTF8(cutUTF8(n.Local, 60), "")
+	if n.Space == "" {
+		return "<" + local + ">"
+	}
+	return fmt.Sprintf("<%s> in %s", local, strings.ToValidUTF8(cutUTF8(n.Space, 100), ""))
+}
+
 func isImage(ct string) bool {
 	switch ct {
-	case "image/png", "image/jpeg", "image/tiff", "image/gif", "image/webp":
+	case "image/png", "image/jpeg", "image/tiff", "image/gif", "image/webp",
+		"image/heic", "image/heic-sequence", "image/heif", "image/heif-sequence": // iPhone photos
 		return true
 	}
 	return false

@@ -62,7 +62,7 @@ func TestClassify(t *testing.T) {
 		{"PE renamed .pdf", file("rechnung.pdf", "application/pdf"), "", pe, Config{},
 			Decision{ContentType: "application/vnd.microsoft.portable-executable", Ext: "exe", Reason: archive.ReasonDisguised}},
 		{"zip renamed .pdf", file("rechnung.pdf", "application/pdf"), "", []byte("PK\x03\x04\x14\x00\x00\x00\x08\x00" + string(make([]byte, 40))), Config{},
-			Decision{ContentType: "application/zip", Ext: "zip", Reason: archive.ReasonDisguised}},
+			Decision{ContentType: "application/zip", Ext: "zip", Reason: archive.ReasonArchive}},
 		{"plain text", file("notes.txt", "text/plain"), "", []byte("just some words\n"), Config{},
 			Decision{ContentType: "text/plain", Ext: "txt", Reason: archive.ReasonTypeNotAllowed}},
 		{"other xml", file("data.xml", "text/xml"), "", []byte(`<?xml version="1.0"?><order xmlns="urn:x"/>`), Config{},
@@ -90,6 +90,10 @@ func TestClassify(t *testing.T) {
 				}
 				got.Detail = ""
 			}
+			if isEInvoice := tt.want.Kind == archive.KindZUGFeRD || tt.want.Kind == archive.KindXRechnung; isEInvoice != (got.Invoice != nil) {
+				t.Errorf("Invoice = %+v for kind %s", got.Invoice, got.Kind)
+			}
+			got.Invoice = nil // the data is TestInvoiceData's
 			if got != tt.want {
 				t.Errorf("Classify =\n %+v\nwant\n %+v", got, tt.want)
 			}

@@ -1,0 +1,40 @@
+package importer
+
+import (
+	"path"
+	"strings"
+
+	"github.com/mailgate/mailgate/connector"
+)
+
+// Graph reports hasAttachments false for a mail whose attachments are all
+// inline, and some mail programs (Apple Mail among them) send a PDF
+// inline. An HTML mail that references inline parts (cid:) therefore has
+// its attachments listed all the same (one more Graph request for such a
+// mail), and its inline attachments other than body images are examined
+// like any other. When only body images are there, the mail is left
+// alone as before: no events, no ledger record, no post-processing. A
+// plain-text mail says nothing of inline parts and is not listed.
+
+// mayBeInlineOnly reports whether a mail without attachments may still
+// carry inline ones: its HTML body references content ids.
+func mayBeInlineOnly(m connector.Message) bool {
+	return !m.HasAttachments && strings.Contains(strings.ToLower(m.BodyHTML), "cid:")
+}
+
+// bodyImage reports whether an inline attachment declares itself an
+// image: part of the mail's body, not a document, in a mail that has no
+// real attachments.
+func bodyImage(a connector.Attachment) bool {
+	if !a.IsInline || a.Type != connector.FileAttachment {
+		return false
+	}
+	if strings.HasPrefix(strings.ToLower(strings.TrimSpace(a.ContentType)), "image/") {
+		return true
+	}
+	switch strings.ToLower(path.Ext(a.Name)) {
+	case ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".svg":
+		return true
+	}
+	return false
+}
