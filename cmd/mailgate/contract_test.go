@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +23,8 @@ import (
 	"github.com/mailgate/mailgate/archive"
 	"github.com/mailgate/mailgate/archive/archivetest"
 	"github.com/mailgate/mailgate/cmd/mailgate/samples"
+	"github.com/mailgate/mailgate/connector"
+	"github.com/mailgate/mailgate/importer/policy"
 )
 
 // openAPIClient is a DMS's HTTP client that validates every response of
@@ -182,7 +186,11 @@ func TestContractsThroughBinary(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // polling another process' publish
 	}
 	seen := map[string]int{}
+	invoices := 0
 	for _, ev := range raw {
+		if bytes.Contains(ev.Data, []byte(`"invoice":{`)) {
+			invoices++
+		}
 		name, err := contract.Validate(ev.Subject, ev.Header, ev.Data)
 		if err != nil {
 			t.Errorf("%v\n%s", err, ev.Data)
@@ -194,8 +202,79 @@ func TestContractsThroughBinary(t *testing.T) {
 			t.Errorf("no %s event in the stream: %v", want, seen)
 		}
 	}
+	// The samples' XRechnung and ZUGFeRD carry data.invoice, so its schema
+	// is held to real events too.
+	if invoices == 0 {
+		t.Error("no event with data.invoice")
+	}
 	if !strings.Contains(fmt.Sprint(string(raw[len(raw)-1].Data)), `"to":"deleted"`) {
 		t.Errorf("the last event is not the deletion: %s", raw[len(raw)-1].Data)
 	}
-	t.Logf("validated %d events %v and API operations %v", len(raw), seen, api.ops)
+	t.Logf("validated %d events %v (%d with data.invoice) and API operations %v", len(raw), seen, invoices, api.ops)
+}
+
+// TestRealEInvoicesFitAsyncAPI classifies every file of the shared
+// e-invoice corpus (../shared/einvoices from the repository's root) with
+// the importer's policy, publishes what an import would announce, invoice
+// data included, and validates each stored event against
+// archive/asyncapi.yaml.
+func TestRealEInvoicesFitAsyncAPI(t *testing.T) {
+	const corpus = "../../../shared/einvoices/files"
+	files, err := os.ReadDir(corpus)
+	if os.IsNotExist(err) {
+		t.Skipf("the shared e-invoice corpus is missing at %s", corpus)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	contract, err := archivetest.NewContract(archive.AsyncAPI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := archivetest.RunJetStream(t)
+	ctx := t.Context()
+	if _, err := archive.EnsureStream(ctx, js, archive.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	pub := archive.NewPublisher(js, "mailgate")
+	pol := policy.New(policy.Config{})
+	received := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	invoices := 0
+	for i, f := range files {
+		b, err := os.ReadFile(filepath.Join(corpus, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := connector.Attachment{Type: connector.FileAttachment, Name: f.Name(), ContentType: "application/octet-stream"}
+		d, err := pol.Classify(a, "", int64(len(b)), bytes.NewReader(b))
+		if err != nil || !d.Import {
+			continue
+		}
+		if d.Invoice != nil {
+			invoices++
+		}
+		sum := sha256hex(b)
+		imp := archive.Imported{Customer: "firma", Connection: "con-1", Mailbox: "rechnungen@firma.example",
+			Message:  archive.MessageInfo{InternetMessageID: fmt.Sprintf("<%d@lieferant.example>", i), From: "rechnung@lieferant.example", Subject: f.Name(), ReceivedAt: received},
+			Document: archive.DocumentInfo{Name: f.Name(), Size: int64(len(b)), SHA256: sum, ContentType: d.ContentType, DeclaredContentType: a.ContentType, Kind: d.Kind, Profile: d.Profile, Syntax: d.Syntax},
+			Object:   archive.ObjectRef{Bucket: "invoices", Key: archive.Key("firma", received, sum, "xml")},
+			Invoice:  d.Invoice,
+		}
+		if err := pub.Imported(ctx, fmt.Sprintf("doc-%d", i), imp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events, err := archivetest.ReadStream(ctx, js, archive.StreamName, "mailgate.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range events {
+		if _, err := contract.Validate(ev.Subject, ev.Header, ev.Data); err != nil {
+			t.Errorf("%v\n%s", err, ev.Data)
+		}
+	}
+	if invoices < 50 {
+		t.Errorf("only %d of %d corpus files gave invoice data", invoices, len(files))
+	}
+	t.Logf("%d events from %d corpus files validated, %d with data.invoice", len(events), len(files), invoices)
 }
