@@ -12,7 +12,7 @@ import (
 // TestImports keeps archive free of the packages built on top of it.
 func TestImports(t *testing.T) {
 	forbidden := []string{"connector", "importer", "portal", "cmd"}
-	for _, dir := range []string{".", "archivetest", "example/subscriber"} {
+	for _, dir := range []string{".", "archivetest", "example/subscriber", "webhook"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
 		if len(files) == 0 {
 			t.Fatalf("no Go files in %s", dir)

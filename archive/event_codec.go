@@ -71,6 +71,12 @@ func Decode(data []byte) (Event, error) {
 			return Event{}, fmt.Errorf("archive: decode event %s: %w", env.ID, err)
 		}
 		ev.Data, customer = d, d.Customer
+	case TypeWebhookDisabled:
+		d := new(WebhookDisabled)
+		if err := json.Unmarshal(raw, d); err != nil {
+			return Event{}, fmt.Errorf("archive: decode event %s: %w", env.ID, err)
+		}
+		ev.Data, customer = d, d.Customer
 	default:
 		return Event{}, fmt.Errorf("archive: decode event %s: unknown type %q", env.ID, env.Type)
 	}

@@ -86,9 +86,9 @@ func ValidCustomer(customer string) error {
 // typeSuffix maps an event type to its subject suffix, or "" when unknown.
 func typeSuffix(eventType string) string {
 	switch eventType {
-	case TypeImported, TypeSkipped, TypeConnectionChanged:
+	case TypeImported, TypeSkipped, TypeConnectionChanged, TypeWebhookDisabled:
 		return strings.TrimPrefix(eventType, subjectPrefix)
-	case "document.imported", "document.skipped", "connection.changed":
+	case "document.imported", "document.skipped", "connection.changed", "webhook.disabled":
 		return eventType
 	}
 	return ""

@@ -137,8 +137,8 @@ type Trigger interface {
 	Trigger(connectionID string)
 }
 
-// Deps are the collaborators of the portal. Statuses, Audit and Trigger may
-// be nil.
+// Deps are the collaborators of the portal. Statuses, Audit, Trigger and
+// Webhooks may be nil.
 type Deps struct {
 	Identity    Identity
 	Connections Connections
@@ -149,4 +149,5 @@ type Deps struct {
 	Statuses    Statuses
 	Audit       Audit
 	Trigger     Trigger
+	Webhooks    Webhooks // nil: no webhook API
 }

@@ -199,6 +199,8 @@ func (s *Server) routes() http.Handler {
 	web.HandleFunc("GET /connect", s.member(s.connectForm))
 	web.HandleFunc("POST /connect", s.member(s.connectStart))
 	web.HandleFunc("GET /connect/callback", s.member(s.connectCallback))
+	web.HandleFunc("GET /webhooks", s.member(s.listWebhooks))
+	web.HandleFunc("POST /webhooks/{id}/redeliver", s.member(s.redeliverWebhook))
 	if s.cfg.DemoRedeem {
 		web.HandleFunc("POST /demo/redeem", s.member(s.demoRedeem))
 	}
@@ -210,6 +212,14 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/connections/{id}", s.api(s.apiGet))
 	mux.HandleFunc("POST /api/v1/connections/{id}/test", s.api(s.apiTest))
 	mux.HandleFunc("DELETE /api/v1/connections/{id}", s.api(s.apiDelete))
+	mux.HandleFunc("GET /api/v1/openapi.json", s.openAPIDoc)
+	mux.HandleFunc("POST /api/v1/webhooks", s.webhooks(s.apiWebhookCreate))
+	mux.HandleFunc("GET /api/v1/webhooks", s.webhooks(s.apiWebhookList))
+	mux.HandleFunc("GET /api/v1/webhooks/{id}", s.webhooks(s.apiWebhookGet))
+	mux.HandleFunc("DELETE /api/v1/webhooks/{id}", s.webhooks(s.apiWebhookDelete))
+	mux.HandleFunc("POST /api/v1/webhooks/{id}/enable", s.webhooks(s.apiWebhookEnable))
+	mux.HandleFunc("GET /api/v1/webhooks/{id}/deliveries", s.webhooks(s.apiWebhookDeliveries))
+	mux.HandleFunc("POST /api/v1/webhooks/{id}/deliveries/{event}/redeliver", s.webhooks(s.apiWebhookRedeliver))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := apiAllow(r.URL.Path); allow != "" {
 			w.Header().Set("Allow", allow)

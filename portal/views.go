@@ -22,7 +22,7 @@ var staticFS embed.FS
 // broken template fails New, not a request.
 var viewNames = []string{
 	"login", "forbidden", "error", "message", "connections", "connection",
-	"connect", "code", "disconnect", "secret",
+	"connect", "code", "disconnect", "secret", "webhooks",
 }
 
 type views struct {
@@ -81,6 +81,7 @@ type page struct {
 	Refresh    int // seconds; 0 = no meta refresh
 	DemoRedeem bool
 	SSO        bool
+	Webhooks   bool // the webhook pages exist
 	Data       any
 	cat        map[string]string
 }
@@ -115,7 +116,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, view
 	p := page{
 		Lang: lang, OtherLang: other, Path: r.URL.Path, TitleKey: titleKey,
 		User: s.currentUser(r.Context()), Group: s.cfg.ConnectGroup, DemoRedeem: s.cfg.DemoRedeem,
-		SSO: s.sso != nil, Data: data, cat: catalogue[lang],
+		SSO: s.sso != nil, Webhooks: s.deps.Webhooks != nil, Data: data, cat: catalogue[lang],
 	}
 	p.CSRF = s.csrfToken(r.Context())
 	if p.User != nil {

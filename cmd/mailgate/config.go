@@ -63,6 +63,9 @@ type Config struct {
 	// listener (the metrics name customers and connections); empty: not
 	// served.
 	MetricsAddr string
+	// WebhookAllowPrivate lets webhooks use plain http and private or
+	// loopback addresses (development, closed networks).
+	WebhookAllowPrivate bool
 
 	// Demo is set by `mailgate demo`: the simulator stands in for Microsoft
 	// and missing secrets are generated.
@@ -163,6 +166,11 @@ func settings() []setting {
 			return err
 		}},
 		{name: "METRICS_ADDR", def: "", usage: "where /metrics is served (host:port), not on the portal's listener; empty = not served", set: str(func(c *Config) *string { return &c.MetricsAddr })},
+		{name: "WEBHOOK_ALLOW_PRIVATE", def: "false", usage: "allow webhook endpoints on plain http and private, loopback or link-local addresses", set: func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			c.WebhookAllowPrivate = b
+			return err
+		}},
 		{name: "LOG_LEVEL", def: "info", usage: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},
 	}
 }

@@ -27,6 +27,7 @@ Usage:
   mailgate users add NAME --customer C [--group G]... | list | remove NAME
   mailgate apikeys create --customer C [--name N] | list | revoke ID
   mailgate tenants list | bind TENANT_ID --customer C | unbind TENANT_ID
+  mailgate webhooks add --customer C --url URL [--type T]... | list | show ID | deliveries ID | redeliver ID EVENT | remove ID
   mailgate connections list | show ID | redeem CODE --customer C | test ID | pause ID | resume ID | delete ID
   mailgate connections add-app --customer C --tenant T --client-id ID --client-secret-file F|- --mailbox ADDRESS
                               [--backfill new|since|all] [--since YYYY-MM-DD] [--post move|mark_read|category|none] [--folder F] [--category C]
@@ -73,6 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		"users":       cmdUsers,
 		"apikeys":     cmdAPIKeys,
 		"tenants":     cmdTenants,
+		"webhooks":    cmdWebhooks,
 		"connections": cmdConnections,
 		"archive":     cmdArchive,
 		"bench":       cmdBench,

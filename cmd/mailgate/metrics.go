@@ -17,6 +17,9 @@ type connectionCollector struct {
 	now   func() time.Time
 
 	byState, tokenAge, secretExpiry *prometheus.Desc
+	// Timestamps, for alert rules that compare with time() and
+	// dashboards that show dates; one series per connection for its state.
+	state, tokenUsed, secretExpires *prometheus.Desc
 }
 
 func newConnectionCollector(store *connector.Store) *connectionCollector {
@@ -31,6 +34,15 @@ func newConnectionCollector(store *connector.Store) *connectionCollector {
 		secretExpiry: prometheus.NewDesc("mailgate_connection_secret_expiry_seconds",
 			"Time until an app-only connection's client secret expires (negative: expired).",
 			[]string{"connection", "customer"}, nil),
+		state: prometheus.NewDesc("mailgate_connection_state",
+			"1 for the state each connection is in (deleted ones are left out).",
+			[]string{"connection", "customer", "state"}, nil),
+		tokenUsed: prometheus.NewDesc("mailgate_connection_token_last_used_timestamp_seconds",
+			"When a delegated connection's refresh token was last used (Unix time); Microsoft expires it after 90 days without use.",
+			[]string{"connection", "customer"}, nil),
+		secretExpires: prometheus.NewDesc("mailgate_connection_secret_expiry_timestamp_seconds",
+			"When an app-only connection's client secret expires (Unix time).",
+			[]string{"connection", "customer"}, nil),
 	}
 }
 
@@ -38,6 +50,9 @@ func (c *connectionCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.byState
 	ch <- c.tokenAge
 	ch <- c.secretExpiry
+	ch <- c.state
+	ch <- c.tokenUsed
+	ch <- c.secretExpires
 }
 
 func (c *connectionCollector) Collect(ch chan<- prometheus.Metric) {
@@ -58,14 +73,19 @@ func (c *connectionCollector) Collect(ch chan<- prometheus.Metric) {
 		if conn.State == connector.StateDeleted {
 			continue
 		}
+		ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, 1, conn.ID, conn.Customer, string(conn.State))
 		if conn.Mode == connector.Delegated && !conn.TokenRefreshedAt.IsZero() {
 			ch <- prometheus.MustNewConstMetric(c.tokenAge, prometheus.GaugeValue, now.Sub(conn.TokenRefreshedAt).Seconds(), conn.ID, conn.Customer)
+			ch <- prometheus.MustNewConstMetric(c.tokenUsed, prometheus.GaugeValue, unixSeconds(conn.TokenRefreshedAt), conn.ID, conn.Customer)
 		}
 		if conn.Mode == connector.AppOnly && !conn.SecretExpiresAt.IsZero() {
 			ch <- prometheus.MustNewConstMetric(c.secretExpiry, prometheus.GaugeValue, conn.SecretExpiresAt.Sub(now).Seconds(), conn.ID, conn.Customer)
+			ch <- prometheus.MustNewConstMetric(c.secretExpires, prometheus.GaugeValue, unixSeconds(conn.SecretExpiresAt), conn.ID, conn.Customer)
 		}
 	}
 	for state, n := range counts {
 		ch <- prometheus.MustNewConstMetric(c.byState, prometheus.GaugeValue, float64(n), string(state))
 	}
 }
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }

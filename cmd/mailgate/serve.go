@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mailgate/mailgate/archive"
+	"github.com/mailgate/mailgate/archive/webhook"
 	"github.com/mailgate/mailgate/connector"
 	"github.com/mailgate/mailgate/connector/graph"
 	"github.com/mailgate/mailgate/importer"
@@ -90,6 +91,7 @@ type Wiring struct {
 	Portal      *portal.Server
 	Registry    *prometheus.Registry
 	SpoolDir    string // importer role only
+	Webhooks    *webhook.Service
 }
 
 // Run starts everything and blocks until ctx ends, then shuts down: the HTTP
@@ -143,6 +145,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	if w.Importer != nil {
+		g.Go(func() error { return w.Webhooks.Run(gctx) })
 		g.Go(func() error { return w.Importer.Run(gctx) })
 		g.Go(func() error { return keepTokensAlive(gctx, w.Tokens, log) })
 	}
@@ -263,6 +266,11 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 		return nil, err
 	}
 	w.Registry.MustRegister(newConnectionCollector(w.Connections))
+	if w.Webhooks, err = webhook.New(ctx, js, w.Sealer, w.Publisher, webhook.Config{
+		AllowPrivate: cfg.WebhookAllowPrivate, Replicas: cfg.NATSReplicas, Logger: log, Registerer: w.Registry,
+	}); err != nil {
+		return nil, err
+	}
 	w.Tokens = connector.NewTokens(w.Identity, w.Connections, w.Sealer, log)
 	// Secrets sealed before they were bound to their connection are bound
 	// now, so none stays movable to another connection.
@@ -278,6 +286,7 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 	if w.Store, err = openStore(ctx, cfg); err != nil {
 		return nil, err
 	}
+	w.Registry.MustRegister(newReadinessCollector(w.ready, cfg.PollInterval))
 	mailboxes := graphMailboxes{graph: w.Graph, tokens: w.Tokens}
 
 	if cfg.Role != "portal" {
@@ -338,6 +347,7 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 			Statuses:    statusAdapter{statuses},
 			Audit:       w.Publisher,
 			Trigger:     trigger,
+			Webhooks:    w.Webhooks,
 		}, portal.Config{
 			PublicURL:      cfg.PublicURL,
 			ConnectGroup:   cfg.ConnectGroup,
