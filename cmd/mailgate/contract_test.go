@@ -17,7 +17,6 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailgate/mailgate/archive"
@@ -130,7 +129,7 @@ func TestContractsThroughBinary(t *testing.T) {
 			}
 		}
 	}
-	events := collect(t, natsURL, 90*time.Second, func(evs []archive.Event) bool {
+	events := collect(t, natsURL, dataDir, 90*time.Second, func(evs []archive.Event) bool {
 		var docs, skips int
 		for _, e := range evs {
 			switch e.Type {
@@ -167,11 +166,7 @@ func TestContractsThroughBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := cliConnect(t, natsURL, dataDir) // the embedded server admits its own identities only
 	js, _ := jetstream.New(nc)
 	// The delete's connection.changed is published after the answer.
 	var raw []archivetest.RawEvent

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailgate/mailgate/archive"
@@ -147,7 +146,7 @@ func TestWebhooksThroughBinary(t *testing.T) {
 	for i := range 6 {
 		wantDocs += len(samples.Sample(i, time.Now()).Expect)
 	}
-	collect(t, natsURL, 90*time.Second, func(evs []archive.Event) bool {
+	collect(t, natsURL, dataDir, 90*time.Second, func(evs []archive.Event) bool {
 		n := 0
 		for _, e := range evs {
 			if e.Type != archive.TypeConnectionChanged {
@@ -172,11 +171,7 @@ func TestWebhooksThroughBinary(t *testing.T) {
 	dms.set(func(r *dmsReceiver) { r.down = false })
 	back := time.Now()
 
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := cliConnect(t, natsURL, dataDir) // the embedded server admits its own identities only
 	js, _ := jetstream.New(nc)
 	stored, err := archivetest.ReadStream(t.Context(), js, archive.StreamName, "mailgate.firma.>")
 	if err != nil {
