@@ -274,7 +274,9 @@ func (im *Importer) Trigger(connectionID string) {
 	}
 }
 
-// SyncNow runs one full pass over the connection now, taking its lease.
+// SyncNow runs one full pass over the connection now, taking its lease:
+// passes that yield (MaxPassPages, MaxPassTime) are followed by the next
+// at once, until the delta round is done, and their results are summed.
 // It fails with ErrLeased when another replica holds the lease and with
 // ErrNotImportable when the connection is paused, needs consent or deleted.
 func (im *Importer) SyncNow(ctx context.Context, connectionID string) (PassResult, error) {
@@ -286,8 +288,14 @@ func (im *Importer) SyncNow(ctx context.Context, connectionID string) (PassResul
 	case connector.StatePaused, connector.StateNeedsConsent, connector.StateDeleted:
 		return PassResult{}, fmt.Errorf("importer: sync %s: %w (%s)", connectionID, ErrNotImportable, c.State)
 	}
-	res, _, err := im.syncPass(ctx, c)
-	return res, err
+	var total PassResult
+	for {
+		res, _, err := im.syncPass(ctx, c)
+		total.add(res)
+		if err != nil || !res.Yielded {
+			return total, err
+		}
+	}
 }
 
 // Status returns the persisted status of a connection; a connection never

@@ -16,6 +16,17 @@ type PassResult struct {
 	Yielded  bool // the pass worked its share and is due again at once
 }
 
+// add sums r into p; Yielded tells whether the last pass yielded.
+func (p *PassResult) add(r PassResult) {
+	p.Messages += r.Messages
+	p.Imported += r.Imported
+	p.Skipped += r.Skipped
+	p.Failed += r.Failed
+	p.Pages += r.Pages
+	p.Duration += r.Duration
+	p.Yielded = r.Yielded
+}
+
 // Status is a connection's import status, persisted in KV "cursors" under
 // "status.<id>" for the portal and the CLI.
 type Status struct {
