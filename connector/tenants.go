@@ -49,16 +49,9 @@ func tenantKey(id string) string { return tenantPrefix + strings.ToLower(id) }
 // racing for one tenant exactly one wins.
 func (s *Store) BindTenant(ctx context.Context, tenantID, customer, by string) (TenantBinding, error) {
 	const op = "connector: bind tenant"
-	if err := ValidTenantID(tenantID); err != nil {
-		return TenantBinding{}, err
-	}
-	if err := ValidCustomer(customer); err != nil {
-		return TenantBinding{}, err
-	}
-	b := TenantBinding{TenantID: strings.ToLower(tenantID), Customer: customer, BoundBy: by, CreatedAt: s.now().UTC()}
-	data, err := json.Marshal(b)
+	b, data, err := s.newBinding(op, tenantID, customer, by)
 	if err != nil {
-		return TenantBinding{}, fmt.Errorf("%s: %w", op, err)
+		return TenantBinding{}, err
 	}
 	if _, err := s.kv.Create(ctx, tenantKey(tenantID), data); err != nil {
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
@@ -77,6 +70,23 @@ func (s *Store) BindTenant(ctx context.Context, tenantID, customer, by string) (
 		return have, nil
 	}
 	return b, nil
+}
+
+// newBinding checks the tenant and the customer and returns their binding,
+// encoded.
+func (s *Store) newBinding(op, tenantID, customer, by string) (TenantBinding, []byte, error) {
+	if err := ValidTenantID(tenantID); err != nil {
+		return TenantBinding{}, nil, err
+	}
+	if err := ValidCustomer(customer); err != nil {
+		return TenantBinding{}, nil, err
+	}
+	b := TenantBinding{TenantID: strings.ToLower(tenantID), Customer: customer, BoundBy: by, CreatedAt: s.now().UTC()}
+	data, err := json.Marshal(b)
+	if err != nil {
+		return TenantBinding{}, nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return b, data, nil
 }
 
 // TenantOwner returns the binding of tenantID; ok is false when it is not
@@ -104,16 +114,9 @@ func (s *Store) TenantOwner(ctx context.Context, tenantID string) (TenantBinding
 // the operator's CLI calls it.
 func (s *Store) RebindTenant(ctx context.Context, tenantID, customer, by string) (TenantBinding, error) {
 	const op = "connector: rebind tenant"
-	if err := ValidTenantID(tenantID); err != nil {
-		return TenantBinding{}, err
-	}
-	if err := ValidCustomer(customer); err != nil {
-		return TenantBinding{}, err
-	}
-	b := TenantBinding{TenantID: strings.ToLower(tenantID), Customer: customer, BoundBy: by, CreatedAt: s.now().UTC()}
-	data, err := json.Marshal(b)
+	b, data, err := s.newBinding(op, tenantID, customer, by)
 	if err != nil {
-		return TenantBinding{}, fmt.Errorf("%s: %w", op, err)
+		return TenantBinding{}, err
 	}
 	if _, err := s.kv.Put(ctx, tenantKey(tenantID), data); err != nil {
 		return TenantBinding{}, fmt.Errorf("%s %s: %w", op, tenantID, err)

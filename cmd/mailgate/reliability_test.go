@@ -166,38 +166,32 @@ func (in *infra) deliverInvoices(t *testing.T, mailbox string, n int) {
 // events returns the stream's document events in order.
 func (in *infra) events(t *testing.T) []archive.Event {
 	t.Helper()
+	return streamEvents(t, in.js, "mailgate.*.document.>")
+}
+
+// streamEvents returns the events of the MAILGATE stream on subjects
+// matching filter, decoded, in order; none before a process created the
+// stream.
+func streamEvents(t *testing.T, js jetstream.JetStream, filter string) []archive.Event {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	stream, err := in.js.Stream(ctx, "MAILGATE")
+	raw, err := archivetest.ReadStream(ctx, js, archive.StreamName, filter)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil // no process has started yet
+		return nil
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mailgate.*.document.>"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var events []archive.Event
-	for {
-		batch, err := cons.FetchNoWait(500)
+	events := make([]archive.Event, 0, len(raw))
+	for _, r := range raw {
+		ev, err := archive.Decode(r.Data)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("undecodable event on %s: %v", r.Subject, err)
 		}
-		n := 0
-		for msg := range batch.Messages() {
-			n++
-			ev, err := archive.Decode(msg.Data())
-			if err != nil {
-				t.Fatalf("undecodable event: %v", err)
-			}
-			events = append(events, ev)
-		}
-		if n == 0 {
-			return events
-		}
+		events = append(events, ev)
 	}
+	return events
 }
 
 // tally counts the stream's document events: imported ones, their distinct

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"html"
 	"net/http"
@@ -160,40 +159,13 @@ func newDirInfra(t *testing.T) *infra {
 // on the stream, in order.
 func connectionChanges(t *testing.T, js jetstream.JetStream, id string) []archive.ConnectionChanged {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	stream, err := js.Stream(ctx, "MAILGATE")
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mailgate.*.connection.changed"}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []archive.ConnectionChanged
-	for {
-		batch, err := cons.FetchNoWait(500)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for msg := range batch.Messages() {
-			n++
-			ev, err := archive.Decode(msg.Data())
-			if err != nil {
-				t.Fatalf("undecodable event: %v", err)
-			}
-			if d, ok := ev.Data.(*archive.ConnectionChanged); ok && d.Connection == id {
-				out = append(out, *d)
-			}
-		}
-		if n == 0 {
-			return out
+	for _, ev := range streamEvents(t, js, "mailgate.*.connection.changed") {
+		if d, ok := ev.Data.(*archive.ConnectionChanged); ok && d.Connection == id {
+			out = append(out, *d)
 		}
 	}
+	return out
 }
 
 // TestReconnectAfterRefusal is the person's side through the built binary
