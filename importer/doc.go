@@ -36,7 +36,12 @@
 // reset, a mail moved by a person or a replay after a crash finds the
 // document already done and skips it silently. The cursor moves only after
 // the page it covers is durable (Perkeep: take the change token before
-// enumerating, persist it after success).
+// enumerating, persist it after success). An idle poll writes nothing: a
+// round from the last round's delta link that lists nothing new (or only
+// removals) keeps that link, which Graph answers the same way again plus
+// whatever came since, and the status is written only when something its
+// readers see changed, not for LastSync and NextSync alone (Run keeps the
+// next check in memory).
 //
 // Failures stay with their owner (fault.go, ownerOf). A mail that fails
 // on its own, at any step (listing, download, classification,

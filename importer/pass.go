@@ -221,7 +221,14 @@ func (p *pass) run(ctx context.Context) error {
 		}
 		retries = 0
 		p.res.Pages++
+		if cur.Delta && page.NextLink == "" && page.DeltaLink != "" && countMessages(page) == 0 {
+			// An empty round (nothing, or only removals) from the last
+			// round's delta link: keep that link, write nothing.
+			im.metrics.lag.WithLabelValues(p.conn.ID).Set(0)
+			return nil
+		}
 		next := cur
+		next.Delta = page.NextLink == "" && page.DeltaLink != ""
 		switch {
 		case page.NextLink != "":
 			next.Link = page.NextLink

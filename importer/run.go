@@ -1,7 +1,9 @@
 package importer
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"time"
@@ -201,6 +203,7 @@ func (im *Importer) flushStatus(ctx context.Context, p *pass, edit func(*Status)
 	if err != nil {
 		im.log.Warn("importer: read status", "connection_id", p.conn.ID, "error", err)
 	}
+	before, _ := json.Marshal(st)
 	p.mu.Lock()
 	st.ConnectionID = p.conn.ID
 	st.Imported += p.imported
@@ -230,9 +233,31 @@ func (im *Importer) flushStatus(ctx context.Context, p *pass, edit func(*Status)
 	if edit != nil {
 		edit(&st)
 	}
+	if err == nil && !statusChanged(before, st, im.cfg.Now()) {
+		return
+	}
 	if err := im.ledger.putStatus(ctx, st); err != nil {
 		im.log.Warn("importer: write status", "connection_id", p.conn.ID, "error", err)
 	}
+}
+
+// statusChanged reports whether st must be written over the stored
+// status (before, as JSON): when something a reader sees changed, or when
+// the stored next check lies ahead of now (a worker reading it would wait
+// for it). LastSync and NextSync alone change on every idle poll; Run
+// keeps the next check in memory, and a replica that did not poll reads a
+// past NextSync and polls once more, which its lease makes harmless.
+func statusChanged(before []byte, st Status, now time.Time) bool {
+	var old Status
+	if err := json.Unmarshal(before, &old); err != nil {
+		return true
+	}
+	if old.NextSync.After(now) && !old.NextSync.Equal(st.NextSync) {
+		return true
+	}
+	st.LastSync, st.NextSync = old.LastSync, old.NextSync
+	after, err := json.Marshal(st)
+	return err != nil || !bytes.Equal(before, after)
 }
 
 // finish records a pass's outcome in the connection's Status, schedules the

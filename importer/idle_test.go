@@ -1,0 +1,171 @@
+package importer
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailgate/mailgate/connector"
+)
+
+// countingKV counts the reads and writes a bucket is asked for.
+type countingKV struct {
+	jetstream.KeyValue
+	reads, writes *atomic.Int64
+}
+
+func (c countingKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	c.reads.Add(1)
+	return c.KeyValue.Get(ctx, key)
+}
+
+func (c countingKV) Put(ctx context.Context, key string, v []byte) (uint64, error) {
+	c.writes.Add(1)
+	return c.KeyValue.Put(ctx, key, v)
+}
+
+func (c countingKV) Create(ctx context.Context, key string, v []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	c.writes.Add(1)
+	return c.KeyValue.Create(ctx, key, v, opts...)
+}
+
+func (c countingKV) Update(ctx context.Context, key string, v []byte, rev uint64) (uint64, error) {
+	c.writes.Add(1)
+	return c.KeyValue.Update(ctx, key, v, rev)
+}
+
+func (c countingKV) Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+	c.writes.Add(1)
+	return c.KeyValue.Delete(ctx, key, opts...)
+}
+
+type kvCounts struct{ reads, writes atomic.Int64 }
+
+// countKV wraps the importer's buckets: data (cursors, imports) and
+// leases are counted apart.
+func countKV(im *Importer) (data, leases *kvCounts) {
+	data, leases = new(kvCounts), new(kvCounts)
+	im.ledger.cursors = countingKV{im.ledger.cursors, &data.reads, &data.writes}
+	im.ledger.imports = countingKV{im.ledger.imports, &data.reads, &data.writes}
+	im.ledger.leases = countingKV{im.ledger.leases, &leases.reads, &leases.writes}
+	return data, leases
+}
+
+// streamSeq is the last sequence of a KV bucket's stream: it grows with
+// every write that reaches the disk.
+func streamSeq(t *testing.T, js jetstream.JetStream, bucket string) uint64 {
+	t.Helper()
+	s, err := js.Stream(context.Background(), "KV_"+bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.LastSeq
+}
+
+// An idle poll, a delta round that brings nothing new, writes nothing to
+// the cursors and imports buckets: the delta link stays, and the status
+// is not rewritten for LastSync and NextSync alone. What comes later is
+// still found from the kept link, and the status still tells it.
+func TestIdlePollWritesNothing(t *testing.T) {
+	e := newEnv(t, connector.PostNone)
+	e.mb.deliver("inbox", connector.Message{InternetMessageID: "<a@x>", Subject: "A", ReceivedAt: t0}, file("a.pdf", "application/pdf", pdfDoc(1)))
+	im := e.importer(t, "r1", nil)
+	if res := e.sync(t, im); res.Imported != 1 {
+		t.Fatalf("first pass imported %d, want 1", res.Imported)
+	}
+	data, leases := countKV(im)
+	cursors, imports := streamSeq(t, e.js, bucketCursors), streamSeq(t, e.js, bucketImports)
+	const polls = 20
+	for range polls {
+		e.clock.After(time.Minute)
+		if res := e.sync(t, im); res.Messages != 0 || res.Pages != 1 {
+			t.Fatalf("idle pass: %+v", res)
+		}
+	}
+	if got := streamSeq(t, e.js, bucketCursors) - cursors; got != 0 {
+		t.Errorf("%d writes reached the cursors bucket in %d idle polls, want 0", got, polls)
+	}
+	if got := streamSeq(t, e.js, bucketImports) - imports; got != 0 {
+		t.Errorf("%d writes reached the imports bucket in %d idle polls, want 0", got, polls)
+	}
+	if w := data.writes.Load(); w != 0 {
+		t.Errorf("%d data KV writes in %d idle polls, want 0", w, polls)
+	}
+	t.Logf("per idle poll: %.1f data KV reads, %.1f lease writes, %.1f lease reads",
+		float64(data.reads.Load())/polls, float64(leases.writes.Load())/polls, float64(leases.reads.Load())/polls)
+
+	// The kept delta link still brings what is new, and a change is written.
+	e.mb.deliver("inbox", connector.Message{InternetMessageID: "<b@x>", Subject: "B", ReceivedAt: t0.Add(time.Hour)}, file("b.pdf", "application/pdf", pdfDoc(2)))
+	if res := e.sync(t, im); res.Imported != 1 {
+		t.Fatalf("pass after the idle ones imported %d, want 1", res.Imported)
+	}
+	st, err := im.Status(context.Background(), e.conn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Imported != 2 || len(st.Recent) != 2 {
+		t.Errorf("status: imported %d, recent %d; want 2, 2", st.Imported, len(st.Recent))
+	}
+	if data.writes.Load() == 0 {
+		t.Error("a pass that imported wrote nothing")
+	}
+	// Idle again: nothing written once more.
+	w := data.writes.Load()
+	e.clock.After(time.Minute)
+	e.sync(t, im)
+	if got := data.writes.Load() - w; got != 0 {
+		t.Errorf("idle pass after an import wrote %d times, want 0", got)
+	}
+}
+
+// A round that lists only removals is idle too, and a failing round is
+// still written: the status shows the error, and the recovery clears it.
+func TestIdlePollRemovalsAndErrors(t *testing.T) {
+	e := newEnv(t, connector.PostNone)
+	id := e.mb.deliver("inbox", connector.Message{InternetMessageID: "<a@x>", Subject: "A", ReceivedAt: t0}, file("a.pdf", "application/pdf", pdfDoc(1)))
+	im := e.importer(t, "r1", nil)
+	e.sync(t, im)
+	data, _ := countKV(im)
+	e.mb.personMove(id, "elsewhere")
+	e.clock.After(time.Minute)
+	if res := e.sync(t, im); res.Messages != 0 {
+		t.Fatalf("removal round: %+v", res)
+	}
+	if w := data.writes.Load(); w != 0 {
+		t.Errorf("a round of removals wrote %d times, want 0", w)
+	}
+
+	e.mb.mu.Lock()
+	e.mb.fault = func(op, _ string) error {
+		if op == "delta" {
+			return connector.E("fake", connector.Invalid, errors.New("broken"))
+		}
+		return nil
+	}
+	e.mb.mu.Unlock()
+	e.clock.After(time.Minute)
+	if _, err := im.SyncNow(context.Background(), e.conn.ID); err == nil {
+		t.Fatal("failing pass: no error")
+	}
+	st, _ := im.Status(context.Background(), e.conn.ID)
+	if st.LastError == "" || st.ConsecutiveErrors != 1 || !st.NextSync.After(e.clock.Now()) {
+		t.Errorf("status after a failure: %+v", st)
+	}
+	e.mb.mu.Lock()
+	e.mb.fault = nil
+	e.mb.mu.Unlock()
+	e.clock.After(time.Hour)
+	e.sync(t, im)
+	st, _ = im.Status(context.Background(), e.conn.ID)
+	if st.LastError != "" || st.ConsecutiveErrors != 0 {
+		t.Errorf("status after recovery: %+v", st)
+	}
+}
