@@ -64,8 +64,9 @@
 // announced instead of announcing again.
 //
 // Run keeps every connection's next check in memory
-// (listing the connections each ScanInterval, reading a status only when
-// its connection is due) and hands due connections to Workers workers as
+// (watching the connections bucket for new, changed and removed
+// connections, or listing it each ScanInterval where the store cannot be
+// watched; reading a status only when its connection is due) and hands due connections to Workers workers as
 // they free up. It shares connections between replicas with a lease
 // per connection in KV "leases" (Create to take, Update with revision to
 // renew, Delete with revision to release); a dead replica's leases expire

@@ -56,6 +56,14 @@ type Connections interface {
 	Update(ctx context.Context, id string, fn func(*connector.Connection) error) (connector.Connection, error)
 }
 
+// ConnectionWatcher is a connection store Run can follow instead of listing
+// it every ScanInterval (*connector.Store). Watch calls all once with every
+// connection when it has caught up, then changed with each connection as
+// it changes, until ctx ends (nil) or the watch breaks (an error).
+type ConnectionWatcher interface {
+	Watch(ctx context.Context, all func([]connector.Connection), changed func(connector.Connection)) error
+}
+
 // Store keeps documents (archive's *S3Store and *DirStore).
 type Store interface {
 	Put(ctx context.Context, key string, body io.Reader, size int64, sha256hex string, meta archive.Meta) (archive.ObjectRef, error)
@@ -107,8 +115,10 @@ type Config struct {
 	// After waits for a duration (backoff between retries); default
 	// time.After. Tests inject a clock.
 	After func(time.Duration) <-chan time.Time
-	// ScanInterval is how often Run lists connections; default 5s (at most
-	// PollInterval).
+	// ScanInterval is how often Run lists connections when it cannot
+	// watch them (see ConnectionWatcher), how long it waits before
+	// watching again after a watch broke, and when it looks again at a
+	// connection a pass could not work; default 5s (at most PollInterval).
 	ScanInterval time.Duration
 	// FailAfter is how many failed passes in a row mark a connection
 	// failing; default 5. Faults of the operator's infrastructure and of

@@ -13,8 +13,10 @@ import (
 
 // Run works due connections until ctx is done, with Workers workers. It
 // keeps each connection's next check in memory and hands a due connection
-// to the first worker that is free; every ScanInterval it lists the
-// connections to learn of new, changed and removed ones. A connection
+// to the first worker that is free. It learns of new, changed and removed
+// connections by watching the connections bucket when Deps.Connections
+// can (ConnectionWatcher), and otherwise by listing them every
+// ScanInterval. A connection
 // falls due at the next check its last pass set (Status.NextSync), or at
 // once on Trigger. Before a pass the worker reads the connection's status,
 // since another replica may have polled it meanwhile. When ctx ends Run
@@ -38,7 +40,12 @@ func (im *Importer) Run(ctx context.Context) error {
 		})
 	}
 	defer close(jobs)
-	wg.Go(func() { im.scan(ctx, lists) })
+	changes := make(chan connector.Connection)
+	if w, ok := im.deps.Connections.(ConnectionWatcher); ok {
+		wg.Go(func() { im.watch(ctx, w, lists, changes) })
+	} else {
+		wg.Go(func() { im.scan(ctx, lists) })
+	}
 
 	s := newSchedule()
 	var (
@@ -73,6 +80,10 @@ func (im *Importer) Run(ctx context.Context) error {
 			for _, id := range s.assign(list) {
 				im.forget(id)
 			}
+		case c := <-changes:
+			if s.update(c) {
+				im.forget(c.ID)
+			}
 		case id := <-im.trigger:
 			s.trigger(id)
 		case <-wake:
@@ -102,6 +113,37 @@ func (im *Importer) scan(ctx context.Context, lists chan<- []connector.Connectio
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// watch follows the connections with w and sends them to Run's loop: the
+// whole set when a watch has caught up (as a scan would), then each
+// change. A watch that breaks is started again after ScanInterval, and
+// its whole set resyncs Run with what changed meanwhile.
+func (im *Importer) watch(ctx context.Context, w ConnectionWatcher, lists chan<- []connector.Connection, changes chan<- connector.Connection) {
+	for {
+		err := w.Watch(ctx,
+			func(all []connector.Connection) {
+				select {
+				case lists <- all:
+				case <-ctx.Done():
+				}
+			},
+			func(c connector.Connection) {
+				select {
+				case changes <- c:
+				case <-ctx.Done():
+				}
+			})
+		if ctx.Err() != nil {
+			return
+		}
+		im.log.Warn("importer: watch connections, watching again", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(im.cfg.ScanInterval):
 		}
 	}
 }

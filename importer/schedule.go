@@ -120,6 +120,30 @@ func (s *schedule) assign(conns []connector.Connection) (forgotten []string) {
 	return forgotten
 }
 
+// update takes one changed connection from a watch: a workable one not
+// known yet was just created, resumed or connected again, and is polled
+// at once, as on a trigger; one no longer workable is forgotten, unless it waits for a
+// trigger. It reports whether it forgot the connection.
+func (s *schedule) update(c connector.Connection) (forgot bool) {
+	e := s.byID[c.ID]
+	switch {
+	case workable(c.State) && e != nil:
+		e.dropped = false
+	case workable(c.State):
+		e = &schedEntry{id: c.ID, triggered: true}
+		s.byID[c.ID] = e
+		heap.Push(&s.queue, e)
+	case e == nil || e.triggered:
+	case e.active:
+		e.dropped = true
+	default:
+		heap.Remove(&s.queue, e.index)
+		delete(s.byID, c.ID)
+		return true
+	}
+	return false
+}
+
 // schedQueue is a heap of entries: triggered first, then by due time.
 type schedQueue []*schedEntry
 
