@@ -56,6 +56,7 @@ func (im *Importer) Run(ctx context.Context) error {
 		var (
 			send chan<- runJob
 			job  runJob
+			due  time.Time
 		)
 		if e := s.next(); e != nil {
 			now := im.cfg.Now()
@@ -65,6 +66,9 @@ func (im *Importer) Run(ctx context.Context) error {
 				}
 			} else {
 				send, job = jobs, runJob{id: e.id, triggered: e.triggered}
+				if !e.triggered {
+					due = e.due
+				}
 			}
 		}
 		select {
@@ -72,6 +76,9 @@ func (im *Importer) Run(ctx context.Context) error {
 			return nil
 		case send <- job:
 			s.start(job.id)
+			if !due.IsZero() {
+				im.metrics.pollDelay.Observe(im.cfg.Now().Sub(due).Seconds())
+			}
 		case r := <-results:
 			if s.done(r) {
 				im.forget(r.id)
