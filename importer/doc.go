@@ -41,7 +41,10 @@
 // removals) keeps that link, which Graph answers the same way again plus
 // whatever came since, and the status is written only when something its
 // readers see changed, not for LastSync and NextSync alone (Run keeps the
-// next check in memory).
+// next check in memory). Run polls a quiet connection (active, no error,
+// nothing parked, its last round done) without its lease first (peek.go):
+// an empty answer ends the poll with no write at all; anything else is a
+// pass under the lease, which works the page peek fetched.
 //
 // Failures stay with their owner (fault.go, ownerOf). A mail that fails
 // on its own, at any step (listing, download, classification,

@@ -169,3 +169,83 @@ func TestIdlePollRemovalsAndErrors(t *testing.T) {
 		t.Errorf("status after recovery: %+v", st)
 	}
 }
+
+// Run's idle poll peeks without the lease: no write in any bucket, leases
+// included. A poll that finds new mail takes the lease and works the page
+// peek fetched, without asking Graph for it again.
+func TestIdlePollPeeksWithoutLease(t *testing.T) {
+	e := newEnv(t, connector.PostNone)
+	e.mb.deliver("inbox", connector.Message{InternetMessageID: "<a@x>", Subject: "A", ReceivedAt: t0}, file("a.pdf", "application/pdf", pdfDoc(1)))
+	im := e.importer(t, "r1", func(c *Config) { c.PollInterval = time.Minute })
+	ctx := context.Background()
+	e.sync(t, im)
+	data, leases := countKV(im)
+	seqs := func() (n uint64) {
+		for _, b := range []string{bucketCursors, bucketImports, bucketLeases} {
+			n += streamSeq(t, e.js, b)
+		}
+		return n
+	}
+	seq0 := seqs()
+	const polls = 10
+	for range polls {
+		e.clock.After(time.Minute)
+		r := im.work(ctx, runJob{id: e.conn.ID})
+		if want := e.clock.Now().Add(time.Minute); !r.next.Equal(want) {
+			t.Fatalf("idle poll: next %s, want %s", r.next, want)
+		}
+	}
+	if got := seqs() - seq0; got != 0 {
+		t.Errorf("%d writes reached the cursors, imports and leases buckets in %d idle polls, want 0", got, polls)
+	}
+	if w := data.writes.Load() + leases.writes.Load() + leases.reads.Load(); w != 0 {
+		t.Errorf("idle polls touched KV %d times (writes, lease reads), want 0", w)
+	}
+	t.Logf("per idle poll through Run: %.1f KV reads (status, cursor, backlog), no lease", float64(data.reads.Load())/polls)
+
+	e.mb.deliver("inbox", connector.Message{InternetMessageID: "<b@x>", Subject: "B", ReceivedAt: t0.Add(time.Hour)}, file("b.pdf", "application/pdf", pdfDoc(2)))
+	deltas := e.mb.callCount("delta")
+	e.clock.After(time.Minute)
+	im.work(ctx, runJob{id: e.conn.ID})
+	if n, _ := e.events.counts(); n != 2 {
+		t.Fatalf("%d documents imported, want 2", n)
+	}
+	if got := e.mb.callCount("delta") - deltas; got != 1 {
+		t.Errorf("the poll that found a mail asked %d delta rounds, want 1 (the pass takes over peek's page)", got)
+	}
+	if leases.writes.Load() == 0 {
+		t.Error("the poll that imported took no lease")
+	}
+	st, _ := im.Status(ctx, e.conn.ID)
+	if st.Imported != 2 {
+		t.Errorf("status imported %d, want 2", st.Imported)
+	}
+
+	// A failing poll is a real pass: its error shows, and the next poll,
+	// not quiet, is a real pass again that clears it.
+	e.mb.mu.Lock()
+	e.mb.fault = func(op, _ string) error {
+		if op == "delta" {
+			return connector.E("fake", connector.Invalid, errors.New("broken"))
+		}
+		return nil
+	}
+	e.mb.mu.Unlock()
+	e.clock.After(time.Minute)
+	im.work(ctx, runJob{id: e.conn.ID})
+	if st, _ := im.Status(ctx, e.conn.ID); st.ConsecutiveErrors != 1 {
+		t.Fatalf("after a failing poll: %+v", st)
+	}
+	e.mb.mu.Lock()
+	e.mb.fault = nil
+	e.mb.mu.Unlock()
+	e.clock.After(time.Hour)
+	w := leases.writes.Load()
+	im.work(ctx, runJob{id: e.conn.ID})
+	if st, _ := im.Status(ctx, e.conn.ID); st.ConsecutiveErrors != 0 || st.LastError != "" {
+		t.Errorf("after recovery: %+v", st)
+	}
+	if leases.writes.Load() == w {
+		t.Error("the poll after a failure was no real pass")
+	}
+}

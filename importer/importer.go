@@ -296,7 +296,7 @@ func (im *Importer) SyncNow(ctx context.Context, connectionID string) (PassResul
 	case connector.StatePaused, connector.StateNeedsConsent, connector.StateDeleted:
 		return PassResult{}, fmt.Errorf("importer: sync %s: %w (%s)", connectionID, ErrNotImportable, c.State)
 	}
-	res, _, err := im.syncPass(ctx, c)
+	res, _, err := im.syncPass(ctx, c, nil)
 	return res, err
 }
 

@@ -172,8 +172,10 @@ type runResult struct {
 func (im *Importer) work(ctx context.Context, j runJob) runResult {
 	now := im.cfg.Now()
 	later := runResult{id: j.id, next: now.Add(im.cfg.ScanInterval)}
+	var st Status
 	if !j.triggered {
-		st, _, err := im.ledger.status(ctx, j.id)
+		var err error
+		st, _, err = im.ledger.status(ctx, j.id)
 		if err != nil {
 			if ctx.Err() == nil {
 				im.log.Warn("importer: read status", "connection_id", j.id, "error", err)
@@ -199,7 +201,14 @@ func (im *Importer) work(ctx context.Context, j runJob) runResult {
 		im.forget(j.id)
 		return runResult{id: j.id}
 	}
-	res, next, err := im.syncPass(ctx, c)
+	var pre *peeked
+	if !j.triggered && quiet(st, c) {
+		var idle bool
+		if pre, idle = im.peek(ctx, c); idle {
+			return runResult{id: j.id, next: im.cfg.Now().Add(im.cfg.PollInterval)}
+		}
+	}
+	res, next, err := im.syncPass(ctx, c, pre)
 	switch {
 	case errors.Is(err, ErrLeased):
 		// Another replica works it and reports its lag.

@@ -1,0 +1,65 @@
+package importer
+
+import (
+	"context"
+	"time"
+
+	"github.com/mailgate/mailgate/connector"
+)
+
+// An idle poll is the common case: a mailbox whose last round is done,
+// with nothing parked and nothing wrong, asked for changes that are not
+// there. peek does it without the lease, whose taking and release would
+// be the only writes of such a poll: it reads the cursor and the backlog,
+// asks Graph for the changes since the cursor's delta link and, when there
+// are none, is done. It writes nothing, so two replicas peeking at once
+// do no harm. Anything else (changes, a round in progress, parked mails,
+// a pass that died at work, an error) is a real pass under the lease,
+// which takes over the page peek fetched when the cursor has not moved.
+
+// peeked is the first page of a pass, fetched by peek for the cursor at
+// revision rev.
+type peeked struct {
+	cur  cursor
+	rev  uint64
+	page connector.DeltaPage
+}
+
+// quiet reports whether a connection's status and state let a poll start
+// with peek: active, without errors, and nothing parked for a retry.
+func quiet(st Status, c connector.Connection) bool {
+	return c.State == connector.StateActive && st.LastErrorKind == "" && st.ConsecutiveErrors == 0 && st.Parked == 0
+}
+
+// peek polls c without its lease. It reports idle when the delta round
+// from the last round's delta link lists nothing new; otherwise it returns
+// the page it fetched, if any, for the pass to take over.
+func (im *Importer) peek(ctx context.Context, c connector.Connection) (*peeked, bool) {
+	start := im.cfg.Now()
+	folder := c.Folder
+	if folder == "" {
+		folder = "inbox"
+	}
+	cur, rev, err := im.ledger.cursor(ctx, c.ID)
+	if err != nil || rev == 0 || !cur.Delta || cur.Folder != folder {
+		return nil, false
+	}
+	b, _, err := im.ledger.backlog(ctx, c.ID)
+	if err != nil || !b.Working.IsZero() || parkedCount(&b) > 0 {
+		return nil, false
+	}
+	mb, err := im.deps.Mailboxes.Open(ctx, c)
+	if err != nil {
+		return nil, false
+	}
+	page, err := mb.Delta(ctx, folder, cur.Link, time.Time{})
+	if err != nil {
+		return nil, false // the pass asks again and deals with it
+	}
+	if page.NextLink != "" || page.DeltaLink == "" || countMessages(page) > 0 {
+		return &peeked{cur: cur, rev: rev, page: page}, false
+	}
+	im.metrics.duration.Observe(im.cfg.Now().Sub(start).Seconds())
+	im.metrics.lag.WithLabelValues(c.ID).Set(0)
+	return nil, true
+}
