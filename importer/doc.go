@@ -44,7 +44,9 @@
 // next check in memory). Run polls a quiet connection (active, no error,
 // nothing parked, its last round done) without its lease first (peek.go):
 // an empty answer ends the poll with no write at all; anything else is a
-// pass under the lease, which works the page peek fetched.
+// pass under the lease, which works the page peek fetched. peek remembers
+// the delta link it started from, so an idle poll reads only the status
+// and the connection.
 //
 // Failures stay with their owner (fault.go, ownerOf). A mail that fails
 // on its own, at any step (listing, download, classification,

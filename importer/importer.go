@@ -240,6 +240,10 @@ type Importer struct {
 
 	mu   sync.Mutex
 	held map[string]bool // connections whose lease this process holds
+	// quietAt is, per connection, the cursor a pass of this process left
+	// (or peek read) with nothing parked: peek starts from it without
+	// reading the cursor and the backlog (peek.go). Under mu.
+	quietAt map[string]peeked
 }
 
 // New creates or updates the KV buckets "cursors", "leases" (with TTL) and
@@ -271,6 +275,7 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*I
 		backoff: backoff{base: time.Second, max: 30 * time.Minute, rand: rand.Float64},
 		trigger: make(chan string, 64),
 		held:    make(map[string]bool),
+		quietAt: make(map[string]peeked),
 	}, nil
 }
 

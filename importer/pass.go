@@ -65,6 +65,8 @@ type pass struct {
 	// pre is the first delta page, asked by peek before the lease was
 	// taken; used when the cursor is still where peek found it.
 	pre *peeked
+	// final is the cursor a pass that ended its round left.
+	final *peeked
 
 	mu       sync.Mutex
 	res      PassResult
@@ -98,6 +100,14 @@ func (im *Importer) syncPass(ctx context.Context, c connector.Connection, pre *p
 		p.res.Duration = im.cfg.Now().Sub(p.started)
 		res = p.res
 		next = im.finish(context.WithoutCancel(ctx), p, err)
+		p.mu.Lock()
+		clean := parkedCount(&p.backlog) == 0
+		p.mu.Unlock()
+		if err == nil && p.final != nil && p.final.cur.Delta && clean {
+			im.setQuiet(c.ID, p.final.cur, p.final.rev)
+		} else {
+			im.dropQuiet(c.ID)
+		}
 		if errors.Is(err, errYield) {
 			err = nil // res.Yielded says it
 		}
@@ -237,6 +247,7 @@ func (p *pass) run(ctx context.Context) error {
 			// An empty round (nothing, or only removals) from the last
 			// round's delta link: keep that link, write nothing.
 			im.metrics.lag.WithLabelValues(p.conn.ID).Set(0)
+			p.final = &peeked{cur: cur, rev: rev}
 			return nil
 		}
 		next := cur
@@ -272,6 +283,7 @@ func (p *pass) run(ctx context.Context) error {
 		}
 		if page.DeltaLink != "" {
 			im.metrics.lag.WithLabelValues(p.conn.ID).Set(0)
+			p.final = &peeked{cur: cur, rev: rev}
 			return nil
 		}
 		if p.res.Pages >= im.cfg.MaxPassPages || im.cfg.Now().Sub(p.started) >= im.cfg.MaxPassTime {

@@ -16,6 +16,15 @@ import (
 // do no harm. Anything else (changes, a round in progress, parked mails,
 // a pass that died at work, an error) is a real pass under the lease,
 // which takes over the page peek fetched when the cursor has not moved.
+//
+// peek remembers the cursor it read, or the one this process's last pass
+// left with nothing parked (quietAt), and then reads neither cursor nor
+// backlog again. Another replica may have moved the cursor since; the
+// remembered delta link is then older, and Graph answers it with
+// everything since, a superset of what the newer link brings: an empty
+// answer from it is still idle, and any mail another replica parked came
+// in such an answer and sends the poll to a real pass, which reads the
+// backlog.
 
 // peeked is the first page of a pass, fetched by peek for the cursor at
 // revision rev.
@@ -40,12 +49,22 @@ func (im *Importer) peek(ctx context.Context, c connector.Connection) (*peeked, 
 	if folder == "" {
 		folder = "inbox"
 	}
-	cur, rev, err := im.ledger.cursor(ctx, c.ID)
-	if err != nil || rev == 0 || !cur.Delta || cur.Folder != folder {
-		return nil, false
+	im.mu.Lock()
+	q, known := im.quietAt[c.ID]
+	im.mu.Unlock()
+	cur, rev := q.cur, q.rev
+	if !known {
+		var err error
+		if cur, rev, err = im.ledger.cursor(ctx, c.ID); err != nil || rev == 0 || !cur.Delta {
+			return nil, false
+		}
+		b, _, err := im.ledger.backlog(ctx, c.ID)
+		if err != nil || !b.Working.IsZero() || parkedCount(&b) > 0 {
+			return nil, false
+		}
+		im.setQuiet(c.ID, cur, rev)
 	}
-	b, _, err := im.ledger.backlog(ctx, c.ID)
-	if err != nil || !b.Working.IsZero() || parkedCount(&b) > 0 {
+	if cur.Folder != folder {
 		return nil, false
 	}
 	mb, err := im.deps.Mailboxes.Open(ctx, c)
@@ -62,4 +81,18 @@ func (im *Importer) peek(ctx context.Context, c connector.Connection) (*peeked, 
 	im.metrics.duration.Observe(im.cfg.Now().Sub(start).Seconds())
 	im.metrics.lag.WithLabelValues(c.ID).Set(0)
 	return nil, true
+}
+
+// setQuiet remembers the cursor of a connection with nothing parked.
+func (im *Importer) setQuiet(id string, cur cursor, rev uint64) {
+	im.mu.Lock()
+	im.quietAt[id] = peeked{cur: cur, rev: rev}
+	im.mu.Unlock()
+}
+
+// dropQuiet forgets it: peek reads cursor and backlog again.
+func (im *Importer) dropQuiet(id string) {
+	im.mu.Lock()
+	delete(im.quietAt, id)
+	im.mu.Unlock()
 }

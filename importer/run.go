@@ -239,6 +239,7 @@ func (im *Importer) work(ctx context.Context, j runJob) runResult {
 // polls.
 func (im *Importer) forget(id string) {
 	im.metrics.lag.DeleteLabelValues(id)
+	im.dropQuiet(id)
 }
 
 // workable reports whether Run polls a connection in state s; failing
