@@ -101,7 +101,7 @@ func (im *Importer) syncPass(ctx context.Context, c connector.Connection, pre *p
 		res = p.res
 		next = im.finish(context.WithoutCancel(ctx), p, err)
 		p.mu.Lock()
-		clean := parkedCount(&p.backlog) == 0
+		clean := len(p.backlog.Parked) == 0
 		p.mu.Unlock()
 		if err == nil && p.final != nil && p.final.cur.Delta && clean {
 			im.setQuiet(c.ID, p.final.cur, p.final.rev)

@@ -35,9 +35,10 @@ type peeked struct {
 }
 
 // quiet reports whether a connection's status and state let a poll start
-// with peek: active, without errors, and nothing parked for a retry.
+// with peek: active, without errors, and nothing parked, not even given
+// up (an operator's retry, from another process, makes those due again).
 func quiet(st Status, c connector.Connection) bool {
-	return c.State == connector.StateActive && st.LastErrorKind == "" && st.ConsecutiveErrors == 0 && st.Parked == 0
+	return c.State == connector.StateActive && st.LastErrorKind == "" && st.ConsecutiveErrors == 0 && st.Parked == 0 && st.GivenUp == 0
 }
 
 // peek polls c without its lease. It reports idle when the delta round
@@ -59,7 +60,7 @@ func (im *Importer) peek(ctx context.Context, c connector.Connection) (*peeked, 
 			return nil, false
 		}
 		b, _, err := im.ledger.backlog(ctx, c.ID)
-		if err != nil || !b.Working.IsZero() || parkedCount(&b) > 0 {
+		if err != nil || !b.Working.IsZero() || len(b.Parked) > 0 {
 			return nil, false
 		}
 		im.setQuiet(c.ID, cur, rev)
