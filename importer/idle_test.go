@@ -287,3 +287,39 @@ func TestIdlePeekAfterAnotherReplica(t *testing.T) {
 		t.Errorf("status imported %d, want 2", st.Imported)
 	}
 }
+
+// Run hands the connection it watched to the worker: an idle poll then
+// does not read the connection either; one that finds mail reads it
+// before its pass.
+func TestIdlePollUsesWatchedConnection(t *testing.T) {
+	e := newEnv(t, connector.PostNone)
+	im := e.importer(t, "r1", func(c *Config) { c.PollInterval = time.Minute })
+	ctx := context.Background()
+	e.sync(t, im)
+	c := e.conn
+	e.clock.After(time.Minute)
+	im.work(ctx, runJob{id: c.ID, conn: &c}) // reads cursor and backlog once
+	e.conns.mu.Lock()
+	gets := e.conns.gets
+	e.conns.mu.Unlock()
+	for range 5 {
+		e.clock.After(time.Minute)
+		im.work(ctx, runJob{id: c.ID, conn: &c})
+	}
+	e.conns.mu.Lock()
+	if e.conns.gets != gets {
+		t.Errorf("idle polls read the connection %d times, want 0", e.conns.gets-gets)
+	}
+	e.conns.mu.Unlock()
+	e.mb.deliver("inbox", connector.Message{InternetMessageID: "<b@x>", Subject: "B", ReceivedAt: t0}, file("b.pdf", "application/pdf", pdfDoc(2)))
+	e.clock.After(time.Minute)
+	im.work(ctx, runJob{id: c.ID, conn: &c})
+	if n, _ := e.events.counts(); n != 1 {
+		t.Fatalf("%d documents, want 1", n)
+	}
+	e.conns.mu.Lock()
+	if e.conns.gets == gets {
+		t.Error("the pass did not read the connection")
+	}
+	e.conns.mu.Unlock()
+}

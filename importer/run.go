@@ -65,7 +65,7 @@ func (im *Importer) Run(ctx context.Context) error {
 					wake, wakeAt = im.cfg.After(e.due.Sub(now)), e.due
 				}
 			} else {
-				send, job = jobs, runJob{id: e.id, triggered: e.triggered}
+				send, job = jobs, runJob{id: e.id, triggered: e.triggered, conn: e.conn}
 				if !e.triggered {
 					due = e.due
 				}
@@ -159,6 +159,9 @@ func (im *Importer) watch(ctx context.Context, w ConnectionWatcher, lists chan<-
 type runJob struct {
 	id        string
 	triggered bool // run a pass without reading the status first
+	// conn is the connection as Run last learned it (watch or list),
+	// enough for a peek; a pass reads it again. nil: not known.
+	conn *connector.Connection
 }
 
 // runResult tells Run when a connection is due again.
@@ -186,6 +189,15 @@ func (im *Importer) work(ctx context.Context, j runJob) runResult {
 			return runResult{id: j.id, next: st.NextSync} // polled meanwhile, maybe by another replica
 		}
 	}
+	var pre *peeked
+	if !j.triggered && j.conn != nil && quiet(st, *j.conn) {
+		// Polled as Run knows the connection: a peek writes nothing, and
+		// a pass reads it again below.
+		var idle bool
+		if pre, idle = im.peek(ctx, *j.conn); idle {
+			return runResult{id: j.id, next: im.cfg.Now().Add(im.cfg.PollInterval)}
+		}
+	}
 	c, err := im.deps.Connections.Get(ctx, j.id)
 	if connector.IsKind(err, connector.NotFound) {
 		im.forget(j.id)
@@ -201,8 +213,7 @@ func (im *Importer) work(ctx context.Context, j runJob) runResult {
 		im.forget(j.id)
 		return runResult{id: j.id}
 	}
-	var pre *peeked
-	if !j.triggered && quiet(st, c) {
+	if pre == nil && !j.triggered && j.conn == nil && quiet(st, c) {
 		var idle bool
 		if pre, idle = im.peek(ctx, c); idle {
 			return runResult{id: j.id, next: im.cfg.Now().Add(im.cfg.PollInterval)}

@@ -16,11 +16,12 @@ type schedule struct {
 
 type schedEntry struct {
 	id        string
-	due       time.Time // zero: at once (status not read yet)
-	triggered bool      // poll at once, without reading the status
-	active    bool      // a worker has it
-	dropped   bool      // a scan no longer lists it as workable; forget it when the worker is done
-	index     int       // in queue; -1 when not queued
+	conn      *connector.Connection // as last listed or watched; nil when not known yet
+	due       time.Time             // zero: at once (status not read yet)
+	triggered bool                  // poll at once, without reading the status
+	active    bool                  // a worker has it
+	dropped   bool                  // a scan no longer lists it as workable; forget it when the worker is done
+	index     int                   // in queue; -1 when not queued
 }
 
 func newSchedule() *schedule {
@@ -99,10 +100,10 @@ func (s *schedule) assign(conns []connector.Connection) (forgotten []string) {
 		}
 		listed[c.ID] = true
 		if e := s.byID[c.ID]; e != nil {
-			e.dropped = false
+			e.dropped, e.conn = false, &c
 			continue
 		}
-		e := &schedEntry{id: c.ID}
+		e := &schedEntry{id: c.ID, conn: &c}
 		s.byID[c.ID] = e
 		heap.Push(&s.queue, e)
 	}
@@ -128,9 +129,9 @@ func (s *schedule) update(c connector.Connection) (forgot bool) {
 	e := s.byID[c.ID]
 	switch {
 	case workable(c.State) && e != nil:
-		e.dropped = false
+		e.dropped, e.conn = false, &c
 	case workable(c.State):
-		e = &schedEntry{id: c.ID, triggered: true}
+		e = &schedEntry{id: c.ID, conn: &c, triggered: true}
 		s.byID[c.ID] = e
 		heap.Push(&s.queue, e)
 	case e == nil || e.triggered:
