@@ -288,9 +288,9 @@ func TestIdlePeekAfterAnotherReplica(t *testing.T) {
 	}
 }
 
-// Run hands the connection it watched to the worker: an idle poll then
-// does not read the connection either; one that finds mail reads it
-// before its pass.
+// Run hands the connection it watched to the worker: an idle poll of a
+// connection remembered as quiet then asks KV nothing (no status, no
+// connection); one that finds mail reads both before its pass.
 func TestIdlePollUsesWatchedConnection(t *testing.T) {
 	e := newEnv(t, connector.PostNone)
 	im := e.importer(t, "r1", func(c *Config) { c.PollInterval = time.Minute })
@@ -302,6 +302,7 @@ func TestIdlePollUsesWatchedConnection(t *testing.T) {
 	e.conns.mu.Lock()
 	gets := e.conns.gets
 	e.conns.mu.Unlock()
+	data, leases := countKV(im)
 	for range 5 {
 		e.clock.After(time.Minute)
 		im.work(ctx, runJob{id: c.ID, conn: &c})
@@ -311,6 +312,9 @@ func TestIdlePollUsesWatchedConnection(t *testing.T) {
 		t.Errorf("idle polls read the connection %d times, want 0", e.conns.gets-gets)
 	}
 	e.conns.mu.Unlock()
+	if n := data.reads.Load() + data.writes.Load() + leases.reads.Load() + leases.writes.Load(); n != 0 {
+		t.Errorf("idle polls of a connection remembered as quiet asked KV %d times, want 0", n)
+	}
 	e.mb.deliver("inbox", connector.Message{InternetMessageID: "<b@x>", Subject: "B", ReceivedAt: t0}, file("b.pdf", "application/pdf", pdfDoc(2)))
 	e.clock.After(time.Minute)
 	im.work(ctx, runJob{id: c.ID, conn: &c})

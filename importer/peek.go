@@ -24,7 +24,13 @@ import (
 // everything since, a superset of what the newer link brings: an empty
 // answer from it is still idle, and any mail another replica parked came
 // in such an answer and sends the poll to a real pass, which reads the
-// backlog.
+// backlog. For the same reason Run's worker peeks a connection it
+// remembers as quiet without reading its status first: whatever another
+// replica did since (imports, parked mails, failures) either shows in the
+// answer to the older link or fails the peek, and both lead to a real
+// pass, which reads the status and the backlog. The status's NextSync
+// is not written for an idle poll anyway, so reading it would tell
+// nothing of another replica's idle polls.
 
 // peeked is the first page of a pass, fetched by peek for the cursor at
 // revision rev.
@@ -82,6 +88,14 @@ func (im *Importer) peek(ctx context.Context, c connector.Connection) (*peeked, 
 	im.metrics.duration.Observe(im.cfg.Now().Sub(start).Seconds())
 	im.metrics.lag.WithLabelValues(c.ID).Set(0)
 	return nil, true
+}
+
+// isQuiet reports whether peek remembers a quiet cursor for id.
+func (im *Importer) isQuiet(id string) bool {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	_, ok := im.quietAt[id]
+	return ok
 }
 
 // setQuiet remembers the cursor of a connection with nothing parked.

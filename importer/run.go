@@ -175,6 +175,15 @@ type runResult struct {
 func (im *Importer) work(ctx context.Context, j runJob) runResult {
 	now := im.cfg.Now()
 	later := runResult{id: j.id, next: now.Add(im.cfg.ScanInterval)}
+	var pre *peeked
+	if !j.triggered && j.conn != nil && j.conn.State == connector.StateActive && im.isQuiet(j.id) {
+		// Quiet when this process last polled it: peek at once, without
+		// reading the status (peek.go says why a stale view is safe).
+		var idle bool
+		if pre, idle = im.peek(ctx, *j.conn); idle {
+			return runResult{id: j.id, next: now.Add(im.cfg.PollInterval)}
+		}
+	}
 	var st Status
 	if !j.triggered {
 		var err error
@@ -189,8 +198,7 @@ func (im *Importer) work(ctx context.Context, j runJob) runResult {
 			return runResult{id: j.id, next: st.NextSync} // polled meanwhile, maybe by another replica
 		}
 	}
-	var pre *peeked
-	if !j.triggered && j.conn != nil && quiet(st, *j.conn) {
+	if pre == nil && !j.triggered && j.conn != nil && quiet(st, *j.conn) {
 		// Polled as Run knows the connection: a peek writes nothing, and
 		// a pass reads it again below.
 		var idle bool
