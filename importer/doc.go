@@ -45,8 +45,9 @@
 // nothing parked, its last round done) without its lease first (peek.go):
 // an empty answer ends the poll with no write at all; anything else is a
 // pass under the lease, which works the page peek fetched. peek remembers
-// the delta link it started from, so an idle poll reads only the status
-// and the connection.
+// the delta link it started from, and Run hands it the connection it
+// watched, so an idle poll of a connection this process saw quiet asks
+// KV nothing.
 //
 // Failures stay with their owner (fault.go, ownerOf). A mail that fails
 // on its own, at any step (listing, download, classification,

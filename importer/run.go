@@ -18,8 +18,10 @@ import (
 // can (ConnectionWatcher), and otherwise by listing them every
 // ScanInterval. A connection
 // falls due at the next check its last pass set (Status.NextSync), or at
-// once on Trigger. Before a pass the worker reads the connection's status,
-// since another replica may have polled it meanwhile. When ctx ends Run
+// once on Trigger. A connection this process saw quiet is peeked first,
+// without its lease, status or connection read (peek.go). Before a pass
+// the worker reads the connection's status, since another replica may
+// have polled it meanwhile. When ctx ends Run
 // lets the workers finish the document in flight and returns after they
 // stopped.
 func (im *Importer) Run(ctx context.Context) error {
