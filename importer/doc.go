@@ -36,7 +36,18 @@
 // reset, a mail moved by a person or a replay after a crash finds the
 // document already done and skips it silently. The cursor moves only after
 // the page it covers is durable (Perkeep: take the change token before
-// enumerating, persist it after success).
+// enumerating, persist it after success). An idle poll writes nothing: a
+// round from the last round's delta link that lists nothing new (or only
+// removals) keeps that link, which Graph answers the same way again plus
+// whatever came since, and the status is written only when something its
+// readers see changed, not for LastSync and NextSync alone (Run keeps the
+// next check in memory). Run polls a quiet connection (active, no error,
+// nothing parked, its last round done) without its lease first (peek.go):
+// an empty answer ends the poll with no write at all; anything else is a
+// pass under the lease, which works the page peek fetched. peek remembers
+// the delta link it started from, and Run hands it the connection it
+// watched, so an idle poll of a connection this process saw quiet asks
+// KV nothing.
 //
 // Failures stay with their owner (fault.go, ownerOf). A mail that fails
 // on its own, at any step (listing, download, classification,
@@ -59,8 +70,9 @@
 // announced instead of announcing again.
 //
 // Run keeps every connection's next check in memory
-// (listing the connections each ScanInterval, reading a status only when
-// its connection is due) and hands due connections to Workers workers as
+// (watching the connections bucket for new, changed and removed
+// connections, or listing it each ScanInterval where the store cannot be
+// watched; reading a status only when its connection is due) and hands due connections to Workers workers as
 // they free up. It shares connections between replicas with a lease
 // per connection in KV "leases" (Create to take, Update with revision to
 // renew, Delete with revision to release); a dead replica's leases expire

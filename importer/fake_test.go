@@ -372,6 +372,7 @@ func (m fakeMailboxes) Open(_ context.Context, c connector.Connection) (Mailbox,
 type fakeConnections struct {
 	mu    sync.Mutex
 	conns map[string]connector.Connection
+	gets  int // Get calls
 }
 
 func newFakeConnections(cs ...connector.Connection) *fakeConnections {
@@ -396,6 +397,7 @@ func (f *fakeConnections) List(context.Context) ([]connector.Connection, error) 
 func (f *fakeConnections) Get(_ context.Context, id string) (connector.Connection, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.gets++
 	c, ok := f.conns[id]
 	if !ok {
 		return connector.Connection{}, notFound("connection", id)

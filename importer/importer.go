@@ -56,6 +56,14 @@ type Connections interface {
 	Update(ctx context.Context, id string, fn func(*connector.Connection) error) (connector.Connection, error)
 }
 
+// ConnectionWatcher is a connection store Run can follow instead of listing
+// it every ScanInterval (*connector.Store). Watch calls all once with every
+// connection when it has caught up, then changed with each connection as
+// it changes, until ctx ends (nil) or the watch breaks (an error).
+type ConnectionWatcher interface {
+	Watch(ctx context.Context, all func([]connector.Connection), changed func(connector.Connection)) error
+}
+
 // Store keeps documents (archive's *S3Store and *DirStore).
 type Store interface {
 	Put(ctx context.Context, key string, body io.Reader, size int64, sha256hex string, meta archive.Meta) (archive.ObjectRef, error)
@@ -107,8 +115,10 @@ type Config struct {
 	// After waits for a duration (backoff between retries); default
 	// time.After. Tests inject a clock.
 	After func(time.Duration) <-chan time.Time
-	// ScanInterval is how often Run lists connections; default 5s (at most
-	// PollInterval).
+	// ScanInterval is how often Run lists connections when it cannot
+	// watch them (see ConnectionWatcher), how long it waits before
+	// watching again after a watch broke, and when it looks again at a
+	// connection a pass could not work; default 5s (at most PollInterval).
 	ScanInterval time.Duration
 	// FailAfter is how many failed passes in a row mark a connection
 	// failing; default 5. Faults of the operator's infrastructure and of
@@ -230,6 +240,10 @@ type Importer struct {
 
 	mu   sync.Mutex
 	held map[string]bool // connections whose lease this process holds
+	// quietAt is, per connection, the cursor a pass of this process left
+	// (or peek read) with nothing parked: peek starts from it without
+	// reading the cursor and the backlog (peek.go). Under mu.
+	quietAt map[string]peeked
 }
 
 // New creates or updates the KV buckets "cursors", "leases" (with TTL) and
@@ -261,6 +275,7 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*I
 		backoff: backoff{base: time.Second, max: 30 * time.Minute, rand: rand.Float64},
 		trigger: make(chan string, 64),
 		held:    make(map[string]bool),
+		quietAt: make(map[string]peeked),
 	}, nil
 }
 
@@ -290,7 +305,7 @@ func (im *Importer) SyncNow(ctx context.Context, connectionID string) (PassResul
 	}
 	var total PassResult
 	for {
-		res, _, err := im.syncPass(ctx, c)
+		res, _, err := im.syncPass(ctx, c, nil)
 		total.add(res)
 		if err != nil || !res.Yielded {
 			return total, err

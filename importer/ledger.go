@@ -158,6 +158,11 @@ type cursor struct {
 	// Link is the next link of the round in progress or the delta link of
 	// the last complete round; "" starts a round.
 	Link string `json:"link"`
+	// Delta says Link is the delta link that ended a round (not a next
+	// link within one). A round from it that brings nothing new leaves
+	// the cursor as it is: Graph's delta links stay valid, and following
+	// the same one again returns everything since.
+	Delta bool `json:"delta,omitempty"`
 	// Since is the receivedDateTime filter of the first round (backfill
 	// "since"), or, for backfill "new", the time before which mail already
 	// there is passed over.

@@ -15,6 +15,8 @@ type metrics struct {
 	duration prometheus.Histogram
 	errors   *prometheus.CounterVec
 	lag      *prometheus.GaugeVec
+	// pollDelay is how late Run hands a due check to a worker.
+	pollDelay prometheus.Histogram
 
 	parked      prometheus.Counter
 	givenUp     prometheus.Counter
@@ -40,6 +42,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "mailgate", Name: "lag_seconds", Help: "Age of the oldest mail not yet processed, per connection.",
 		}, []string{"connection"}),
+		pollDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "mailgate", Name: "poll_delay_seconds",
+			Help:    "How long after a connection fell due for its check a worker began it (triggered checks excluded).",
+			Buckets: []float64{0.1, 0.5, 1, 2, 5, 10, 30, 60, 300},
+		}),
 		parked: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "mailgate", Name: "mails_parked_total", Help: "Failures of single mails, each parked for a retry on its own schedule.",
 		}),
@@ -71,7 +78,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.imported, m.skipped, m.duration, m.errors, m.lag, m.parked, m.givenUp, m.infraErrors, m.infraUp} {
+	for _, c := range []prometheus.Collector{m.imported, m.skipped, m.duration, m.errors, m.lag, m.pollDelay, m.parked, m.givenUp, m.infraErrors, m.infraUp} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("importer: metrics: %w", err)
 		}

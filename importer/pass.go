@@ -62,6 +62,12 @@ type pass struct {
 	workMu  sync.Mutex
 	working bool // markWorking has noted this pass in the backlog
 
+	// pre is the first delta page, asked by peek before the lease was
+	// taken; used when the cursor is still where peek found it.
+	pre *peeked
+	// final is the cursor a pass that ended its round left.
+	final *peeked
+
 	mu       sync.Mutex
 	res      PassResult
 	history  []HistoryEntry
@@ -74,7 +80,7 @@ type pass struct {
 
 // syncPass runs one pass over c holding its lease, records the outcome
 // and returns the next check it scheduled (zero when the pass did not run).
-func (im *Importer) syncPass(ctx context.Context, c connector.Connection) (PassResult, time.Time, error) {
+func (im *Importer) syncPass(ctx context.Context, c connector.Connection, pre *peeked) (PassResult, time.Time, error) {
 	var (
 		res  PassResult
 		next time.Time
@@ -82,7 +88,7 @@ func (im *Importer) syncPass(ctx context.Context, c connector.Connection) (PassR
 	err := im.withLease(ctx, c.ID, func(ctx context.Context) error {
 		p := &pass{
 			im: im, conn: c, folder: c.Folder, started: im.cfg.Now(), liveAt: time.Now(), // c was just read
-			docs: make(chan struct{}, im.cfg.MailWorkers), skipped: make(map[string]int64),
+			docs: make(chan struct{}, im.cfg.MailWorkers), skipped: make(map[string]int64), pre: pre,
 		}
 		if p.folder == "" {
 			p.folder = "inbox"
@@ -94,6 +100,14 @@ func (im *Importer) syncPass(ctx context.Context, c connector.Connection) (PassR
 		p.res.Duration = im.cfg.Now().Sub(p.started)
 		res = p.res
 		next = im.finish(context.WithoutCancel(ctx), p, err)
+		p.mu.Lock()
+		clean := len(p.backlog.Parked) == 0
+		p.mu.Unlock()
+		if err == nil && p.final != nil && p.final.cur.Delta && clean {
+			im.setQuiet(c.ID, p.final.cur, p.final.rev)
+		} else {
+			im.dropQuiet(c.ID)
+		}
 		if errors.Is(err, errYield) {
 			err = nil // res.Yielded says it
 		}
@@ -138,6 +152,9 @@ func (p *pass) run(ctx context.Context) error {
 	if rev == 0 || cur.Folder != p.folder {
 		cur = p.freshCursor()
 	}
+	if p.pre != nil && (p.pre.rev != rev || p.pre.cur.Link != cur.Link) {
+		p.pre = nil // the cursor moved since peek
+	}
 	b, _, err := im.ledger.backlog(ctx, p.conn.ID)
 	if err != nil {
 		return err
@@ -172,7 +189,12 @@ func (p *pass) run(ctx context.Context) error {
 		if cur.Link == "" && cur.Mode == string(connector.BackfillSince) {
 			since = cur.Since
 		}
-		page, err := mb.Delta(ctx, p.folder, cur.Link, since)
+		var page connector.DeltaPage
+		if p.pre != nil {
+			page, p.pre = p.pre.page, nil
+		} else {
+			page, err = mb.Delta(ctx, p.folder, cur.Link, since)
+		}
 		if err != nil {
 			err = fmt.Errorf("importer: delta: %w", err)
 		} else {
@@ -221,7 +243,15 @@ func (p *pass) run(ctx context.Context) error {
 		}
 		retries = 0
 		p.res.Pages++
+		if cur.Delta && page.NextLink == "" && page.DeltaLink != "" && countMessages(page) == 0 {
+			// An empty round (nothing, or only removals) from the last
+			// round's delta link: keep that link, write nothing.
+			im.metrics.lag.WithLabelValues(p.conn.ID).Set(0)
+			p.final = &peeked{cur: cur, rev: rev}
+			return nil
+		}
 		next := cur
+		next.Delta = page.NextLink == "" && page.DeltaLink != ""
 		switch {
 		case page.NextLink != "":
 			next.Link = page.NextLink
@@ -253,6 +283,7 @@ func (p *pass) run(ctx context.Context) error {
 		}
 		if page.DeltaLink != "" {
 			im.metrics.lag.WithLabelValues(p.conn.ID).Set(0)
+			p.final = &peeked{cur: cur, rev: rev}
 			return nil
 		}
 		if p.res.Pages >= im.cfg.MaxPassPages || im.cfg.Now().Sub(p.started) >= im.cfg.MaxPassTime {

@@ -1,7 +1,9 @@
 package importer
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"time"
@@ -11,11 +13,15 @@ import (
 
 // Run works due connections until ctx is done, with Workers workers. It
 // keeps each connection's next check in memory and hands a due connection
-// to the first worker that is free; every ScanInterval it lists the
-// connections to learn of new, changed and removed ones. A connection
+// to the first worker that is free. It learns of new, changed and removed
+// connections by watching the connections bucket when Deps.Connections
+// can (ConnectionWatcher), and otherwise by listing them every
+// ScanInterval. A connection
 // falls due at the next check its last pass set (Status.NextSync), or at
-// once on Trigger. Before a pass the worker reads the connection's status,
-// since another replica may have polled it meanwhile. When ctx ends Run
+// once on Trigger. A connection this process saw quiet is peeked first,
+// without its lease, status or connection read (peek.go). Before a pass
+// the worker reads the connection's status, since another replica may
+// have polled it meanwhile. When ctx ends Run
 // lets the workers finish the document in flight and returns after they
 // stopped.
 func (im *Importer) Run(ctx context.Context) error {
@@ -36,7 +42,12 @@ func (im *Importer) Run(ctx context.Context) error {
 		})
 	}
 	defer close(jobs)
-	wg.Go(func() { im.scan(ctx, lists) })
+	changes := make(chan connector.Connection)
+	if w, ok := im.deps.Connections.(ConnectionWatcher); ok {
+		wg.Go(func() { im.watch(ctx, w, lists, changes) })
+	} else {
+		wg.Go(func() { im.scan(ctx, lists) })
+	}
 
 	s := newSchedule()
 	var (
@@ -47,6 +58,7 @@ func (im *Importer) Run(ctx context.Context) error {
 		var (
 			send chan<- runJob
 			job  runJob
+			due  time.Time
 		)
 		if e := s.next(); e != nil {
 			now := im.cfg.Now()
@@ -55,7 +67,10 @@ func (im *Importer) Run(ctx context.Context) error {
 					wake, wakeAt = im.cfg.After(e.due.Sub(now)), e.due
 				}
 			} else {
-				send, job = jobs, runJob{id: e.id, triggered: e.triggered}
+				send, job = jobs, runJob{id: e.id, triggered: e.triggered, conn: e.conn}
+				if !e.triggered {
+					due = e.due
+				}
 			}
 		}
 		select {
@@ -63,6 +78,9 @@ func (im *Importer) Run(ctx context.Context) error {
 			return nil
 		case send <- job:
 			s.start(job.id)
+			if !due.IsZero() {
+				im.metrics.pollDelay.Observe(im.cfg.Now().Sub(due).Seconds())
+			}
 		case r := <-results:
 			if s.done(r) {
 				im.forget(r.id)
@@ -70,6 +88,10 @@ func (im *Importer) Run(ctx context.Context) error {
 		case list := <-lists:
 			for _, id := range s.assign(list) {
 				im.forget(id)
+			}
+		case c := <-changes:
+			if s.update(c) {
+				im.forget(c.ID)
 			}
 		case id := <-im.trigger:
 			s.trigger(id)
@@ -104,10 +126,44 @@ func (im *Importer) scan(ctx context.Context, lists chan<- []connector.Connectio
 	}
 }
 
+// watch follows the connections with w and sends them to Run's loop: the
+// whole set when a watch has caught up (as a scan would), then each
+// change. A watch that breaks is started again after ScanInterval, and
+// its whole set resyncs Run with what changed meanwhile.
+func (im *Importer) watch(ctx context.Context, w ConnectionWatcher, lists chan<- []connector.Connection, changes chan<- connector.Connection) {
+	for {
+		err := w.Watch(ctx,
+			func(all []connector.Connection) {
+				select {
+				case lists <- all:
+				case <-ctx.Done():
+				}
+			},
+			func(c connector.Connection) {
+				select {
+				case changes <- c:
+				case <-ctx.Done():
+				}
+			})
+		if ctx.Err() != nil {
+			return
+		}
+		im.log.Warn("importer: watch connections, watching again", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(im.cfg.ScanInterval):
+		}
+	}
+}
+
 // runJob asks a worker to check one connection and run a pass if it is due.
 type runJob struct {
 	id        string
 	triggered bool // run a pass without reading the status first
+	// conn is the connection as Run last learned it (watch or list),
+	// enough for a peek; a pass reads it again. nil: not known.
+	conn *connector.Connection
 }
 
 // runResult tells Run when a connection is due again.
@@ -121,8 +177,19 @@ type runResult struct {
 func (im *Importer) work(ctx context.Context, j runJob) runResult {
 	now := im.cfg.Now()
 	later := runResult{id: j.id, next: now.Add(im.cfg.ScanInterval)}
+	var pre *peeked
+	if !j.triggered && j.conn != nil && j.conn.State == connector.StateActive && im.isQuiet(j.id) {
+		// Quiet when this process last polled it: peek at once, without
+		// reading the status (peek.go says why a stale view is safe).
+		var idle bool
+		if pre, idle = im.peek(ctx, *j.conn); idle {
+			return runResult{id: j.id, next: now.Add(im.cfg.PollInterval)}
+		}
+	}
+	var st Status
 	if !j.triggered {
-		st, _, err := im.ledger.status(ctx, j.id)
+		var err error
+		st, _, err = im.ledger.status(ctx, j.id)
 		if err != nil {
 			if ctx.Err() == nil {
 				im.log.Warn("importer: read status", "connection_id", j.id, "error", err)
@@ -131,6 +198,14 @@ func (im *Importer) work(ctx context.Context, j runJob) runResult {
 		}
 		if st.NextSync.After(now) {
 			return runResult{id: j.id, next: st.NextSync} // polled meanwhile, maybe by another replica
+		}
+	}
+	if pre == nil && !j.triggered && j.conn != nil && quiet(st, *j.conn) {
+		// Polled as Run knows the connection: a peek writes nothing, and
+		// a pass reads it again below.
+		var idle bool
+		if pre, idle = im.peek(ctx, *j.conn); idle {
+			return runResult{id: j.id, next: im.cfg.Now().Add(im.cfg.PollInterval)}
 		}
 	}
 	c, err := im.deps.Connections.Get(ctx, j.id)
@@ -148,7 +223,13 @@ func (im *Importer) work(ctx context.Context, j runJob) runResult {
 		im.forget(j.id)
 		return runResult{id: j.id}
 	}
-	res, next, err := im.syncPass(ctx, c)
+	if pre == nil && !j.triggered && j.conn == nil && quiet(st, c) {
+		var idle bool
+		if pre, idle = im.peek(ctx, c); idle {
+			return runResult{id: j.id, next: im.cfg.Now().Add(im.cfg.PollInterval)}
+		}
+	}
+	res, next, err := im.syncPass(ctx, c, pre)
 	switch {
 	case errors.Is(err, ErrLeased):
 		// Another replica works it and reports its lag.
@@ -179,6 +260,7 @@ func (im *Importer) work(ctx context.Context, j runJob) runResult {
 // polls.
 func (im *Importer) forget(id string) {
 	im.metrics.lag.DeleteLabelValues(id)
+	im.dropQuiet(id)
 }
 
 // workable reports whether Run polls a connection in state s; failing
@@ -201,6 +283,7 @@ func (im *Importer) flushStatus(ctx context.Context, p *pass, edit func(*Status)
 	if err != nil {
 		im.log.Warn("importer: read status", "connection_id", p.conn.ID, "error", err)
 	}
+	before, _ := json.Marshal(st)
 	p.mu.Lock()
 	st.ConnectionID = p.conn.ID
 	st.Imported += p.imported
@@ -230,9 +313,31 @@ func (im *Importer) flushStatus(ctx context.Context, p *pass, edit func(*Status)
 	if edit != nil {
 		edit(&st)
 	}
+	if err == nil && !statusChanged(before, st, im.cfg.Now()) {
+		return
+	}
 	if err := im.ledger.putStatus(ctx, st); err != nil {
 		im.log.Warn("importer: write status", "connection_id", p.conn.ID, "error", err)
 	}
+}
+
+// statusChanged reports whether st must be written over the stored
+// status (before, as JSON): when something a reader sees changed, or when
+// the stored next check lies ahead of now (a worker reading it would wait
+// for it). LastSync and NextSync alone change on every idle poll; Run
+// keeps the next check in memory, and a replica that did not poll reads a
+// past NextSync and polls once more, which its lease makes harmless.
+func statusChanged(before []byte, st Status, now time.Time) bool {
+	var old Status
+	if err := json.Unmarshal(before, &old); err != nil {
+		return true
+	}
+	if old.NextSync.After(now) && !old.NextSync.Equal(st.NextSync) {
+		return true
+	}
+	st.LastSync, st.NextSync = old.LastSync, old.NextSync
+	after, err := json.Marshal(st)
+	return err != nil || !bytes.Equal(before, after)
 }
 
 // finish records a pass's outcome in the connection's Status, schedules the

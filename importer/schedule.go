@@ -16,11 +16,12 @@ type schedule struct {
 
 type schedEntry struct {
 	id        string
-	due       time.Time // zero: at once (status not read yet)
-	triggered bool      // poll at once, without reading the status
-	active    bool      // a worker has it
-	dropped   bool      // a scan no longer lists it as workable; forget it when the worker is done
-	index     int       // in queue; -1 when not queued
+	conn      *connector.Connection // as last listed or watched; nil when not known yet
+	due       time.Time             // zero: at once (status not read yet)
+	triggered bool                  // poll at once, without reading the status
+	active    bool                  // a worker has it
+	dropped   bool                  // a scan no longer lists it as workable; forget it when the worker is done
+	index     int                   // in queue; -1 when not queued
 }
 
 func newSchedule() *schedule {
@@ -99,10 +100,10 @@ func (s *schedule) assign(conns []connector.Connection) (forgotten []string) {
 		}
 		listed[c.ID] = true
 		if e := s.byID[c.ID]; e != nil {
-			e.dropped = false
+			e.dropped, e.conn = false, &c
 			continue
 		}
-		e := &schedEntry{id: c.ID}
+		e := &schedEntry{id: c.ID, conn: &c}
 		s.byID[c.ID] = e
 		heap.Push(&s.queue, e)
 	}
@@ -118,6 +119,30 @@ func (s *schedule) assign(conns []connector.Connection) (forgotten []string) {
 		}
 	}
 	return forgotten
+}
+
+// update takes one changed connection from a watch: a workable one not
+// known yet was just created, resumed or connected again, and is polled
+// at once, as on a trigger; one no longer workable is forgotten, unless it waits for a
+// trigger. It reports whether it forgot the connection.
+func (s *schedule) update(c connector.Connection) (forgot bool) {
+	e := s.byID[c.ID]
+	switch {
+	case workable(c.State) && e != nil:
+		e.dropped, e.conn = false, &c
+	case workable(c.State):
+		e = &schedEntry{id: c.ID, conn: &c, triggered: true}
+		s.byID[c.ID] = e
+		heap.Push(&s.queue, e)
+	case e == nil || e.triggered:
+	case e.active:
+		e.dropped = true
+	default:
+		heap.Remove(&s.queue, e.index)
+		delete(s.byID, c.ID)
+		return true
+	}
+	return false
 }
 
 // schedQueue is a heap of entries: triggered first, then by due time.

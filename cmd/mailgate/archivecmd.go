@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -97,6 +100,7 @@ func cmdArchive(ctx context.Context, e *env, args []string) error {
 func cmdSim(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "sim")
 	addr := fs.String("addr", "127.0.0.1:9090", "listen address")
+	mailboxes := fs.Int("mailboxes", 0, "add this many empty shared mailboxes "+bench.SimMailboxFormat+" (for `mailgate bench`)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -105,6 +109,7 @@ func cmdSim(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	sim := graphtest.NewUnstartedServer()
+	bench.AddSimMailboxes(sim, *mailboxes)
 	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	base := "http://" + ln.Addr().String()
 	fmt.Fprintf(e.stdout, "Microsoft 365 simulator on %s\n", base)
@@ -136,6 +141,9 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&opts.MinIO, "minio", "", "minio binary (default: PATH, then $(go env GOPATH)/bin)")
 	fs.BoolVar(&opts.NoMinIO, "no-minio", false, "use the directory archive and plain file writes as the ceiling")
 	fs.StringVar(&opts.Dir, "dir", "", "temporary files (removed at the end)")
+	fs.IntVar(&opts.ScaleMailboxes, "scale-mailboxes", 0, "idle mailboxes of the idle-scale scenario (default 10000 × --scale)")
+	fs.DurationVar(&opts.ScalePoll, "scale-poll", time.Minute, "poll interval of the idle-scale scenario")
+	fs.DurationVar(&opts.ScaleMeasure, "scale-measure", 0, "how long the idle-scale scenario measures (default 2 poll intervals)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -143,6 +151,42 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 		opts.Only = strings.Split(*only, ",")
 	}
 	opts.PostProcess = connector.PostAction(*post)
+	opts.StartSim = startSimProcess
 	_, err := bench.Run(ctx, opts, e.stdout)
 	return err
+}
+
+// startSimProcess runs `mailgate sim` with mailboxes idle mailboxes in a
+// process of its own, so that the benchmark does not count its CPU, and
+// returns its base URL once it listens.
+func startSimProcess(ctx context.Context, mailboxes int) (string, func(), error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", nil, fmt.Errorf("bench: simulator: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, exe, "sim", "--addr", "127.0.0.1:0", "--mailboxes", strconv.Itoa(mailboxes))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, fmt.Errorf("bench: simulator: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("bench: simulator: %w", err)
+	}
+	stop := func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	}
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() {
+		stop()
+		return "", nil, fmt.Errorf("bench: simulator printed nothing: %v", sc.Err())
+	}
+	base, ok := strings.CutPrefix(sc.Text(), "Microsoft 365 simulator on ")
+	if !ok {
+		stop()
+		return "", nil, fmt.Errorf("bench: simulator: unexpected first line %q", sc.Text())
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	return base, stop, nil
 }

@@ -26,11 +26,15 @@ const (
 	ScenarioIdle   = "idle"   // (c) many idle connected mailboxes
 	ScenarioHuge   = "huge"   // (d) one mail with one 150 MB attachment
 	ScenarioLimits = "limits" // the second mode: Microsoft's per-mailbox limits enforced
+	// ScenarioIdleScale is many idle mailboxes on a 1-minute poll interval
+	// with the simulator in its own process; it runs only when named in
+	// Options.Only (scale.go).
+	ScenarioIdleScale = "idle-scale"
 )
 
 // Scenarios lists every scenario in the order Run runs them.
 func Scenarios() []string {
-	return []string{ScenarioDocs, ScenarioLarge, ScenarioIdle, ScenarioHuge, ScenarioLimits}
+	return []string{ScenarioDocs, ScenarioLarge, ScenarioIdle, ScenarioHuge, ScenarioLimits, ScenarioIdleScale}
 }
 
 // Full-size parameters (Scale 1).
@@ -82,6 +86,18 @@ type Options struct {
 	// directory; "" = os.TempDir(). Everything is removed at the end.
 	// Flag --dir.
 	Dir string
+	// ScaleMailboxes is the idle-scale scenario's mailbox count; 0 means
+	// 10,000 × Scale. Flag --scale-mailboxes.
+	ScaleMailboxes int
+	// ScalePoll is its poll interval; default 1m. Flag --scale-poll.
+	ScalePoll time.Duration
+	// ScaleMeasure is how long it measures; default two poll intervals.
+	// Flag --scale-measure.
+	ScaleMeasure time.Duration
+	// StartSim starts a simulator with mailboxes idle mailboxes
+	// (AddSimMailboxes) in another process and returns its base URL and
+	// how to stop it; nil runs it in this process, where its CPU counts.
+	StartSim func(ctx context.Context, mailboxes int) (base string, stop func(), err error)
 	// Logger receives mailgate's logs; nil discards them (the benchmark's
 	// own progress goes to the progress writer of Run).
 	Logger *slog.Logger
@@ -102,6 +118,9 @@ func (o *Options) fill() error {
 	if o.IdlePoll <= 0 {
 		o.IdlePoll = 30 * time.Second
 	}
+	if o.ScalePoll <= 0 {
+		o.ScalePoll = time.Minute
+	}
 	if o.LimitWindow <= 0 {
 		o.LimitWindow = 10 * time.Second
 	}
@@ -114,7 +133,12 @@ func (o *Options) fill() error {
 	return nil
 }
 
-func (o *Options) wants(s string) bool { return len(o.Only) == 0 || slices.Contains(o.Only, s) }
+func (o *Options) wants(s string) bool {
+	if s == ScenarioIdleScale {
+		return slices.Contains(o.Only, s)
+	}
+	return len(o.Only) == 0 || slices.Contains(o.Only, s)
+}
 
 func (o *Options) count(n int) int { return max(1, int(math.Round(float64(n)*o.Scale))) }
 
@@ -131,6 +155,7 @@ type Report struct {
 	Store   string // "minio" or "dir"
 	Options Options
 	Rows    []Row
+	Scale   *ScaleResult // the idle-scale scenario, when run
 	Ratios  []Ratio
 	Goals   []Goal
 	// Warnings are problems found on the way that change what was
@@ -238,6 +263,8 @@ func Run(ctx context.Context, opts Options, w io.Writer) (*Report, error) {
 			rows, err = b.importScenario(ctx, s, 1, opts.size(hugeSize), false)
 		case ScenarioLimits:
 			rows, err = b.limitsScenario(ctx)
+		case ScenarioIdleScale:
+			rows, err = b.idleScaleScenario(ctx, rep)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("bench: scenario %s: %w", s, err)
@@ -373,6 +400,9 @@ func evaluate(rep *Report) ([]Ratio, []Goal) {
 			Met:      r.RSSIncrease <= GoalHugeRSS,
 			Note:     fmt.Sprintf("process VmHWM %.0f MiB includes the in-process simulator's copy of the mail and NATS", float64(r.PeakRSS)/(1<<20)),
 		})
+	}
+	if rep.Scale != nil {
+		goals = append(goals, scaleGoals(rep.Scale)...)
 	}
 	return ratios, goals
 }

@@ -174,3 +174,42 @@ func TestRunFull(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The idle-scale scenario at a small size, simulator in process: every
+// due poll begins on time, idle polls write nothing, and the
+// goals are printed beside what was measured.
+func TestIdleScaleSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("polls for about 10 seconds")
+	}
+	var out strings.Builder
+	rep, err := Run(t.Context(), Options{
+		Only: []string{ScenarioIdleScale}, ScaleMailboxes: 40, ScalePoll: 2 * time.Second, ScaleMeasure: 4 * time.Second,
+		NoMinIO: true, Dir: t.TempDir(),
+	}, &out)
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rep.Scale
+	if r == nil || len(rep.Rows) != 1 || rep.Rows[0].Scenario != ScenarioIdleScale {
+		t.Fatalf("report: %+v", rep)
+	}
+	if r.Polls < 40 || r.Begun < 40 {
+		t.Errorf("%d polls, %d begun in %s of 40 mailboxes polled every 2s", r.Polls, r.Begun, r.Elapsed)
+	}
+	if r.OnTime < GoalOnTime {
+		t.Errorf("%.3f of due polls on time", r.OnTime)
+	}
+	if data, leases := r.writes(); data+leases != 0 {
+		t.Errorf("%.2f + %.2f (leases) KV writes per idle poll (%v)", data, leases, r.Writes)
+	}
+	if r.Reads["cursors"] > 0.1 || r.Reads[connector.ConnectionsBucket] > 0.1 {
+		t.Errorf("KV reads per idle poll %v, want about none (quiet connections are peeked from memory)", r.Reads)
+	}
+	for _, want := range []string{"due polls begun within 5 s", "CPU per idle poll", "fsynced KV writes per idle poll", "KV reads per idle poll"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}

@@ -38,8 +38,15 @@ type env struct {
 }
 
 // newEnv starts a scenario's world under dir. gcfg's BaseURL is filled in.
-func (b *bencher) newEnv(ctx context.Context, name string, gcfg graph.Config, icfg importer.Config) (_ *env, err error) {
-	e := &env{sim: graphtest.NewServer()}
+func (b *bencher) newEnv(ctx context.Context, name string, gcfg graph.Config, icfg importer.Config) (*env, error) {
+	sim := graphtest.NewServer()
+	return b.newEnvAt(ctx, name, gcfg, icfg, sim, sim.LoginURL(), sim.GraphURL())
+}
+
+// newEnvAt is newEnv with a simulator at loginURL and graphURL; sim is the
+// in-process one there, or nil for one in another process.
+func (b *bencher) newEnvAt(ctx context.Context, name string, gcfg graph.Config, icfg importer.Config, sim *graphtest.Server, loginURL, graphURL string) (_ *env, err error) {
+	e := &env{sim: sim}
 	defer func() {
 		if err != nil {
 			e.close()
@@ -72,14 +79,14 @@ func (b *bencher) newEnv(ctx context.Context, name string, gcfg graph.Config, ic
 		return nil, err
 	}
 
-	u, err := url.Parse(e.sim.GraphURL())
+	u, err := url.Parse(graphURL)
 	if err != nil {
 		return nil, fmt.Errorf("simulator url: %w", err)
 	}
 	cc := clientcredentials.Config{
 		ClientID:     graphtest.DefaultClientID,
 		ClientSecret: graphtest.DefaultClientSecret,
-		TokenURL:     e.sim.LoginURL() + "/" + graphtest.DefaultTenantID + "/oauth2/v2.0/token",
+		TokenURL:     loginURL + "/" + graphtest.DefaultTenantID + "/oauth2/v2.0/token",
 		Scopes:       []string{u.Scheme + "://" + u.Host + "/.default"},
 	}
 	// The token source outlives the calls that use it; its context only
@@ -92,7 +99,7 @@ func (b *bencher) newEnv(ctx context.Context, name string, gcfg graph.Config, ic
 		}
 		return tok.AccessToken, nil
 	}
-	gcfg.BaseURL = e.sim.GraphURL()
+	gcfg.BaseURL = graphURL
 	gcfg.Logger = b.opts.Logger
 	if e.graph, err = graph.New(gcfg); err != nil {
 		return nil, err
@@ -140,7 +147,9 @@ func (b *bencher) connectAs(ctx context.Context, e *env, cust, mailbox string) (
 // close stops the simulator and NATS. The simulator is closed first and
 // waits for its handlers, so the caller may free the mail content after.
 func (e *env) close() {
-	e.sim.Close()
+	if e.sim != nil {
+		e.sim.Close()
+	}
 	if e.nc != nil {
 		e.nc.Close()
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -14,8 +15,12 @@ func printHeader(w io.Writer, rep *Report) {
 	if rep.Store == "minio" {
 		store = "MinIO " + m.MinIO + " (child process, loopback)"
 	}
-	fmt.Fprintf(w, "store: %s; NATS: embedded, file storage, SyncAlways; Graph: in-process simulator; scale %g\n\n",
-		store, rep.Options.Scale)
+	sim := "in-process simulator"
+	if rep.Options.StartSim != nil && slices.Equal(rep.Options.Only, []string{ScenarioIdleScale}) {
+		sim = "simulator in its own process (mailgate sim)"
+	}
+	fmt.Fprintf(w, "store: %s; NATS: embedded, file storage, SyncAlways; Graph: %s; scale %g\n\n",
+		store, sim, rep.Options.Scale)
 	for _, warn := range rep.Warnings {
 		fmt.Fprintf(w, "WARNING: %s\n", warn)
 	}
