@@ -21,7 +21,6 @@ import (
 
 	"github.com/mailgate/mailgate/archive"
 	"github.com/mailgate/mailgate/archive/archivetest"
-	"github.com/mailgate/mailgate/cmd/mailgate/samples"
 	"github.com/mailgate/mailgate/connector"
 	"github.com/mailgate/mailgate/importer/policy"
 )
@@ -105,12 +104,7 @@ func (c *openAPIClient) call(method, url, key, body string) (int, []byte) {
 func TestContractsThroughBinary(t *testing.T) {
 	bin := mailgateBinary(t)
 	dataDir := t.TempDir()
-	p := startProc(t, bin, nil, "demo", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--public-url", "http://localhost:0",
-		"--nats-listen", "127.0.0.1:0", "--sim-addr", "127.0.0.1:0", "--mail-every", "0")
-	base := p.waitFor(t, portalRE, 60*time.Second)
-	password := p.waitFor(t, demoRE, time.Second)
-	apiKey := p.waitFor(t, apiKeyRE, time.Second)
-	natsURL := p.waitFor(t, natsRE, time.Second)
+	_, base, password, apiKey, natsURL := startDemo(t, bin, dataDir)
 
 	api := newOpenAPIClient(t, base)
 	code := connectMailbox(t, base, password)
@@ -119,28 +113,7 @@ func TestContractsThroughBinary(t *testing.T) {
 	}
 	api.call("POST", base+"/api/v1/connections/redeem", apiKey, `{"code":"`+code+`"}`) // used: 400
 	// The demo delivered samples 0..5 before the connection.
-	var wantDocs, wantSkips int
-	for i := range 6 {
-		for _, e := range samples.Sample(i, time.Now()).Expect {
-			if e.Kind != "" {
-				wantDocs++
-			} else {
-				wantSkips++
-			}
-		}
-	}
-	events := collect(t, natsURL, dataDir, 90*time.Second, func(evs []archive.Event) bool {
-		var docs, skips int
-		for _, e := range evs {
-			switch e.Type {
-			case archive.TypeImported:
-				docs++
-			case archive.TypeSkipped:
-				skips++
-			}
-		}
-		return docs >= wantDocs && skips >= wantSkips
-	})
+	events := waitForSamples(t, natsURL, dataDir, 90*time.Second)
 	var id string
 	for _, e := range events {
 		if d, ok := e.Data.(*archive.ConnectionChanged); ok {

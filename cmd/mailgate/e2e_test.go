@@ -320,39 +320,44 @@ func collect(t *testing.T, natsURL, dataDir string, timeout time.Duration, enoug
 	return append([]archive.Event(nil), events...)
 }
 
-func TestDemoEndToEnd(t *testing.T) {
-	bin := mailgateBinary(t)
-	dataDir := t.TempDir()
-	p := startProc(t, bin, nil, "demo", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--public-url", "http://localhost:0",
+// startDemo runs `mailgate demo` on random ports, with env added to the
+// environment, and returns the process, the portal's base URL, the demo
+// user's password, the DMS API key and the NATS URL from its banner.
+func startDemo(t *testing.T, bin, dataDir string, env ...string) (p *proc, base, password, apiKey, natsURL string) {
+	t.Helper()
+	p = startProc(t, bin, env, "demo", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--public-url", "http://localhost:0",
 		"--nats-listen", "127.0.0.1:0", "--sim-addr", "127.0.0.1:0", "--mail-every", "0")
-	base := p.waitFor(t, portalRE, 60*time.Second)
-	password := p.waitFor(t, demoRE, time.Second)
-	apiKey := p.waitFor(t, apiKeyRE, time.Second)
-	natsURL := p.waitFor(t, natsRE, time.Second)
-	metricsBase := "http://" + p.waitFor(t, metricsRE, time.Second)
+	base = p.waitFor(t, portalRE, 60*time.Second)
+	password = p.waitFor(t, demoRE, time.Second)
+	apiKey = p.waitFor(t, apiKeyRE, time.Second)
+	natsURL = p.waitFor(t, natsRE, time.Second)
+	return p, base, password, apiKey, natsURL
+}
 
-	code := connectMailbox(t, base, password)
-	res := redeem(t, base, apiKey, code)
-	conn, _ := res["connection"].(map[string]any)
-	if conn["state"] != "active" {
-		t.Fatalf("after redeem the connection is %v: %v", conn["state"], res)
-	}
-
-	// The demo delivered samples 0..5 before the connection; backfill "all"
-	// imports them.
-	var wantDocs, wantSkips int
-	expect := map[string]samples.Expect{}
-	for i := 0; i < 6; i++ {
+// demoSamples is what the demo's samples 0..5, delivered before the
+// connection, must produce once it is redeemed (backfill "all"): the
+// expectation by attachment name, and how many documents and skips.
+func demoSamples() (expect map[string]samples.Expect, docs, skips int) {
+	expect = map[string]samples.Expect{}
+	for i := range 6 {
 		for _, e := range samples.Sample(i, time.Now()).Expect {
 			expect[e.Name] = e
 			if e.Kind != "" {
-				wantDocs++
+				docs++
 			} else {
-				wantSkips++
+				skips++
 			}
 		}
 	}
-	events := collect(t, natsURL, dataDir, 60*time.Second, func(evs []archive.Event) bool {
+	return expect, docs, skips
+}
+
+// waitForSamples collects the stream's events until the demo samples'
+// documents and skips are all there.
+func waitForSamples(t *testing.T, natsURL, dataDir string, timeout time.Duration) []archive.Event {
+	t.Helper()
+	_, wantDocs, wantSkips := demoSamples()
+	return collect(t, natsURL, dataDir, timeout, func(evs []archive.Event) bool {
 		var docs, skips int
 		for _, e := range evs {
 			switch e.Type {
@@ -364,6 +369,25 @@ func TestDemoEndToEnd(t *testing.T) {
 		}
 		return docs >= wantDocs && skips >= wantSkips
 	})
+}
+
+func TestDemoEndToEnd(t *testing.T) {
+	bin := mailgateBinary(t)
+	dataDir := t.TempDir()
+	p, base, password, apiKey, natsURL := startDemo(t, bin, dataDir)
+	metricsBase := "http://" + p.waitFor(t, metricsRE, time.Second)
+
+	code := connectMailbox(t, base, password)
+	res := redeem(t, base, apiKey, code)
+	conn, _ := res["connection"].(map[string]any)
+	if conn["state"] != "active" {
+		t.Fatalf("after redeem the connection is %v: %v", conn["state"], res)
+	}
+
+	// The demo delivered samples 0..5 before the connection; backfill "all"
+	// imports them.
+	expect, wantDocs, wantSkips := demoSamples()
+	events := waitForSamples(t, natsURL, dataDir, 60*time.Second)
 	var docs, skips int
 	seen := map[string]bool{}
 	for _, e := range events {

@@ -39,20 +39,6 @@ func cliConnect(t *testing.T, natsURL, dataDir string) *nats.Conn {
 	return nc
 }
 
-// startDemo runs `mailgate demo` on random ports and returns the process,
-// the portal's base URL, the demo user's password, the DMS API key and
-// the NATS URL from its banner.
-func startDemo(t *testing.T, bin, dataDir string) (p *proc, base, password, apiKey, natsURL string) {
-	t.Helper()
-	p = startProc(t, bin, nil, "demo", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--public-url", "http://localhost:0",
-		"--nats-listen", "127.0.0.1:0", "--sim-addr", "127.0.0.1:0", "--mail-every", "0")
-	base = p.waitFor(t, portalRE, 60*time.Second)
-	password = p.waitFor(t, demoRE, time.Second)
-	apiKey = p.waitFor(t, apiKeyRE, time.Second)
-	natsURL = p.waitFor(t, natsRE, time.Second)
-	return p, base, password, apiKey, natsURL
-}
-
 // TestNATSAuthEndToEnd attacks a running mailgate's embedded NATS as a
 // local process without credentials would, and checks that the operator's
 // CLI still works with the credentials it finds in the data directory.

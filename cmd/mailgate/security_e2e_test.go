@@ -62,12 +62,7 @@ func startAdminConnect(t *testing.T, b *browser, user, password string) *url.URL
 func TestAdminConsentForgeryEndToEnd(t *testing.T) {
 	bin := mailgateBinary(t)
 	dataDir := t.TempDir()
-	p := startProc(t, bin, nil, "demo", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--public-url", "http://localhost:0",
-		"--nats-listen", "127.0.0.1:0", "--sim-addr", "127.0.0.1:0", "--mail-every", "0")
-	base := p.waitFor(t, portalRE, 60*time.Second)
-	password := p.waitFor(t, demoRE, time.Second)
-	apiKey := p.waitFor(t, apiKeyRE, time.Second)
-	natsURL := p.waitFor(t, natsRE, time.Second)
+	_, base, password, apiKey, natsURL := startDemo(t, bin, dataDir)
 	env := []string{"MAILGATE_NATS_URL=" + natsURL, "MAILGATE_DATA_DIR=" + dataDir}
 
 	// The operator has a second customer, evil, with a connect user.
@@ -198,9 +193,7 @@ func (z *zeros) Read(p []byte) (int, error) {
 // process's resident memory barely moves.
 func TestLargeLoginEndToEnd(t *testing.T) {
 	bin := mailgateBinary(t)
-	p := startProc(t, bin, nil, "demo", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--public-url", "http://localhost:0",
-		"--nats-listen", "127.0.0.1:0", "--sim-addr", "127.0.0.1:0", "--mail-every", "0")
-	base := p.waitFor(t, portalRE, 60*time.Second)
+	p, base, _, _, _ := startDemo(t, bin, t.TempDir())
 	pid := p.cmd.Process.Pid
 	for _, tc := range []struct {
 		ctype, prefix string
@@ -238,10 +231,7 @@ func TestLargeLoginEndToEnd(t *testing.T) {
 func TestRemovedUserLoggedOutEndToEnd(t *testing.T) {
 	bin := mailgateBinary(t)
 	dataDir := t.TempDir()
-	p := startProc(t, bin, nil, "demo", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--public-url", "http://localhost:0",
-		"--nats-listen", "127.0.0.1:0", "--sim-addr", "127.0.0.1:0", "--mail-every", "0")
-	base := p.waitFor(t, portalRE, 60*time.Second)
-	natsURL := p.waitFor(t, natsRE, time.Second)
+	_, base, _, _, natsURL := startDemo(t, bin, dataDir)
 	env := []string{"MAILGATE_NATS_URL=" + natsURL, "MAILGATE_DATA_DIR=" + dataDir}
 	runCLIInput(t, bin, env, "leaving-soon-123\n", "users", "add", "lena", "--customer", "firma", "--group", "mailbox-connect", "--password-file", "-")
 

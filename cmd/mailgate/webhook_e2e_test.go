@@ -20,7 +20,6 @@ import (
 
 	"github.com/mailgate/mailgate/archive"
 	"github.com/mailgate/mailgate/archive/archivetest"
-	"github.com/mailgate/mailgate/cmd/mailgate/samples"
 )
 
 // dmsReceiver is a DMS's webhook endpoint. It verifies each request the
@@ -103,12 +102,7 @@ func (r *dmsReceiver) snapshot() (map[string][]byte, int) {
 func TestWebhooksThroughBinary(t *testing.T) {
 	bin := mailgateBinary(t)
 	dataDir := t.TempDir()
-	p := startProc(t, bin, []string{"MAILGATE_WEBHOOK_ALLOW_PRIVATE=true"}, "demo", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0",
-		"--public-url", "http://localhost:0", "--nats-listen", "127.0.0.1:0", "--sim-addr", "127.0.0.1:0", "--mail-every", "0")
-	base := p.waitFor(t, portalRE, 60*time.Second)
-	password := p.waitFor(t, demoRE, time.Second)
-	apiKey := p.waitFor(t, apiKeyRE, time.Second)
-	natsURL := p.waitFor(t, natsRE, time.Second)
+	p, base, password, apiKey, natsURL := startDemo(t, bin, dataDir, "MAILGATE_WEBHOOK_ALLOW_PRIVATE=true")
 	metricsBase := "http://" + p.waitFor(t, metricsRE, time.Second)
 	env := []string{"MAILGATE_NATS_URL=" + natsURL, "MAILGATE_DATA_DIR=" + dataDir}
 	otherKey := strings.TrimSpace(runCLI(t, bin, env, "apikeys", "create", "--customer", "other", "--name", "other dms"))
@@ -142,19 +136,9 @@ func TestWebhooksThroughBinary(t *testing.T) {
 	if status, body := api.call("POST", base+"/api/v1/connections/redeem", apiKey, `{"code":"`+code+`"}`); status != 200 {
 		t.Fatalf("redeem: %d %s", status, body)
 	}
-	var wantDocs int
-	for i := range 6 {
-		wantDocs += len(samples.Sample(i, time.Now()).Expect)
-	}
-	collect(t, natsURL, dataDir, 90*time.Second, func(evs []archive.Event) bool {
-		n := 0
-		for _, e := range evs {
-			if e.Type != archive.TypeConnectionChanged {
-				n++
-			}
-		}
-		return n >= wantDocs
-	})
+	_, docs, skips := demoSamples()
+	wantDocs := docs + skips // the samples' document events
+	waitForSamples(t, natsURL, dataDir, 90*time.Second)
 	// Down for a while: at least two rounds of failed attempts.
 	deadline := time.After(60 * time.Second)
 	for {
