@@ -187,7 +187,6 @@ func (p *pass) park(ctx context.Context, m connector.Message, cause error) error
 		"attempt", pm.Attempts, "next_retry", pm.Next, "error", cause)
 	p.mu.Lock()
 	p.res.Failed++
-	p.failures = append(p.failures, cause.Error())
 	p.mu.Unlock()
 	return nil
 }

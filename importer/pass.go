@@ -74,7 +74,6 @@ type pass struct {
 	skipped  map[string]int64
 	imported int64
 	backfill BackfillProgress
-	failures []string
 	backlog  backlog // as last read or written
 }
 
