@@ -109,6 +109,9 @@ func (s *Spool) Size() int64 { return s.size }
 // SHA256 is the body's SHA-256 in lower-case hex.
 func (s *Spool) SHA256() string { return s.sum }
 
+// InMemory reports whether the body is kept in memory, not in a file.
+func (s *Spool) InMemory() bool { return s.file == nil }
+
 // Head returns the first ≤ 3072 bytes, for content sniffing. Don't modify it.
 func (s *Spool) Head() []byte { return s.head }
 
@@ -127,8 +130,9 @@ func (s *Spool) ReaderAt() io.ReaderAt {
 	return bytes.NewReader(s.mem)
 }
 
-// Close removes the temporary file, if any.
+// Close removes the temporary file, if any, and lets go of the memory.
 func (s *Spool) Close() error {
+	s.mem = nil
 	if s.file == nil {
 		return nil
 	}

@@ -197,6 +197,12 @@ func (p *pass) spool(ctx context.Context, m connector.Message, j job) (spooled, 
 		}
 		defer rc.Close()
 		r = rc
+	case j.att.Data != nil:
+		sp, ok := j.att.Data.(spooled)
+		if !ok {
+			return nil, fmt.Errorf("importer: attachment data of type %T", j.att.Data)
+		}
+		return sp, nil
 	case j.att.Content != nil:
 		r = bytes.NewReader(j.att.Content)
 	default:

@@ -197,7 +197,10 @@ func notFound(op, id string) error {
 	return connector.E("fake: "+op, connector.NotFound, fmt.Errorf("%s not found", id))
 }
 
-func (f *fakeMailbox) Attachments(ctx context.Context, messageID string) ([]connector.Attachment, error) {
+// Attachments lists a mail's attachments. With a sink, every file
+// attachment's bytes come along, as Graph's contentBytes do; without one,
+// only the small ones.
+func (f *fakeMailbox) Attachments(ctx context.Context, messageID string, sink connector.Sink) ([]connector.Attachment, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.fail("attachments", messageID); err != nil {
@@ -209,8 +212,22 @@ func (f *fakeMailbox) Attachments(ctx context.Context, messageID string) ([]conn
 	}
 	out := make([]connector.Attachment, len(m.atts))
 	for i, a := range m.atts {
+		content := a.Content
 		if len(a.Content) > 1000 || a.Type != connector.FileAttachment {
 			a.Content = nil // large ones are streamed, like Graph's contentBytes limit
+		}
+		if sink != nil && a.Type == connector.FileAttachment {
+			a.Content = nil
+			d, err := sink(bytes.NewReader(content))
+			if err != nil {
+				for _, o := range out[:i] {
+					if o.Data != nil {
+						o.Data.Close()
+					}
+				}
+				return nil, err
+			}
+			a.Data = d
 		}
 		out[i] = a
 	}

@@ -147,7 +147,7 @@ func TestParkedMailSurvivesResetAndMove(t *testing.T) {
 	id := e.mb.deliver("inbox", connector.Message{InternetMessageID: "<p@x>", ReceivedAt: t0}, file("p.pdf", "", bigPDF(1)))
 	broken := true
 	e.mb.fault = func(op, arg string) error {
-		if broken && op == "open" {
+		if broken && (op == "open" || op == "attachments") {
 			return connector.E("fake: open", connector.Transient, errors.New("connection reset"))
 		}
 		return nil

@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/mailgate/mailgate/archive"
 	"github.com/mailgate/mailgate/connector"
 )
 
@@ -37,11 +39,14 @@ func (p *pass) mail(ctx context.Context, m connector.Message, isDone func() (boo
 	saveEML := im.cfg.Policy.SaveEML
 	var jobs []job
 	if m.HasAttachments || mayBeInlineOnly(m) {
-		atts, err := p.mb.Attachments(ctx, m.ID)
-		if connector.IsKind(err, connector.NotFound) {
+		atts, err := p.attachments(ctx, m.ID)
+		defer closeData(atts)
+		switch {
+		case connector.IsKind(err, connector.NotFound):
 			return nil // moved or deleted since the delta page: not ours to finish
-		}
-		if err != nil {
+		case errors.Is(err, archive.ErrDisk):
+			return infra(componentDisk, fmt.Errorf("importer: attachments of %s: %w", m.ID, err))
+		case err != nil:
 			return fmt.Errorf("importer: attachments of %s: %w", m.ID, err)
 		}
 		for _, a := range atts {
@@ -118,6 +123,36 @@ func (p *pass) mail(ctx context.Context, m connector.Message, isDone func() (boo
 		return err
 	}
 	return im.ledger.markMail(dctx, mailKey, im.cfg.Now())
+}
+
+// attachments lists the attachments of a mail with their bytes, in one
+// Graph request. The bytes are spooled as they stream in: the mail keeps
+// at most SpoolMemory bytes of them in memory, all of its attachments
+// together; the rest goes to the spool directory. So memory grows by the
+// document, however many and however large a mail's attachments are. The
+// caller closes every attachment's Data (closeData), also on error.
+func (p *pass) attachments(ctx context.Context, messageID string) ([]connector.Attachment, error) {
+	mem := p.im.cfg.SpoolMemory
+	return p.mb.Attachments(ctx, messageID, func(r io.Reader) (connector.Content, error) {
+		sp, err := archive.NewSpool(r, mem, p.im.cfg.SpoolDir)
+		if err != nil {
+			return nil, err
+		}
+		if sp.InMemory() {
+			mem -= sp.Size()
+		}
+		return sp, nil
+	})
+}
+
+// closeData closes the spooled bytes of atts. A document that took them
+// has closed them already; closing a spool twice does no harm.
+func closeData(atts []connector.Attachment) {
+	for _, a := range atts {
+		if a.Data != nil {
+			_ = a.Data.Close()
+		}
+	}
 }
 
 // postProcess marks the mail in the mailbox as the connection says. A mail

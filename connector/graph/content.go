@@ -36,7 +36,7 @@ var attachmentFields = []string{"id", "name", "contentType", "size", "isInline",
 // Content. Everything else — invoices in particular — is read raw with
 // OpenAttachment, without base64 and JSON parsing. Either way an attachment
 // costs one request besides the list.
-func (m *Mailbox) Attachments(ctx context.Context, messageID string) ([]connector.Attachment, error) {
+func (m *Mailbox) Attachments(ctx context.Context, messageID string, _ connector.Sink) ([]connector.Attachment, error) {
 	op := m.op("attachments")
 	ctx, cancel, err := m.begin(ctx, op)
 	defer cancel()
