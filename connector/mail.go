@@ -15,10 +15,14 @@ type Message struct {
 	ReceivedAt        time.Time
 	HasAttachments    bool
 	IsRead            bool
-	BodyHTML          string   // body content when the body is HTML, used to find inline references
-	Categories        []string // current categories
-	ParentFolderID    string
-	Removed           bool // a delta "@removed" entry: never import it
+	// BodyRefs holds the cid: references of an HTML body, space-separated
+	// ("cid:logo@x cid:scan@y"): all the importer needs of a body, to tell
+	// an image shown in it from an attached one. The rest of the body is
+	// let go of as the delta page is read.
+	BodyRefs       string
+	Categories     []string // current categories
+	ParentFolderID string
+	Removed        bool // a delta "@removed" entry: never import it
 }
 
 // AttachmentType is Graph's @odata.type of an attachment.

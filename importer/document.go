@@ -59,7 +59,7 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 			return err
 		}
 	}
-	d, err := im.policy.Classify(a, m.BodyHTML, sp.Size(), sp.Reader())
+	d, err := im.policy.Classify(a, m.BodyRefs, sp.Size(), sp.Reader())
 	if err != nil {
 		return fmt.Errorf("importer: classify %q: %w", a.Name, err)
 	}

@@ -152,7 +152,7 @@ func deliverMix(t testing.TB, mb *fakeMailbox, n int) mixCounts {
 		case 1:
 			inline := file("image001.png", "image/png", logo)
 			inline.ContentID = "image001.png@01DA"
-			m.BodyHTML = `<img src="cid:image001.png@01DA">`
+			m.BodyRefs = "cid:image001.png@01DA"
 			atts = append(atts, file(fmt.Sprintf("RE-%d.pdf", i), "application/pdf", pdfDoc(i)), inline)
 		case 2:
 			atts = append(atts, file("image002.png", "image/png", logo))

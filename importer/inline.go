@@ -19,7 +19,7 @@ import (
 // mayBeInlineOnly reports whether a mail without attachments may still
 // carry inline ones: its HTML body references content ids.
 func mayBeInlineOnly(m connector.Message) bool {
-	return !m.HasAttachments && strings.Contains(strings.ToLower(m.BodyHTML), "cid:")
+	return !m.HasAttachments && m.BodyRefs != ""
 }
 
 // bodyImage reports whether an inline attachment declares itself an

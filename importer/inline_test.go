@@ -17,10 +17,10 @@ func TestInlineOnlyMailExamined(t *testing.T) {
 	logo := file("logo.png", "image/png", logoPNG(t))
 	logo.IsInline, logo.ContentID = true, "logo@1"
 	id := e.mb.deliver("inbox", connector.Message{InternetMessageID: "<inline@x>", Subject: "Rechnung 0815", ReceivedAt: t0,
-		BodyHTML: `<p>Anbei</p><img src="cid:logo@1"><object data="cid:pdf@apple"></object>`}, pdf, logo)
+		BodyRefs: "cid:logo@1 cid:pdf@apple"}, pdf, logo)
 	e.mb.deliver("inbox", connector.Message{InternetMessageID: "<text@x>", Subject: "Danke", ReceivedAt: t0})
 	news := e.mb.deliver("inbox", connector.Message{InternetMessageID: "<news@x>", Subject: "Newsletter", ReceivedAt: t0,
-		BodyHTML: `<img src="cid:logo@1">`}, logo)
+		BodyRefs: "cid:logo@1"}, logo)
 	e.mb.mu.Lock()
 	e.mb.mails[id].msg.HasAttachments = false // as Graph reports it
 	e.mb.mails[news].msg.HasAttachments = false

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
@@ -121,7 +123,7 @@ func toMessage(gm models.Messageable) connector.Message {
 	}
 	if body := gm.GetBody(); body != nil {
 		if ct := body.GetContentType(); ct != nil && *ct == models.HTML_BODYTYPE {
-			msg.BodyHTML = deref(body.GetContent())
+			msg.BodyRefs = cidRefs(deref(body.GetContent()))
 		}
 	}
 	return msg
@@ -149,4 +151,28 @@ func (m *Mailbox) Message(ctx context.Context, messageID string) (connector.Mess
 		return connector.Message{}, connector.E(op, connector.Transient, errors.New("empty message response"))
 	}
 	return toMessage(gm), nil
+}
+
+// cidRefs returns the cid: references of an HTML body, space-separated,
+// each once, without the surrounding markup: quotes, parentheses or
+// whitespace end a reference.
+func cidRefs(html string) string {
+	var refs []string
+	rest := html
+	for {
+		i := strings.Index(strings.ToLower(rest), "cid:")
+		if i < 0 {
+			break
+		}
+		rest = rest[i:]
+		end := strings.IndexAny(rest, "\"' \t\r\n<>()")
+		if end < 0 {
+			end = len(rest)
+		}
+		if ref := rest[:end]; len(ref) > len("cid:") && !slices.Contains(refs, ref) {
+			refs = append(refs, ref)
+		}
+		rest = rest[max(end, len("cid:")):]
+	}
+	return strings.Join(refs, " ")
 }

@@ -123,7 +123,7 @@ func TestMessageFields(t *testing.T) {
 		io.WriteString(w, `{"value":[
  {"id":"m1","subject":"Rechnung","internetMessageId":"<a@x>","receivedDateTime":"2026-03-01T10:00:00Z",
   "from":{"emailAddress":{"address":"lief@x.de","name":"Lieferant"}},"hasAttachments":true,"isRead":true,
-  "body":{"contentType":"html","content":"<p>x</p>"},"categories":["A","B"],"parentFolderId":"inboxid"},
+  "body":{"contentType":"html","content":"<p>x<img src=\"cid:logo@x\" width=1><img src='CID:Logo@x'><a href=\"cid:scan@y\">s</a></p>"},"categories":["A","B"],"parentFolderId":"inboxid"},
  {"id":"m3","body":{"contentType":"text","content":"plain"}}],
  "@odata.deltaLink":"`+"http://"+r.Host+`/v1.0/d?$deltatoken=1"}`)
 	})
@@ -135,13 +135,13 @@ func TestMessageFields(t *testing.T) {
 	want := connector.Message{
 		ID: "m1", InternetMessageID: "<a@x>", Subject: "Rechnung", From: "lief@x.de", FromName: "Lieferant",
 		ReceivedAt: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC), HasAttachments: true, IsRead: true,
-		BodyHTML: "<p>x</p>", Categories: []string{"A", "B"}, ParentFolderID: "inboxid",
+		BodyRefs: "cid:logo@x CID:Logo@x cid:scan@y", Categories: []string{"A", "B"}, ParentFolderID: "inboxid",
 	}
 	if fmt.Sprint(page.Messages[0]) != fmt.Sprint(want) {
 		t.Errorf("got  %+v\nwant %+v", page.Messages[0], want)
 	}
-	if page.Messages[1].BodyHTML != "" {
-		t.Errorf("text body reported as HTML: %q", page.Messages[1].BodyHTML)
+	if page.Messages[1].BodyRefs != "" {
+		t.Errorf("text body read as HTML: %q", page.Messages[1].BodyRefs)
 	}
 	if page.DeltaLink == "" || page.NextLink != "" {
 		t.Errorf("links = %q / %q", page.NextLink, page.DeltaLink)

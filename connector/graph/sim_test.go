@@ -172,7 +172,7 @@ func TestSimPlusAddressAndAttachments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(page.Messages) != 1 || !page.Messages[0].HasAttachments || page.Messages[0].BodyHTML == "" {
+	if len(page.Messages) != 1 || !page.Messages[0].HasAttachments || page.Messages[0].BodyRefs != "cid:logo@x" {
 		t.Fatalf("delta = %+v", page.Messages)
 	}
 	id := page.Messages[0].ID

@@ -100,10 +100,11 @@ func (p *Policy) Precheck(a connector.Attachment) (d Decision, ok bool) {
 	return Decision{}, false
 }
 
-// Classify decides on an attachment from its content. bodyHTML is the
-// mail's HTML body, used to tell images shown in the body from attached
-// ones. rs must be positioned anywhere; Classify seeks as it needs.
-func (p *Policy) Classify(a connector.Attachment, bodyHTML string, size int64, rs io.ReadSeeker) (Decision, error) {
+// Classify decides on an attachment from its content. bodyRefs holds the
+// cid: references of the mail's HTML body (connector.Message.BodyRefs; the
+// body itself will do), used to tell images shown in the body from
+// attached ones. rs must be positioned anywhere; Classify seeks as it needs.
+func (p *Policy) Classify(a connector.Attachment, bodyRefs string, size int64, rs io.ReadSeeker) (Decision, error) {
 	if d, ok := p.Precheck(a); ok {
 		return d, nil
 	}
@@ -138,7 +139,7 @@ func (p *Policy) Classify(a connector.Attachment, bodyHTML string, size int64, r
 	case ct == "application/pdf":
 		return p.classifyPDF(rs, size)
 	case isImage(ct):
-		return p.classifyImage(a, bodyHTML, size, ct, ext, rs), nil
+		return p.classifyImage(a, bodyRefs, size, ct, ext, rs), nil
 	case isXMLOrText(mt) || mt.Is("application/octet-stream"):
 		if _, err := rs.Seek(0, io.SeekStart); err != nil {
 			return Decision{}, fmt.Errorf("policy: seek: %w", err)
@@ -193,10 +194,10 @@ func (p *Policy) classifyPDF(rs io.ReadSeeker, size int64) (Decision, error) {
 // signatureName matches names mail programs give body images and logos.
 var signatureName = regexp.MustCompile(`(?i)^(image\d{3}|.*logo.*|.*signatur.*|.*banner.*|outlook-.*)\.(png|jpe?g|gif|bmp|webp)$`)
 
-func (p *Policy) classifyImage(a connector.Attachment, bodyHTML string, size int64, ct, ext string, rs io.ReadSeeker) Decision {
+func (p *Policy) classifyImage(a connector.Attachment, bodyRefs string, size int64, ct, ext string, rs io.ReadSeeker) Decision {
 	out := Decision{ContentType: ct, Ext: ext}
 	switch {
-	case referencedInline(a.ContentID, bodyHTML):
+	case referencedInline(a.ContentID, bodyRefs):
 		out.Reason = archive.ReasonInline
 		out.Detail = fmt.Sprintf("the image is shown in the mail body (cid:%s)", strings.Trim(a.ContentID, "<>"))
 	case a.IsInline:
@@ -251,13 +252,13 @@ func logoShaped(w, h int) bool {
 }
 
 // referencedInline reports whether the HTML body shows the attachment with
-// a cid: URL.
-func referencedInline(contentID, bodyHTML string) bool {
+// a cid: URL, given the body's references.
+func referencedInline(contentID, bodyRefs string) bool {
 	cid := strings.TrimSpace(strings.Trim(contentID, "<>"))
-	if cid == "" || bodyHTML == "" {
+	if cid == "" || bodyRefs == "" {
 		return false
 	}
-	return strings.Contains(strings.ToLower(bodyHTML), "cid:"+strings.ToLower(cid))
+	return strings.Contains(strings.ToLower(bodyRefs), "cid:"+strings.ToLower(cid))
 }
 
 func (p *Policy) allowed(mt *mimetype.MIME) bool {

@@ -310,3 +310,45 @@ func (b *bencher) limitsScenario(ctx context.Context) ([]Row, error) {
 		row.Note, requests, window, float64(requests)/window.Seconds(), per(float64(row.GraphRequests), row.Elapsed), limitShare(row, window), row.Throttled)
 	return []Row{row}, nil
 }
+
+// photosScenario delivers mails with the phone photos of paper receipts,
+// 30 photos of 3 MB each per mail at full size, and imports them in one
+// sync pass with every mail of the page in flight (the importer's eight).
+// What it shows is memory: a mail must cost the memory of a document,
+// however many documents it carries.
+func (b *bencher) photosScenario(ctx context.Context) ([]Row, error) {
+	mails, perMail, size := b.opts.count(photoMails), b.opts.count(photosPerMail), b.opts.size(photoSize)
+	a, err := newArena(mails * perMail * size)
+	if err != nil {
+		return nil, err
+	}
+	defer a.free()
+	e, err := b.newEnv(ctx, ScenarioPhotos, graph.Config{Requests: unlimited}, importer.Config{})
+	if err != nil {
+		return nil, err
+	}
+	defer e.close() // before a.free: the simulator serves the arena
+	e.sim.SetThrottle(graphtest.Throttle{Requests: unlimited})
+	received := time.Now().UTC().Add(-time.Duration(mails) * time.Second)
+	var docs [][]byte
+	for i := range mails {
+		photos := make([][]byte, perMail)
+		for k := range photos {
+			photos[k] = makeJPEG(a, size, uint64(i*perMail+k))
+		}
+		docs = append(docs, photos...)
+		if _, err := e.sim.Deliver(graphtest.DefaultMailbox, photoMail(i, received.Add(time.Duration(i)*time.Second), photos)); err != nil {
+			return nil, fmt.Errorf("deliver: %w", err)
+		}
+	}
+	c, err := b.connect(ctx, e, graphtest.DefaultMailbox)
+	if err != nil {
+		return nil, err
+	}
+	row, err := measureSync(ctx, e, c.ID, ScenarioPhotos, docs)
+	if err != nil {
+		return nil, err
+	}
+	row.Note = fmt.Sprintf("%d mails with %d photos of %s each, %s", mails, perMail, mib(int64(size)), row.Note)
+	return []Row{row}, nil
+}
