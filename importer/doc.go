@@ -5,18 +5,27 @@
 //
 // One pass over a connection, holding its lease:
 //
-//	cursor (KV cursors) ─▶ delta page ─▶ mail record? ─▶ attachments ─▶ policy
-//	  ─▶ spool (size, SHA-256) ─▶ document id ─▶ ledger lookup (KV imports)
+//	cursor (KV cursors) ─▶ delta page ─▶ mail record? ─▶ attachments with
+//	  their bytes, spooled as they stream in (size, SHA-256) ─▶ policy
+//	  ─▶ document id ─▶ ledger lookup (KV imports)
 //	  ─▶ content index (same SHA-256 archived before: skip duplicate_of)
 //	  ─▶ Store.Put (content-addressed key) ─▶ Events.Imported (Nats-Msg-Id = id)
 //	  ─▶ ledger record + content claim ─▶ … all documents of the mail
 //	  ─▶ post-process the mail ─▶ mail record ─▶ … all mails of the page
 //	  ─▶ commit the next/delta link (compare-and-set)
 //
+// A mail costs Graph one request for all its attachments and their bytes
+// (the list with contentBytes, parsed as a stream) and one for its
+// post-processing; attachments whose bytes the list leaves out are
+// streamed with $value. What streams in is spooled right away: the mail
+// keeps at most SpoolMemory bytes in memory, all its attachments
+// together, and the rest in the spool directory, so memory grows with the
+// documents in flight, not with the size of the mails.
+//
 // The ledger's reads wait behind its fsynced writes, so what does not
 // depend on each other is asked at once: the mail records of a whole page,
-// an attachment's failure record during its download, the ledger lookup
-// with the content index, and the ledger record with the content claim.
+// the ledger lookup with the content index, and the ledger record with the
+// content claim.
 //
 // The mails of a page are worked MailWorkers (8) at once, and the
 // documents of a pass together are bounded to the same number: twice
