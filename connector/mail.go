@@ -1,6 +1,9 @@
 package connector
 
-import "time"
+import (
+	"io"
+	"time"
+)
 
 // Message is the part of a Graph message the importer needs.
 type Message struct {
@@ -38,8 +41,19 @@ type Attachment struct {
 	Size        int64
 	IsInline    bool
 	ContentID   string
-	Content     []byte // nil when not returned inline
+	Content     []byte  // nil when not returned inline
+	Data        Content // the bytes, when fetched with the list (Attachments with a Sink); nil otherwise
 }
+
+// Content is the bytes of one attachment, kept by a Sink until Close.
+type Content interface {
+	Size() int64
+	Close() error
+}
+
+// A Sink keeps the content of one attachment as it streams in: r yields
+// the decoded bytes and ends with them. It must read r to its end or fail.
+type Sink func(r io.Reader) (Content, error)
 
 // DeltaPage is one page of a delta query over a mail folder. Exactly one of
 // NextLink (more pages follow) and DeltaLink (the round is complete; keep it

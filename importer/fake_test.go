@@ -197,7 +197,7 @@ func notFound(op, id string) error {
 	return connector.E("fake: "+op, connector.NotFound, fmt.Errorf("%s not found", id))
 }
 
-func (f *fakeMailbox) Attachments(ctx context.Context, messageID string) ([]connector.Attachment, error) {
+func (f *fakeMailbox) Attachments(ctx context.Context, messageID string, _ connector.Sink) ([]connector.Attachment, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.fail("attachments", messageID); err != nil {

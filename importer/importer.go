@@ -26,7 +26,7 @@ type Mailbox interface {
 	// Message reads one message by its (immutable) id, for the retry of a
 	// parked mail.
 	Message(ctx context.Context, messageID string) (connector.Message, error)
-	Attachments(ctx context.Context, messageID string) ([]connector.Attachment, error)
+	Attachments(ctx context.Context, messageID string, sink connector.Sink) ([]connector.Attachment, error)
 	OpenAttachment(ctx context.Context, messageID, attachmentID string) (io.ReadCloser, error)
 	OpenMessage(ctx context.Context, messageID string) (io.ReadCloser, error)
 	Move(ctx context.Context, messageID, folderID string) (string, error)

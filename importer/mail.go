@@ -37,7 +37,7 @@ func (p *pass) mail(ctx context.Context, m connector.Message, isDone func() (boo
 	saveEML := im.cfg.Policy.SaveEML
 	var jobs []job
 	if m.HasAttachments || mayBeInlineOnly(m) {
-		atts, err := p.mb.Attachments(ctx, m.ID)
+		atts, err := p.mb.Attachments(ctx, m.ID, nil)
 		if connector.IsKind(err, connector.NotFound) {
 			return nil // moved or deleted since the delta page: not ours to finish
 		}

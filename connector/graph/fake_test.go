@@ -320,7 +320,7 @@ func TestLongHoldFailsFast(t *testing.T) {
 	}
 	// The hold outlasts the request's deadline: Throttled at once, nothing sent.
 	start := time.Now()
-	_, err = mb.Attachments(t.Context(), "m1")
+	_, err = mb.Attachments(t.Context(), "m1", nil)
 	if !connector.IsKind(err, connector.Throttled) || connector.RetryAfter(err) < 290*time.Second {
 		t.Errorf("during the hold: %v, want Throttled with ~300s", err)
 	}
@@ -496,7 +496,7 @@ func TestAttachments(t *testing.T) {
 		}
 	})
 	c := newFakeClient(t, h, Config{})
-	got, err := c.Mailbox("a@b", staticToken).Attachments(t.Context(), "m1")
+	got, err := c.Mailbox("a@b", staticToken).Attachments(t.Context(), "m1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

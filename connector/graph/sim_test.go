@@ -179,7 +179,7 @@ func TestSimPlusAddressAndAttachments(t *testing.T) {
 	if st := e.s.Messages(addr, "inbox"); len(st) != 1 || st[0].ImmutableID != id {
 		t.Errorf("delta id %q is not the immutable id of %+v", id, st)
 	}
-	atts, err := mb.Attachments(t.Context(), id)
+	atts, err := mb.Attachments(t.Context(), id, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func TestSimMaxInFlight(t *testing.T) {
 		Subject:     "big",
 		Attachments: []graphtest.Attachment{{Name: "a.pdf", ContentType: "application/pdf", Content: content}},
 	})
-	atts, err := mb.Attachments(t.Context(), id)
+	atts, err := mb.Attachments(t.Context(), id, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestSimMaxInFlight(t *testing.T) {
 			case 0:
 				_, err = mb.Delta(t.Context(), "inbox", "", time.Time{})
 			case 1:
-				_, err = mb.Attachments(t.Context(), id)
+				_, err = mb.Attachments(t.Context(), id, nil)
 			case 2:
 				var rc io.ReadCloser
 				if rc, err = mb.OpenAttachment(t.Context(), id, atts[0].ID); err == nil {
@@ -430,7 +430,7 @@ func BenchmarkOpenAttachment20MB(b *testing.B) {
 		Attachments: []graphtest.Attachment{{Name: "scan.pdf", ContentType: "application/pdf", Content: content}},
 	})
 	mb := e.mailbox(graphtest.DefaultMailbox)
-	atts, err := mb.Attachments(b.Context(), id)
+	atts, err := mb.Attachments(b.Context(), id, nil)
 	if err != nil || len(atts) != 1 || atts[0].Content != nil {
 		b.Fatalf("attachments = %+v, %v", atts, err)
 	}
@@ -492,7 +492,7 @@ func TestSimStreamFaults(t *testing.T) {
 	})
 	mb := e.mailbox(graphtest.DefaultMailbox)
 	id := e.s.Messages(graphtest.DefaultMailbox, "inbox")[0].ImmutableID
-	atts, err := mb.Attachments(t.Context(), id)
+	atts, err := mb.Attachments(t.Context(), id, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,9 +75,9 @@ func (m timedMailbox) Delta(ctx context.Context, folder, link string, since time
 	return m.Mailbox.Delta(ctx, folder, link, since)
 }
 
-func (m timedMailbox) Attachments(ctx context.Context, messageID string) ([]connector.Attachment, error) {
+func (m timedMailbox) Attachments(ctx context.Context, messageID string, sink connector.Sink) ([]connector.Attachment, error) {
 	defer sinceNow(&m.t.graph)()
-	return m.Mailbox.Attachments(ctx, messageID)
+	return m.Mailbox.Attachments(ctx, messageID, sink)
 }
 
 func (m timedMailbox) OpenAttachment(ctx context.Context, messageID, attachmentID string) (io.ReadCloser, error) {
