@@ -286,7 +286,7 @@ func (p *listParser) content() (connector.Content, error) {
 	if c == nil {
 		return nil, &sinkError{err: errors.New("no content and no error")}
 	}
-	if !d.done {
+	if !d.finished() {
 		// A sink may stop after the last byte without asking for EOF.
 		var one [1]byte
 		n, _ := d.Read(one[:])
@@ -294,7 +294,7 @@ func (p *listParser) content() (connector.Content, error) {
 		case d.err != nil:
 			c.Close()
 			return nil, d.err
-		case n > 0 || !d.done:
+		case n > 0 || !d.finished():
 			c.Close()
 			return nil, &sinkError{err: errors.New("stopped before the end of the content")}
 		}
@@ -568,48 +568,73 @@ func (p *listParser) skipObject(depth int) error {
 
 // b64Reader yields the decoded bytes of a contentBytes string whose '"'
 // has been read from r, and leaves r after the closing '"'. It scans the
-// buffered input for '"' and '\' and decodes whole chunks: no call per byte.
+// buffered input for '"' and '\' and decodes runs of whole quanta straight
+// from r's buffer into the caller's: no call and no copy per byte. Only a
+// quantum cut by an escape or the end of the buffer is gathered byte by
+// byte.
 type b64Reader struct {
 	r      *bufio.Reader
-	enc    [32 << 10]byte // base64 not decoded yet: enc[:ne]
-	ne     int
-	dec    [24 << 10]byte
-	out    []byte // decoded, not yet returned
-	end    bool   // the closing '"' has been read
-	done   bool   // end, and everything decoded
-	padded bool   // a decoded chunk ended with '=': nothing may follow
+	quad   [4]byte // a quantum being gathered: quad[:nq]
+	nq     int
+	stage  [768]byte // decoded for a Read of fewer than 3 bytes
+	out    []byte    // staged bytes not yet returned
+	end    bool      // the closing '"' has been read
+	padded bool      // a decoded quantum ended with '=': nothing may follow
 	err    error
 }
 
 func (d *b64Reader) Read(q []byte) (int, error) {
-	for len(d.out) == 0 {
+	if len(d.out) > 0 {
+		n := copy(q, d.out)
+		d.out = d.out[n:]
+		return n, nil
+	}
+	if len(q) == 0 {
+		return 0, nil
+	}
+	for {
 		if d.err != nil {
 			return 0, d.err
 		}
-		if d.done {
+		if d.end {
 			return 0, io.EOF
 		}
-		d.fill()
+		if len(q) >= 3 {
+			if n := d.decode(q); n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		if m := d.decode(d.stage[:]); m > 0 {
+			n := copy(q, d.stage[:m])
+			d.out = d.stage[n:m]
+			return n, nil
+		}
 	}
-	n := copy(q, d.out)
-	d.out = d.out[n:]
-	return n, nil
 }
 
-// fill gathers base64 up to a full chunk or the end of the string and
-// decodes it; a partial quantum waits for the next chunk.
-func (d *b64Reader) fill() {
-	for d.ne < len(d.enc) && !d.end {
-		if _, err := d.r.Peek(1); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
+// finished reports whether the string was read to its end and returned.
+func (d *b64Reader) finished() bool { return d.end && d.err == nil && len(d.out) == 0 }
+
+// decode decodes into dst (len(dst) >= 3) until it is full, the string
+// ends or an error occurs, and returns the bytes written.
+func (d *b64Reader) decode(dst []byte) int {
+	n := 0
+	for !d.end && d.err == nil && len(dst)-n >= 3 {
+		if d.nq > 0 {
+			d.gather()
+			if d.nq == 4 {
+				n += d.flush(dst[n:])
 			}
-			d.err = err
-			return
+			continue
+		}
+		if _, err := d.r.Peek(1); err != nil {
+			d.err = unexpected(err)
+			break
 		}
 		buf, _ := d.r.Peek(d.r.Buffered())
-		if room := len(d.enc) - d.ne; len(buf) > room {
-			buf = buf[:room]
+		if most := (len(dst) - n) / 3 * 4; len(buf) > most {
+			buf = buf[:most]
 		}
 		// The backslash first: the quote scan then stops at it, so
 		// frequent escapes don't rescan the buffer.
@@ -620,65 +645,108 @@ func (d *b64Reader) fill() {
 		if q := bytes.IndexByte(buf[:stop], '"'); q >= 0 {
 			stop = q
 		}
-		d.ne += copy(d.enc[d.ne:], buf[:stop])
+		if k := stop - stop%4; k > 0 {
+			if d.padded {
+				d.err = syntaxf("contentBytes: base64 after padding")
+				break
+			}
+			m, err := base64.StdEncoding.Decode(dst[n:], buf[:k])
+			if err != nil {
+				d.err = syntaxf("contentBytes: %v", err)
+				break
+			}
+			d.padded = buf[k-1] == '='
+			n += m
+			d.r.Discard(k)
+			buf, stop = buf[k:], stop-k
+		}
+		// The rest of a quantum (up to 3 characters) waits in quad.
+		d.nq = copy(d.quad[:], buf[:stop])
 		d.r.Discard(stop)
-		if stop == len(buf) {
-			continue
+		if stop < len(buf) {
+			d.gather() // the quote or an escape
+			if d.nq == 4 {
+				n += d.flush(dst[n:])
+			}
 		}
-		if buf[stop] == '"' {
-			d.r.Discard(1)
-			d.end = true
-			break
-		}
-		c, keep, err := d.escape()
-		if err != nil {
+	}
+	if d.end && d.err == nil && d.nq > 0 {
+		d.err = syntaxf("contentBytes: base64 cut short (%d characters left)", d.nq)
+	}
+	return n
+}
+
+// gather reads one character of a quantum: plain, escaped or the end.
+func (d *b64Reader) gather() {
+	c, err := d.r.ReadByte()
+	if err != nil {
+		d.err = unexpected(err)
+		return
+	}
+	switch c {
+	case '"':
+		d.end = true
+		return
+	case '\\':
+		var keep bool
+		if c, keep, err = d.escape(); err != nil {
 			d.err = err
 			return
 		}
-		if keep {
-			d.enc[d.ne] = c
-			d.ne++
+		if !keep {
+			return
 		}
 	}
-	n := d.ne
-	if !d.end {
-		n -= n % 4
-	}
-	if n > 0 && d.padded {
-		d.err = syntaxf("contentBytes: base64 after padding")
-		return
-	}
-	m, err := base64.StdEncoding.Decode(d.dec[:], d.enc[:n])
-	if err != nil {
-		d.err = syntaxf("contentBytes: %v", err)
-		return
-	}
-	d.padded = n > 0 && d.enc[n-1] == '='
-	d.out = d.dec[:m]
-	d.ne = copy(d.enc[:], d.enc[n:d.ne])
-	d.done = d.end
+	d.quad[d.nq] = c
+	d.nq++
 }
 
-// escape reads an escape sequence inside contentBytes. Only escapes that
-// can stand for base64 are allowed: "\/", "\uXXXX" of a base64 character,
-// and line breaks (dropped, as base64 decoders do).
+// flush decodes the gathered quantum into dst.
+func (d *b64Reader) flush(dst []byte) int {
+	d.nq = 0
+	if d.padded {
+		d.err = syntaxf("contentBytes: base64 after padding")
+		return 0
+	}
+	m, err := base64.StdEncoding.Decode(dst, d.quad[:])
+	if err != nil {
+		d.err = syntaxf("contentBytes: %v", err)
+		return 0
+	}
+	d.padded = d.quad[3] == '='
+	return m
+}
+
+// escape reads an escape sequence inside contentBytes after its '\'.
+// Only escapes that can stand for base64 are allowed: "\/", "\uXXXX" of a
+// base64 character, and line breaks (dropped, as base64 decoders do).
 func (d *b64Reader) escape() (c byte, keep bool, err error) {
-	var seq [6]byte
-	if _, err := io.ReadFull(d.r, seq[:2]); err != nil {
+	if c, err = d.r.ReadByte(); err != nil {
 		return 0, false, unexpected(err)
 	}
-	switch seq[1] {
+	switch c {
 	case '/':
 		return '/', true, nil
 	case 'n', 'r':
 		return 0, false, nil
 	case 'u':
-		if _, err := io.ReadFull(d.r, seq[2:]); err != nil {
-			return 0, false, unexpected(err)
-		}
-		v, err := strconv.ParseUint(string(seq[2:]), 16, 16)
-		if err != nil {
-			return 0, false, syntaxf("contentBytes: bad escape %q", seq[:])
+		var v rune
+		for range 4 {
+			h, err := d.r.ReadByte()
+			if err != nil {
+				return 0, false, unexpected(err)
+			}
+			switch {
+			case h >= '0' && h <= '9':
+				h -= '0'
+			case h >= 'a' && h <= 'f':
+				h -= 'a' - 10
+			case h >= 'A' && h <= 'F':
+				h -= 'A' - 10
+			default:
+				return 0, false, syntaxf("contentBytes: bad \\u escape")
+			}
+			v = v<<4 | rune(h)
 		}
 		switch {
 		case v == '\n' || v == '\r':
@@ -686,9 +754,9 @@ func (d *b64Reader) escape() (c byte, keep bool, err error) {
 		case v == '+' || v == '/' || v == '=' || v >= '0' && v <= '9' || v >= 'A' && v <= 'Z' || v >= 'a' && v <= 'z':
 			return byte(v), true, nil
 		}
-		return 0, false, syntaxf("contentBytes: %q is not base64", seq[:])
+		return 0, false, syntaxf("contentBytes: \\u%04x is not base64", v)
 	}
-	return 0, false, syntaxf("contentBytes: %q is not base64", seq[:2])
+	return 0, false, syntaxf("contentBytes: \\%c is not base64", c)
 }
 
 func unexpected(err error) error {
