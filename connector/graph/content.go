@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"sync"
@@ -29,15 +30,30 @@ const InlineContentMax = 3 << 20
 // however large.
 var attachmentFields = []string{"id", "name", "contentType", "size", "isInline", "lastModifiedDateTime"}
 
-// Attachments lists the attachments of a message. Only images need their
+// Attachments lists the attachments of a message.
+//
+// With a sink, one request (per page) lists them with their content:
+// Graph's listing without $select carries each file attachment's bytes as
+// base64 contentBytes, and its contentId. The listing is parsed as a
+// stream; each contentBytes is decoded on the fly and handed to sink, whose
+// Content lands in Attachment.Data. Memory stays bounded whatever the size
+// of the attachments. A file attachment whose contentBytes Graph left out
+// (or sent as null) has Data nil: read it with OpenAttachment. On error
+// every Content made is closed. The caller closes the Data of the result.
+// The body may take as long as ctx allows (no DefaultTimeout).
+//
+// Without a sink, only the metadata is listed. Only images need their
 // contentId (to tell a logo shown in the body from an attached scan), so
 // only file attachments that look like images and have at most
 // InlineContentMax bytes are fetched as JSON, which yields contentId and
 // Content. Everything else — invoices in particular — is read raw with
 // OpenAttachment, without base64 and JSON parsing. Either way an attachment
 // costs one request besides the list.
-func (m *Mailbox) Attachments(ctx context.Context, messageID string, _ connector.Sink) ([]connector.Attachment, error) {
+func (m *Mailbox) Attachments(ctx context.Context, messageID string, sink connector.Sink) ([]connector.Attachment, error) {
 	op := m.op("attachments")
+	if sink != nil {
+		return m.attachmentsWithContent(ctx, op, messageID, sink)
+	}
 	ctx, cancel, err := m.begin(ctx, op)
 	defer cancel()
 	if err != nil {
@@ -88,6 +104,43 @@ func (m *Mailbox) Attachments(ctx context.Context, messageID string, _ connector
 	return out, nil
 }
 
+// attachmentsWithContent is Attachments with a sink.
+func (m *Mailbox) attachmentsWithContent(ctx context.Context, op, messageID string, sink connector.Sink) ([]connector.Attachment, error) {
+	ri := abs.NewRequestInformationWithMethodAndUrlTemplateAndPathParameters(abs.GET,
+		"{+baseurl}/users/{user%2Did}/messages/{message%2Did}/attachments",
+		map[string]string{"user%2Did": m.address, "message%2Did": messageID})
+	var out []connector.Attachment
+	for {
+		body, err := m.open(ctx, op, ri, "application/json")
+		if err != nil {
+			closeAll(out)
+			return nil, err
+		}
+		page, next, err := parseAttachments(body, sink)
+		body.Close()
+		if err != nil {
+			closeAll(out)
+			return nil, classifyList(op, err)
+		}
+		out = append(out, page...)
+		if next == "" {
+			return out, nil
+		}
+		if err := m.checkLink(next); err != nil {
+			closeAll(out)
+			return nil, connector.E(op, connector.Invalid, err)
+		}
+		u, err := url.Parse(next)
+		if err != nil { // checkLink parsed it already
+			closeAll(out)
+			return nil, connector.E(op, connector.Invalid, err)
+		}
+		ri = abs.NewRequestInformation()
+		ri.Method = abs.GET
+		ri.SetUri(*u)
+	}
+}
+
 // looksLikeImage reports whether the sender declared an image, by content
 // type or file name. It only decides how the bytes are fetched; the policy
 // sniffs the real type either way.
@@ -134,7 +187,7 @@ func (m *Mailbox) OpenAttachment(ctx context.Context, messageID, attachmentID st
 	ri := abs.NewRequestInformationWithMethodAndUrlTemplateAndPathParameters(abs.GET,
 		"{+baseurl}/users/{user%2Did}/messages/{message%2Did}/attachments/{attachment%2Did}/$value",
 		map[string]string{"user%2Did": m.address, "message%2Did": messageID, "attachment%2Did": attachmentID})
-	return m.open(ctx, m.op("attachment"), ri)
+	return m.open(ctx, m.op("attachment"), ri, "*/*")
 }
 
 // OpenMessage streams the MIME content of a message (…/messages/{id}/$value).
@@ -148,7 +201,7 @@ func (m *Mailbox) OpenMessage(ctx context.Context, messageID string) (io.ReadClo
 	if err != nil {
 		return nil, connector.E(op, connector.Invalid, err)
 	}
-	return m.open(ctx, op, ri)
+	return m.open(ctx, op, ri, "*/*")
 }
 
 // headerTimeout bounds the wait for a content response's headers; the body
@@ -157,15 +210,15 @@ const headerTimeout = DefaultTimeout
 
 var errHeaderTimeout = errors.New("timeout awaiting response headers")
 
-// open sends ri through the adapter (auth, middleware, limiter) and hands
-// back the unread response body: a response handler takes the response
-// before the adapter would read it whole.
-func (m *Mailbox) open(ctx context.Context, op string, ri *abs.RequestInformation) (io.ReadCloser, error) {
+// open sends ri through the adapter (auth, middleware, limiter) with the
+// given Accept header and hands back the unread response body: a response
+// handler takes the response before the adapter would read it whole.
+func (m *Mailbox) open(ctx context.Context, op string, ri *abs.RequestInformation, accept string) (io.ReadCloser, error) {
 	if m.adapterErr != nil {
 		return nil, connector.E(op, connector.Other, m.adapterErr)
 	}
 	ri.Headers = m.headers(0)
-	ri.Headers.Add("Accept", "*/*")
+	ri.Headers.Add("Accept", accept)
 	ctx, cancelCause := context.WithCancelCause(ctx)
 	cancel := func() { cancelCause(nil) }
 	timer := time.AfterFunc(headerTimeout, func() { cancelCause(errHeaderTimeout) })
