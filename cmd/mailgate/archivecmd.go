@@ -134,7 +134,7 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "bench")
 	var opts bench.Options
 	only := fs.String("only", "", "run only these scenarios, comma separated: "+strings.Join(bench.Scenarios(), ","))
-	post := fs.String("post-process", "none", "what happens to an imported mail: none, move, mark_read, category")
+	post := fs.String("post-process", "move", "what happens to an imported mail: move (to Archiviert, a connection's default), mark_read, category, none")
 	fs.Float64Var(&opts.Scale, "scale", 1, "multiply mail counts and large sizes (0.05 = smoke test)")
 	fs.DurationVar(&opts.IdlePoll, "idle-poll", 30*time.Second, "poll interval of the idle scenario")
 	fs.DurationVar(&opts.LimitWindow, "limit-window", 10*time.Second, "Microsoft's 10-minute request window, scaled down")
