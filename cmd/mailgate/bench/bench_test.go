@@ -35,6 +35,7 @@ func TestRunSmoke(t *testing.T) {
 		{ScenarioLarge, whatMailgate}, {ScenarioLarge, whatRawPut},
 		{ScenarioIdle, whatMailgate},
 		{ScenarioHuge, whatMailgate}, {ScenarioHuge, whatRawPut},
+		{ScenarioPhotos, whatMailgate},
 		{ScenarioLimits, whatMailgate},
 	}
 	if len(rep.Rows) != len(want) {
