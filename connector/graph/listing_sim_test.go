@@ -2,6 +2,7 @@ package graph_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -453,6 +454,40 @@ func TestSimAttachmentsFailures(t *testing.T) {
 	var s hashSink
 	if atts, err := e.mb.Attachments(t.Context(), id, s.sink); err != nil || len(atts) != 3 {
 		t.Errorf("after failures: %d attachments, %v", len(atts), err)
+	}
+}
+
+// A context cancelled while the sink reads ends the listing: the error
+// comes back, what was made is closed, the in-flight slot is given back.
+func TestSimAttachmentsCancelled(t *testing.T) {
+	e := newSim(t, graph.Config{MaxInFlight: 1})
+	mb := e.mailbox(graphtest.DefaultMailbox)
+	id := e.deliver(t, graphtest.DefaultMailbox, graphtest.Mail{Subject: "x", Attachments: []graphtest.Attachment{
+		{Name: "a.pdf", ContentType: "application/pdf", Content: content(1000, 12)},
+		{Name: "b.pdf", ContentType: "application/pdf", Content: content(8<<20, 13)},
+	}})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var s hashSink
+	atts, err := mb.Attachments(ctx, id, func(r io.Reader) (connector.Content, error) {
+		if s.made == 1 {
+			if _, err := io.CopyN(io.Discard, r, 1<<20); err != nil {
+				return nil, err
+			}
+			cancel()
+		}
+		return s.sink(r)
+	})
+	if err == nil || atts != nil {
+		t.Fatalf("cancelled: %d attachments, %v", len(atts), err)
+	}
+	t.Logf("cancelled: %v", err)
+	if made, closed := s.counts(); made != 1 || closed != 1 {
+		t.Errorf("made %d, closed %d; want 1, 1", made, closed)
+	}
+	var s2 hashSink
+	if atts, err := mb.Attachments(t.Context(), id, s2.sink); err != nil || len(atts) != 2 {
+		t.Errorf("afterwards: %d attachments, %v", len(atts), err)
 	}
 }
 
