@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/mailgate/mailgate/connector"
 )
@@ -173,6 +174,66 @@ func TestParseAttachmentsSinkReadsPart(t *testing.T) {
 	if _, _, err := parseAttachments(strings.NewReader(in), half); kindOfList(err) != connector.Other || s.closed != 1 {
 		t.Errorf("half reader: %v, closed %d", err, s.closed)
 	}
+}
+
+// Whatever the sizes of the reads on either side, the content is the same:
+// quanta cut by the read buffer, by escapes and by small reads of the sink.
+func TestParseAttachmentsReadSizes(t *testing.T) {
+	data := content(10000)
+	for _, esc := range []bool{false, true} {
+		in := listingOf(data, esc)
+		for name, wrap := range map[string]func(io.Reader) io.Reader{
+			"whole":     func(r io.Reader) io.Reader { return r },
+			"one byte":  iotest.OneByteReader,
+			"half":      iotest.HalfReader,
+			"data+EOF":  iotest.DataErrReader,
+			"odd sizes": func(r io.Reader) io.Reader { return &oddReader{r: r} },
+		} {
+			for sinkName, sinkWrap := range map[string]func(io.Reader) io.Reader{
+				"copy":     func(r io.Reader) io.Reader { return r },
+				"one byte": iotest.OneByteReader,
+				"two":      func(r io.Reader) io.Reader { return &oddReader{r: r, sizes: []int{2}} },
+			} {
+				var got []byte
+				atts, _, err := parseAttachments(wrap(bytes.NewReader(in)), func(r io.Reader) (connector.Content, error) {
+					b, err := io.ReadAll(sinkWrap(r))
+					got = b
+					return &discard{n: int64(len(b))}, err
+				})
+				if err != nil || len(atts) != 1 || !bytes.Equal(got, data) {
+					t.Errorf("escaped %v, input %s, sink %s: %v, %d bytes, equal %v", esc, name, sinkName, err, len(got), bytes.Equal(got, data))
+				}
+			}
+		}
+	}
+}
+
+// oddReader reads in sizes taken in turn from sizes (default 1, 2, 3, 5, 7, 4093).
+type oddReader struct {
+	r     io.Reader
+	sizes []int
+	i     int
+}
+
+func (o *oddReader) Read(p []byte) (int, error) {
+	sizes := o.sizes
+	if sizes == nil {
+		sizes = []int{1, 2, 3, 5, 7, 4093}
+	}
+	n := sizes[o.i%len(sizes)]
+	o.i++
+	return o.r.Read(p[:min(n, len(p))])
+}
+
+// content is deterministic bytes whose base64 has many '/' and '+'.
+func content(n int) []byte {
+	b := make([]byte, n)
+	x := uint32(1)
+	for i := range b {
+		x = x*1664525 + 1013904223
+		b[i] = byte(x>>24) | 0xf0
+	}
+	return b
 }
 
 // listingOf writes a listing with one file attachment of content.

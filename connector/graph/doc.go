@@ -35,11 +35,19 @@
 // the caller closes it. A caller must therefore not keep MaxInFlight streams
 // of one mailbox open while it waits for another request of that mailbox.
 //
-// Attachments lists metadata only ($select without contentBytes: listing
-// them would carry every attachment's bytes, however large, as base64).
-// Image attachments of at most InlineContentMax bytes are then fetched as
-// JSON, which yields their contentId (a logo shown in the body is referenced
-// by it); every other attachment is streamed raw with OpenAttachment. That
-// is one request per attachment either way, and invoices never pass through
-// base64 and the SDK's JSON parser.
+// Attachments with a Sink fetches every attachment with its bytes in one
+// request: the listing without $select, where Graph sends each file
+// attachment's contentBytes (base64) and contentId. The listing is parsed
+// as a stream by a small JSON scanner of its own (not the SDK's parser,
+// which would hold it whole): each contentBytes is decoded on the fly,
+// straight from the read buffer, and handed to the sink; every other value
+// is bounded by 1 MiB. Memory stays bounded per listing however large the
+// attachments, and a mail costs one request instead of one plus one per
+// attachment.
+//
+// Attachments without a Sink lists metadata only ($select without
+// contentBytes). Image attachments of at most InlineContentMax bytes are
+// then fetched as JSON, which yields their contentId (a logo shown in the
+// body is referenced by it); every other attachment is streamed raw with
+// OpenAttachment.
 package graph

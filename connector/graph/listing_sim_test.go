@@ -2,12 +2,14 @@ package graph_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -455,7 +457,88 @@ func TestSimAttachmentsFailures(t *testing.T) {
 	}
 }
 
+// A context cancelled while the sink reads ends the listing: the error
+// comes back, what was made is closed, the in-flight slot is given back.
+func TestSimAttachmentsCancelled(t *testing.T) {
+	e := newSim(t, graph.Config{MaxInFlight: 1})
+	mb := e.mailbox(graphtest.DefaultMailbox)
+	id := e.deliver(t, graphtest.DefaultMailbox, graphtest.Mail{Subject: "x", Attachments: []graphtest.Attachment{
+		{Name: "a.pdf", ContentType: "application/pdf", Content: content(1000, 12)},
+		{Name: "b.pdf", ContentType: "application/pdf", Content: content(8<<20, 13)},
+	}})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var s hashSink
+	atts, err := mb.Attachments(ctx, id, func(r io.Reader) (connector.Content, error) {
+		if s.made == 1 {
+			if _, err := io.CopyN(io.Discard, r, 1<<20); err != nil {
+				return nil, err
+			}
+			cancel()
+		}
+		return s.sink(r)
+	})
+	if err == nil || atts != nil {
+		t.Fatalf("cancelled: %d attachments, %v", len(atts), err)
+	}
+	t.Logf("cancelled: %v", err)
+	if made, closed := s.counts(); made != 1 || closed != 1 {
+		t.Errorf("made %d, closed %d; want 1, 1", made, closed)
+	}
+	var s2 hashSink
+	if atts, err := mb.Attachments(t.Context(), id, s2.sink); err != nil || len(atts) != 2 {
+		t.Errorf("afterwards: %d attachments, %v", len(atts), err)
+	}
+}
+
 type nopContent struct{}
 
 func (nopContent) Size() int64  { return 0 }
 func (nopContent) Close() error { return nil }
+
+// BenchmarkAttachmentsWithContent20MB lists a mail with a 20 MB attachment
+// and its content through the simulator (both in this process) into
+// SHA-256, and reports the peak heap growth while doing so ("peak-bytes"):
+// neither side holds the attachment, its base64 or the listing.
+func BenchmarkAttachmentsWithContent20MB(b *testing.B) {
+	const size = 20 << 20
+	e := newSim(b, graph.Config{})
+	data := content(size, 11)
+	want := sha256.Sum256(data)
+	id := e.deliver(b, graphtest.DefaultMailbox, graphtest.Mail{
+		Subject:     "large",
+		Attachments: []graphtest.Attachment{{Name: "scan.pdf", ContentType: "application/pdf", Content: data}},
+	})
+	mb := e.mailbox(graphtest.DefaultMailbox)
+	var peak uint64
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		runtime.GC()
+		base := heapObjects()
+		var sum [32]byte
+		var pr *peakReader
+		atts, err := mb.Attachments(b.Context(), id, func(r io.Reader) (connector.Content, error) {
+			h := sha256.New()
+			pr = &peakReader{r: r, every: 1 << 20}
+			n, err := io.Copy(h, pr)
+			sum = [32]byte(h.Sum(nil))
+			return nopContentN(n), err
+		})
+		if err != nil || len(atts) != 1 || atts[0].Data.Size() != size || sum != want {
+			b.Fatalf("attachments = %+v, %v", atts, err)
+		}
+		if pr.peak > base {
+			peak = max(peak, pr.peak-base)
+		}
+	}
+	b.ReportMetric(float64(peak), "peak-bytes")
+	if peak > size/4 {
+		b.Errorf("peak heap growth %d bytes for a %d byte attachment: not streamed", peak, size)
+	}
+}
+
+type nopContentN int64
+
+func (n nopContentN) Size() int64 { return int64(n) }
+func (nopContentN) Close() error  { return nil }

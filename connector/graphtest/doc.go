@@ -18,6 +18,12 @@
 // mailbox keeps a log of request times, so tests can prove a client honoured
 // Retry-After.
 //
+// The attachment listing without $select carries every file attachment's
+// contentBytes, as Graph's does; it is written as a stream (one
+// attachment's metadata, then its content through a base64 encoder, chunked
+// without Content-Length), so a large attachment costs the simulator no
+// more memory than its stored bytes.
+//
 // Delta state is kept per folder as a change sequence: each delivery, update
 // or move stamps the message with the next sequence number and each removal
 // leaves a tombstone in the folder it left. A delta or next link names a

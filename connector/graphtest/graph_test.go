@@ -390,6 +390,46 @@ func TestAttachments(t *testing.T) {
 			t.Errorf("item attachment has contentId: %v", item)
 		}
 	})
+	t.Run("list with content streams 20 MB", func(t *testing.T) {
+		a := do(t, s, "GET", msg+"/attachments", access, nil, nil)
+		if a.status != 200 {
+			t.Fatalf("%d %s", a.status, truncate(a.body))
+		}
+		if cl := a.header.Get("Content-Length"); cl != "" {
+			t.Errorf("Content-Length %s: the listing is not streamed", cl)
+		}
+		// Graph's order of properties, contentBytes last.
+		first := string(a.body[:bytes.Index(a.body, []byte(`"contentBytes"`))+20])
+		last := -1
+		for _, k := range []string{"@odata.type", "@odata.mediaContentType", "id", "lastModifiedDateTime", "name",
+			"contentType", "size", "isInline", "contentId", "contentLocation", "contentBytes"} {
+			i := strings.Index(first, `"`+k+`":`)
+			if i <= last {
+				t.Errorf("%s at %d, want after %d: %s", k, i, last, first)
+			}
+			last = i
+		}
+		vals := a.json(t)["value"].([]any)
+		if len(vals) != 3 {
+			t.Fatalf("%d attachments", len(vals))
+		}
+		file := vals[0].(map[string]any)
+		got, err := base64.StdEncoding.DecodeString(file["contentBytes"].(string))
+		if err != nil || sha256.Sum256(got) != sha256.Sum256(big) {
+			t.Errorf("contentBytes: %d bytes, %v", len(got), err)
+		}
+		if file["contentId"] != nil || file["contentType"] != "application/pdf" || file["size"].(float64) != float64(len(big)) || file["id"] != attID {
+			t.Errorf("file attachment = %v", truncate([]byte(fmt.Sprint(file)[:200])))
+		}
+		for i, v := range vals[1:] {
+			m := v.(map[string]any)
+			_, cb := m["contentBytes"]
+			_, cid := m["contentId"]
+			if m["@odata.type"] != wantTypes[i+1] || cb || cid || m["id"] == nil {
+				t.Errorf("attachment %d = %v", i+1, m)
+			}
+		}
+	})
 	t.Run("value streams 20 MB", func(t *testing.T) {
 		start := time.Now()
 		a := do(t, s, "GET", msg+"/attachments/"+url.PathEscape(attID)+"/$value", access, nil, nil)
