@@ -131,9 +131,15 @@ func (p *pass) mail(ctx context.Context, m connector.Message, isDone func() (boo
 // together; the rest goes to the spool directory. So memory grows by the
 // document, however many and however large a mail's attachments are. The
 // caller closes every attachment's Data (closeData), also on error.
+//
+// A list with the bytes that breaks off on the way (a transient error: a
+// timeout or a cut connection, as a mail with very large attachments may
+// meet) is asked again without them: the attachments are then streamed
+// one by one, which costs a request each but never depends on one long
+// answer.
 func (p *pass) attachments(ctx context.Context, messageID string) ([]connector.Attachment, error) {
 	mem := p.im.cfg.SpoolMemory
-	return p.mb.Attachments(ctx, messageID, func(r io.Reader) (connector.Content, error) {
+	atts, err := p.mb.Attachments(ctx, messageID, func(r io.Reader) (connector.Content, error) {
 		sp, err := archive.NewSpool(r, mem, p.im.cfg.SpoolDir)
 		if err != nil {
 			return nil, err
@@ -143,6 +149,11 @@ func (p *pass) attachments(ctx context.Context, messageID string) ([]connector.A
 		}
 		return sp, nil
 	})
+	if err == nil || !connector.IsKind(err, connector.Transient) || errors.Is(err, archive.ErrDisk) || ctx.Err() != nil {
+		return atts, err
+	}
+	p.im.log.Info("importer: attachment list with content broke off; listing without", "connection_id", p.conn.ID, "error", err)
+	return p.mb.Attachments(ctx, messageID, nil)
 }
 
 // closeData closes the spooled bytes of atts. A document that took them

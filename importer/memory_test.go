@@ -2,6 +2,7 @@ package importer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -90,5 +91,50 @@ func TestMailKeepsAtMostSpoolMemory(t *testing.T) {
 	left, err := os.ReadDir(spool)
 	if err != nil || len(left) != 0 {
 		t.Errorf("spool directory after the mail: %d files, %v", len(left), err)
+	}
+}
+
+// brokenListMailbox breaks off every attachment list that carries the
+// bytes, as Graph may time out on a mail with very large attachments.
+type brokenListMailbox struct {
+	*fakeMailbox
+	mu     sync.Mutex
+	broken int
+}
+
+func (m *brokenListMailbox) Attachments(ctx context.Context, id string, sink connector.Sink) ([]connector.Attachment, error) {
+	if sink != nil {
+		m.mu.Lock()
+		m.broken++
+		m.mu.Unlock()
+		return nil, connector.E("fake: attachments", connector.Transient, errors.New("unexpected EOF"))
+	}
+	return m.fakeMailbox.Attachments(ctx, id, nil)
+}
+
+// TestBrokenListFallsBack: when the list with the bytes breaks off, the
+// mail is not parked: its attachments are listed without their bytes and
+// streamed one by one, each imported once.
+func TestBrokenListFallsBack(t *testing.T) {
+	e := newEnv(t, connector.PostNone)
+	for i := range 3 {
+		e.mb.deliver("inbox", connector.Message{InternetMessageID: fmt.Sprintf("<big%d@x>", i), ReceivedAt: t0, HasAttachments: true},
+			file(fmt.Sprintf("RE-%d.pdf", i), "application/pdf", bigPDF(i)))
+	}
+	mb := &brokenListMailbox{fakeMailbox: e.mb}
+	mbs := MailboxesFunc(func(context.Context, connector.Connection) (Mailbox, error) { return mb, nil })
+	im, err := New(context.Background(), e.js, Deps{Connections: e.conns, Mailboxes: mbs, Store: e.store, Events: e.events},
+		Config{Replica: "r1", Now: e.clock.Now, After: e.clock.After, SpoolDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := e.sync(t, im); res.Imported != 3 || res.Failed != 0 {
+		t.Fatalf("%+v, want 3 imported, none parked", res)
+	}
+	if mb.broken != 3 || e.mb.callCount("open") != 3 {
+		t.Errorf("%d broken lists, %d attachments streamed; want 3 and 3", mb.broken, e.mb.callCount("open"))
+	}
+	if n, _ := e.events.counts(); n != 3 || e.events.maxCalls() != 1 {
+		t.Errorf("%d imported (max calls %d), want 3, each once", n, e.events.maxCalls())
 	}
 }
