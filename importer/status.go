@@ -55,8 +55,50 @@ const maxParkedShown = 20
 // BackfillProgress tells how far the first round has come.
 type BackfillProgress struct {
 	Done     bool      `json:"done"`
-	Messages int       `json:"messages"`
+	Messages int       `json:"messages"` // mails done so far
 	Since    time.Time `json:"since,omitzero"`
+	// Mode is the connection's backfill mode (new, since, all); "new"
+	// passes over the mail already there and has no backfill to show.
+	Mode string `json:"mode,omitempty"`
+	// Total is how many mails the backfill covers (0: not known yet),
+	// Documents how many documents it imported so far.
+	Total     int       `json:"total,omitempty"`
+	Documents int       `json:"documents,omitempty"`
+	StartedAt time.Time `json:"startedAt,omitzero"`
+	UpdatedAt time.Time `json:"updatedAt,omitzero"` // when the last page was done
+	// ETASeconds estimates the time left as of UpdatedAt from the rate so
+	// far; 0 when done or while the rate rests on too little (see eta).
+	ETASeconds int `json:"etaSeconds,omitempty"`
+}
+
+// Minimum data for an estimate of the time left.
+const (
+	etaMinMessages = 50
+	etaMinElapsed  = 10 * time.Second
+)
+
+// eta estimates the time a running backfill has left from its rate so far
+// (messages per second since StartedAt); false while it has seen fewer
+// than etaMinMessages mails or run less than etaMinElapsed.
+func (b BackfillProgress) eta() (time.Duration, bool) {
+	elapsed := b.UpdatedAt.Sub(b.StartedAt)
+	if b.Done || b.Total == 0 || b.StartedAt.IsZero() || b.Messages < etaMinMessages || elapsed < etaMinElapsed {
+		return 0, false
+	}
+	left := max(b.Total-b.Messages, 0)
+	return time.Duration(float64(elapsed) * float64(left) / float64(b.Messages)).Round(time.Second), true
+}
+
+// progress is what the cursor tells of the backfill.
+func progress(c cursor) BackfillProgress {
+	b := BackfillProgress{
+		Done: c.Rounds > 0, Messages: c.Messages, Since: c.Since, Mode: c.Mode,
+		Total: c.Total, Documents: c.Documents, StartedAt: c.StartedAt, UpdatedAt: c.Progressed,
+	}
+	if d, ok := b.eta(); ok {
+		b.ETASeconds = max(int(d/time.Second), 1)
+	}
+	return b
 }
 
 // HistoryEntry is one imported or skipped document.
