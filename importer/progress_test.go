@@ -138,3 +138,22 @@ func TestBackfillETA(t *testing.T) {
 		}
 	}
 }
+
+func TestBackfillSummary(t *testing.T) {
+	for _, tc := range []struct {
+		b    BackfillProgress
+		want string
+	}{
+		{BackfillProgress{Mode: "all", Messages: 5120, Total: 20000, Documents: 4980, ETASeconds: 730}, "5,120 of 20,000 mails (25 %), 4,980 documents, about 12 min left"},
+		{BackfillProgress{Mode: "since", Messages: 40, Total: 1234567, Documents: 39}, "40 of 1,234,567 mails (0 %), 39 documents"},
+		{BackfillProgress{Mode: "all", Messages: 40, Documents: 39}, "40 mails so far, 39 documents"},
+		{BackfillProgress{Mode: "all", Messages: 999, Total: 1000, Documents: 1, ETASeconds: 3}, "999 of 1,000 mails (99 %), 1 documents, less than a minute left"},
+		{BackfillProgress{Mode: "all", Done: true, Messages: 20000, Total: 20000, Documents: 19990}, "done: 20,000 mails, 19,990 documents"},
+		{BackfillProgress{Mode: "new", Done: true, Messages: 300}, ""},
+		{BackfillProgress{Mode: "all"}, ""},
+	} {
+		if got := tc.b.Summary(); got != tc.want {
+			t.Errorf("Summary(%+v) = %q, want %q", tc.b, got, tc.want)
+		}
+	}
+}

@@ -1,6 +1,10 @@
 package importer
 
-import "time"
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
 
 // maxRecent is how many documents and skips Status.Recent keeps.
 const maxRecent = 50
@@ -124,4 +128,49 @@ func (s *Status) add(h []HistoryEntry) {
 	if n := len(s.Recent) - maxRecent; n > 0 {
 		s.Recent = append([]HistoryEntry(nil), s.Recent[n:]...)
 	}
+}
+
+// Summary words the backfill for a person, e.g. "5,120 of 20,000 mails
+// (25 %), 4,980 documents, about 12 min left"; "" for mode new or before
+// the first page.
+func (b BackfillProgress) Summary() string {
+	switch {
+	case b.Mode == "new" || b.Mode == "" || (b.Messages == 0 && !b.Done):
+		return ""
+	case b.Done:
+		return fmt.Sprintf("done: %s mails, %s documents", thousands(b.Messages), thousands(b.Documents))
+	case b.Total == 0:
+		return fmt.Sprintf("%s mails so far, %s documents", thousands(b.Messages), thousands(b.Documents))
+	}
+	s := fmt.Sprintf("%s of %s mails (%d %%), %s documents", thousands(b.Messages), thousands(b.Total),
+		min(100, b.Messages*100/b.Total), thousands(b.Documents))
+	if b.ETASeconds > 0 {
+		s += ", " + left(time.Duration(b.ETASeconds)*time.Second)
+	}
+	return s
+}
+
+// left words the time left as a person reads it: minutes, hours above
+// two hours.
+func left(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return "less than a minute left"
+	case d < 2*time.Hour:
+		return fmt.Sprintf("about %d min left", (d+30*time.Second)/time.Minute)
+	default:
+		return fmt.Sprintf("about %d h left", (d+30*time.Minute)/time.Hour)
+	}
+}
+
+// thousands writes n with commas between thousands.
+func thousands(n int) string {
+	s := strconv.Itoa(max(n, -n))
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	if n < 0 {
+		s = "-" + s
+	}
+	return s
 }
