@@ -731,6 +731,10 @@ func TestDetailPageBackfill(t *testing.T) {
 				b.get("/lang?to=" + tc.lang + "&next=" + path)
 			}
 			body := b.get(path).body
+			// The page reloads itself while a backfill runs.
+			if running := strings.Contains(body, `id="backfill"`); running != strings.Contains(body, `http-equiv="refresh" content="30"`) {
+				t.Errorf("backfill running %v, but the page's refresh does not match", running)
+			}
 			for _, w := range tc.want {
 				if !strings.Contains(body, w) {
 					t.Errorf("page lacks %q", w)
