@@ -161,6 +161,22 @@ func (f *fakeMailbox) Delta(ctx context.Context, folder, link string, since time
 	return connector.DeltaPage{}, connector.E("fake: delta", connector.Invalid, fmt.Errorf("bad link %q", link))
 }
 
+// CountMessages counts the mails in folder received at or after since.
+func (f *fakeMailbox) CountMessages(ctx context.Context, folder string, since time.Time) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail("count", folder); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, m := range f.sorted(folder) {
+		if since.IsZero() || !m.msg.ReceivedAt.Before(since) {
+			n++
+		}
+	}
+	return n, nil
+}
+
 func (f *fakeMailbox) newRound(list []connector.Message) int {
 	f.nextRound++
 	f.rounds[f.nextRound] = list

@@ -23,6 +23,9 @@ import (
 // implemented by *graph.Mailbox.
 type Mailbox interface {
 	Delta(ctx context.Context, folder, link string, since time.Time) (connector.DeltaPage, error)
+	// CountMessages tells how many messages of folder a backfill covers:
+	// all of them with since zero, else those received at or after since.
+	CountMessages(ctx context.Context, folder string, since time.Time) (int, error)
 	// Message reads one message by its (immutable) id, for the retry of a
 	// parked mail.
 	Message(ctx context.Context, messageID string) (connector.Message, error)

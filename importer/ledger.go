@@ -172,6 +172,15 @@ type cursor struct {
 	Rounds int `json:"rounds"`
 	// Messages counts the messages of the backfill round so far.
 	Messages int `json:"messages"`
+	// Total is how many messages the backfill covers, asked once when it
+	// starts (Counted); Documents counts the documents it imported so
+	// far, committed with each page; StartedAt is its first pass.
+	Total     int       `json:"total,omitempty"`
+	Counted   bool      `json:"counted,omitempty"`
+	Documents int       `json:"documents,omitempty"`
+	StartedAt time.Time `json:"startedAt,omitzero"`
+	// Progressed is when a backfill page was last committed.
+	Progressed time.Time `json:"progressed,omitzero"`
 }
 
 func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (rev uint64, found bool, err error) {

@@ -74,7 +74,12 @@ type pass struct {
 	skipped  map[string]int64
 	imported int64
 	backfill BackfillProgress
-	backlog  backlog // as last read or written
+	// hasBackfill says backfill was read from the cursor: a pass that
+	// failed before leaves the stored progress as it is.
+	hasBackfill bool
+	// committedDocs is res.Imported when the cursor was last committed.
+	committedDocs int
+	backlog       backlog // as last read or written
 }
 
 // syncPass runs one pass over c holding its lease, records the outcome
@@ -183,7 +188,10 @@ func (p *pass) run(ctx context.Context) error {
 		if err := p.live(ctx, maxAge); err != nil {
 			return err
 		}
-		p.backfill = BackfillProgress{Done: cur.Rounds > 0, Messages: cur.Messages, Since: cur.Since}
+		if cur.Rounds == 0 {
+			cur = p.startBackfill(ctx, cur)
+		}
+		p.setProgress(cur)
 		var since time.Time
 		if cur.Link == "" && cur.Mode == string(connector.BackfillSince) {
 			since = cur.Since
@@ -262,6 +270,10 @@ func (p *pass) run(ctx context.Context) error {
 		}
 		if cur.Rounds == 0 {
 			next.Messages += countMessages(page)
+			p.mu.Lock()
+			next.Documents += p.res.Imported - p.committedDocs
+			p.mu.Unlock()
+			next.Progressed = im.cfg.Now()
 		}
 		if err := im.step("page"); err != nil {
 			return err
@@ -276,7 +288,10 @@ func (p *pass) run(ctx context.Context) error {
 			return err
 		}
 		cur = next
-		p.backfill = BackfillProgress{Done: cur.Rounds > 0, Messages: cur.Messages, Since: cur.Since}
+		p.mu.Lock()
+		p.committedDocs = p.res.Imported
+		p.mu.Unlock()
+		p.setProgress(cur)
 		if page.NextLink != "" {
 			im.flushStatus(ctx, p, nil) // progress for the portal during long rounds
 		}
@@ -290,6 +305,37 @@ func (p *pass) run(ctx context.Context) error {
 			return errYield
 		}
 	}
+}
+
+// startBackfill notes when the backfill began and asks, once, how many
+// mails it covers (modes since and all; "new" passes over what is there).
+// A failed count leaves Total unknown and is asked again next pass; it
+// never stops the backfill.
+func (p *pass) startBackfill(ctx context.Context, cur cursor) cursor {
+	if cur.StartedAt.IsZero() {
+		cur.StartedAt = p.im.cfg.Now()
+	}
+	if cur.Counted || (cur.Mode != string(connector.BackfillSince) && cur.Mode != string(connector.BackfillAll)) {
+		return cur
+	}
+	var since time.Time
+	if cur.Mode == string(connector.BackfillSince) {
+		since = cur.Since
+	}
+	n, err := p.mb.CountMessages(ctx, p.folder, since)
+	if err != nil {
+		p.im.log.Info("importer: count the backfill's mails", "connection_id", p.conn.ID, "error", err)
+		return cur
+	}
+	cur.Total, cur.Counted = n, true
+	return cur
+}
+
+func (p *pass) setProgress(cur cursor) {
+	b := progress(cur)
+	p.mu.Lock()
+	p.backfill, p.hasBackfill = b, true
+	p.mu.Unlock()
 }
 
 // live reports errConnectionStopped when the connection was paused,

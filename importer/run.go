@@ -295,7 +295,9 @@ func (im *Importer) flushStatus(ctx context.Context, p *pass, edit func(*Status)
 		st.Skipped += n
 	}
 	st.add(p.history)
-	st.Backfill = p.backfill
+	if p.hasBackfill {
+		st.Backfill = p.backfill
+	}
 	st.Parked, st.GivenUp = 0, 0
 	for _, e := range p.backlog.Parked {
 		if e.GaveUp {

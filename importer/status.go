@@ -1,6 +1,10 @@
 package importer
 
-import "time"
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
 
 // maxRecent is how many documents and skips Status.Recent keeps.
 const maxRecent = 50
@@ -55,8 +59,50 @@ const maxParkedShown = 20
 // BackfillProgress tells how far the first round has come.
 type BackfillProgress struct {
 	Done     bool      `json:"done"`
-	Messages int       `json:"messages"`
+	Messages int       `json:"messages"` // mails done so far
 	Since    time.Time `json:"since,omitzero"`
+	// Mode is the connection's backfill mode (new, since, all); "new"
+	// passes over the mail already there and has no backfill to show.
+	Mode string `json:"mode,omitempty"`
+	// Total is how many mails the backfill covers (0: not known yet),
+	// Documents how many documents it imported so far.
+	Total     int       `json:"total,omitempty"`
+	Documents int       `json:"documents,omitempty"`
+	StartedAt time.Time `json:"startedAt,omitzero"`
+	UpdatedAt time.Time `json:"updatedAt,omitzero"` // when the last page was done
+	// ETASeconds estimates the time left as of UpdatedAt from the rate so
+	// far; 0 when done or while the rate rests on too little (see eta).
+	ETASeconds int `json:"etaSeconds,omitempty"`
+}
+
+// Minimum data for an estimate of the time left.
+const (
+	etaMinMessages = 50
+	etaMinElapsed  = 10 * time.Second
+)
+
+// eta estimates the time a running backfill has left from its rate so far
+// (messages per second since StartedAt); false while it has seen fewer
+// than etaMinMessages mails or run less than etaMinElapsed.
+func (b BackfillProgress) eta() (time.Duration, bool) {
+	elapsed := b.UpdatedAt.Sub(b.StartedAt)
+	if b.Done || b.Total == 0 || b.StartedAt.IsZero() || b.Messages < etaMinMessages || elapsed < etaMinElapsed {
+		return 0, false
+	}
+	left := max(b.Total-b.Messages, 0)
+	return time.Duration(float64(elapsed) * float64(left) / float64(b.Messages)).Round(time.Second), true
+}
+
+// progress is what the cursor tells of the backfill.
+func progress(c cursor) BackfillProgress {
+	b := BackfillProgress{
+		Done: c.Rounds > 0, Messages: c.Messages, Since: c.Since, Mode: c.Mode,
+		Total: c.Total, Documents: c.Documents, StartedAt: c.StartedAt, UpdatedAt: c.Progressed,
+	}
+	if d, ok := b.eta(); ok {
+		b.ETASeconds = max(int(d/time.Second), 1)
+	}
+	return b
 }
 
 // HistoryEntry is one imported or skipped document.
@@ -82,4 +128,49 @@ func (s *Status) add(h []HistoryEntry) {
 	if n := len(s.Recent) - maxRecent; n > 0 {
 		s.Recent = append([]HistoryEntry(nil), s.Recent[n:]...)
 	}
+}
+
+// Summary words the backfill for a person, e.g. "5,120 of 20,000 mails
+// (25 %), 4,980 documents, about 12 min left"; "" for mode new or before
+// the first page.
+func (b BackfillProgress) Summary() string {
+	switch {
+	case b.Mode == "new" || b.Mode == "" || (b.Messages == 0 && !b.Done):
+		return ""
+	case b.Done:
+		return fmt.Sprintf("done: %s mails, %s documents", thousands(b.Messages), thousands(b.Documents))
+	case b.Total == 0:
+		return fmt.Sprintf("%s mails so far, %s documents", thousands(b.Messages), thousands(b.Documents))
+	}
+	s := fmt.Sprintf("%s of %s mails (%d %%), %s documents", thousands(b.Messages), thousands(b.Total),
+		min(100, b.Messages*100/b.Total), thousands(b.Documents))
+	if b.ETASeconds > 0 {
+		s += ", " + left(time.Duration(b.ETASeconds)*time.Second)
+	}
+	return s
+}
+
+// left words the time left as a person reads it: minutes, hours above
+// two hours.
+func left(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return "less than a minute left"
+	case d < 2*time.Hour:
+		return fmt.Sprintf("about %d min left", (d+30*time.Second)/time.Minute)
+	default:
+		return fmt.Sprintf("about %d h left", (d+30*time.Minute)/time.Hour)
+	}
+}
+
+// thousands writes n with commas between thousands.
+func thousands(n int) string {
+	s := strconv.Itoa(max(n, -n))
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	if n < 0 {
+		s = "-" + s
+	}
+	return s
 }

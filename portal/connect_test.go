@@ -698,6 +698,57 @@ func TestDetailPage(t *testing.T) {
 	}
 }
 
+// TestDetailPageBackfill: the connection page shows a running backfill's
+// mails done out of the total, the documents so far and the time left, in
+// the page's language; a finished one says so, and "new" shows none.
+func TestDetailPageBackfill(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		st     ConnectionStatus
+		lang   string
+		want   []string
+		absent []string
+	}{
+		{"running", ConnectionStatus{BackfillMode: "all", BackfillMessages: 5120, BackfillTotal: 20000, BackfillDocuments: 4980, BackfillLeft: 12*time.Minute + 10*time.Second},
+			"en", []string{"Backfill: 5,120 of 20,000 mails (25 %), 4,980 documents, about 12 min left"}, nil},
+		{"running de", ConnectionStatus{BackfillMode: "since", BackfillMessages: 5120, BackfillTotal: 20000, BackfillDocuments: 4980, BackfillLeft: 3 * time.Hour},
+			"de", []string{"5.120 von 20.000 (25 %), 4.980 Dokumente, noch etwa 3 Std."}, nil},
+		{"no estimate yet", ConnectionStatus{BackfillMode: "all", BackfillMessages: 40, BackfillTotal: 20000, BackfillDocuments: 39},
+			"en", []string{"Backfill: 40 of 20,000 mails (0 %), 39 documents</p>"}, []string{"left"}},
+		{"total unknown", ConnectionStatus{BackfillMode: "all", BackfillMessages: 40},
+			"en", []string{"Importing existing mail: 40 mails so far."}, []string{"Backfill:"}},
+		{"done", ConnectionStatus{BackfillMode: "all", BackfillDone: true, BackfillMessages: 20000, BackfillTotal: 20000},
+			"en", []string{"Existing mail has been imported."}, []string{"Backfill:"}},
+		{"new", ConnectionStatus{BackfillMode: "new", BackfillDone: true, BackfillMessages: 300},
+			"en", nil, []string{"Backfill:", "Existing mail has been imported.", "Importing existing mail"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(_ *Config, d *Deps) { d.Statuses = fakeStatuses{st: tc.st} })
+			c := e.connection(customerA, connector.StateActive)
+			b := e.loggedIn("alice")
+			path := "/connections/" + c.ID
+			if tc.lang != "en" {
+				b.get("/lang?to=" + tc.lang + "&next=" + path)
+			}
+			body := b.get(path).body
+			// The page reloads itself while a backfill runs.
+			if running := strings.Contains(body, `id="backfill"`); running != strings.Contains(body, `http-equiv="refresh" content="30"`) {
+				t.Errorf("backfill running %v, but the page's refresh does not match", running)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("page lacks %q", w)
+				}
+			}
+			for _, w := range tc.absent {
+				if strings.Contains(body, w) {
+					t.Errorf("page shows %q", w)
+				}
+			}
+		})
+	}
+}
+
 func TestStatusErrorIsNotFatal(t *testing.T) {
 	e := newEnv(t, func(_ *Config, d *Deps) { d.Statuses = failingStatuses{} })
 	c := e.connection(customerA, connector.StateActive)

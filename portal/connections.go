@@ -42,6 +42,18 @@ type detailData struct {
 	Flash      string
 }
 
+// backfillRefresh is how often the connection page reloads itself while a
+// backfill runs, so its progress can be watched.
+const backfillRefresh = 30
+
+func (d detailData) refresh() int {
+	st := d.Status
+	if st == nil || st.BackfillDone || st.BackfillMode == "new" || st.BackfillMode == "" || st.BackfillMessages == 0 {
+		return 0
+	}
+	return backfillRefresh
+}
+
 func (s *Server) showConnection(w http.ResponseWriter, r *http.Request, u *sessionUser) {
 	ctx := r.Context()
 	c, err := s.ownConnection(ctx, u.Customer, r.PathValue("id"))

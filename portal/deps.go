@@ -88,8 +88,16 @@ type ConnectionStatus struct {
 	Skipped          int64
 	SkippedByReason  map[string]int64
 	BackfillDone     bool
-	BackfillMessages int
-	Recent           []HistoryEntry
+	BackfillMessages int // mails done so far
+	// BackfillMode is the connection's backfill mode ("new" has no
+	// backfill to show); BackfillTotal the mails it covers (0: unknown),
+	// BackfillDocuments the documents it imported, BackfillLeft the
+	// estimated time left (0: no estimate yet).
+	BackfillMode      string
+	BackfillTotal     int
+	BackfillDocuments int
+	BackfillLeft      time.Duration
+	Recent            []HistoryEntry
 	// Parked mails failed on their own and wait for a retry; GivenUp
 	// ones failed until the retry horizon and wait for a person's Retry.
 	Parked      int

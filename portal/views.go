@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -100,6 +101,35 @@ func (p page) T(key string, args ...any) string {
 		return fmt.Sprintf(s, args...)
 	}
 	return s
+}
+
+// N writes a count with the page language's thousands separator.
+func (p page) N(n int) string {
+	sep := ","
+	if p.Lang == "de" {
+		sep = "."
+	}
+	s := strconv.Itoa(max(n, -n))
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + sep + s[i:]
+	}
+	if n < 0 {
+		s = "-" + s
+	}
+	return s
+}
+
+// Left words an estimated time left: minutes, hours above two hours,
+// "less than a minute" below one.
+func (p page) Left(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return p.T("detail.left_seconds")
+	case d < 2*time.Hour:
+		return p.T("detail.left_minutes", int((d+30*time.Second)/time.Minute))
+	default:
+		return p.T("detail.left_hours", int((d+30*time.Minute)/time.Hour))
+	}
 }
 
 // Has reports whether the catalogue knows key.

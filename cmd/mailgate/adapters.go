@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"time"
 
 	"golang.org/x/oauth2"
 
@@ -61,16 +62,20 @@ func (s statusAdapter) Status(ctx context.Context, id string) (portal.Connection
 		return portal.ConnectionStatus{}, err
 	}
 	out := portal.ConnectionStatus{
-		LastSync:         st.LastSync,
-		NextSync:         st.NextSync,
-		LastError:        st.LastError,
-		Imported:         st.Imported,
-		Skipped:          st.Skipped,
-		SkippedByReason:  st.SkippedByReason,
-		BackfillDone:     st.Backfill.Done,
-		BackfillMessages: st.Backfill.Messages,
-		Parked:           st.Parked,
-		GivenUp:          st.GivenUp,
+		LastSync:          st.LastSync,
+		NextSync:          st.NextSync,
+		LastError:         st.LastError,
+		Imported:          st.Imported,
+		Skipped:           st.Skipped,
+		SkippedByReason:   st.SkippedByReason,
+		BackfillDone:      st.Backfill.Done,
+		BackfillMessages:  st.Backfill.Messages,
+		BackfillMode:      st.Backfill.Mode,
+		BackfillTotal:     st.Backfill.Total,
+		BackfillDocuments: st.Backfill.Documents,
+		BackfillLeft:      time.Duration(st.Backfill.ETASeconds) * time.Second,
+		Parked:            st.Parked,
+		GivenUp:           st.GivenUp,
 	}
 	for _, pm := range st.ParkedMails {
 		out.ParkedMails = append(out.ParkedMails, portal.ParkedMail{

@@ -302,10 +302,12 @@ func cmdConnections(ctx context.Context, e *env, args []string) error {
 		// The connection without its secrets, and what the importer did
 		// with it: last and next sync, counts by skip reason, backfill
 		// progress, recent history.
+		// Backfill words the backfill's progress for a person.
 		return printJSON(e, struct {
 			Connection connector.Connection `json:"connection"`
 			Import     importer.Status      `json:"import"`
-		}{redactConnections([]connector.Connection{c})[0], status})
+			Backfill   string               `json:"backfill,omitempty"`
+		}{redactConnections([]connector.Connection{c})[0], status, status.Backfill.Summary()})
 	case "pause", "resume":
 		id, err := one(args[0] + " ID")
 		if err != nil {

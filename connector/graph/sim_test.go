@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"runtime"
 	"runtime/metrics"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -524,5 +527,76 @@ func TestSimStreamFaults(t *testing.T) {
 	rc.Close()
 	if err != nil || n != 4<<20 {
 		t.Errorf("after failures: %d bytes, %v", n, err)
+	}
+}
+
+// TestSimCountMessages counts what a backfill covers: the folder's
+// totalItemCount for "all", @odata.count of the messages received since a
+// date for "since" (one request each, mail elsewhere not counted), and the
+// simulator refuses a $count that is not a boolean, and $count on delta.
+func TestSimCountMessages(t *testing.T) {
+	e := newSim(t, graph.Config{})
+	mb := e.mailbox(graphtest.DefaultMailbox)
+	base := time.Now().Add(-72 * time.Hour).UTC().Truncate(time.Second)
+	for i := range 7 {
+		e.deliver(t, graphtest.DefaultMailbox, graphtest.Mail{Subject: fmt.Sprintf("m%d", i), ReceivedAt: base.Add(time.Duration(i) * time.Hour)})
+	}
+	e.deliver(t, graphtest.DefaultMailbox, graphtest.Mail{Subject: "elsewhere", ReceivedAt: base.Add(5 * time.Hour), Folder: "archive"})
+	e.s.ResetCounters()
+	for _, tc := range []struct {
+		since time.Time
+		want  int
+	}{
+		{time.Time{}, 7},
+		{base.Add(3 * time.Hour), 4}, // ge: the mail of that second counts
+		{base.Add(3*time.Hour + time.Second), 3},
+		{base.Add(100 * time.Hour), 0},
+	} {
+		n, err := mb.CountMessages(t.Context(), "inbox", tc.since)
+		if err != nil {
+			t.Fatalf("count since %v: %v", tc.since, err)
+		}
+		if n != tc.want {
+			t.Errorf("count since %v = %d, want %d", tc.since, n, tc.want)
+		}
+	}
+	c := e.s.Counters()
+	if c.Total("folder.get") != 1 || c.Total("messages.list") != 3 {
+		t.Errorf("requests %v, want 1 folder.get and 3 messages.list", c.Requests)
+	}
+	if _, err := mb.CountMessages(t.Context(), "nosuchfolder", time.Time{}); !connector.IsKind(err, connector.NotFound) {
+		t.Errorf("count of a missing folder: %v, want NotFound", err)
+	}
+
+	tok, err := e.token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]int{
+		"/users/" + graphtest.DefaultMailbox + "/mailFolders/inbox/messages?$count=true&$top=1":      http.StatusOK,
+		"/users/" + graphtest.DefaultMailbox + "/mailFolders/inbox/messages?$count=maybe":            http.StatusBadRequest,
+		"/users/" + graphtest.DefaultMailbox + "/mailFolders/inbox/messages/delta?$count=true":       http.StatusBadRequest,
+		"/users/" + graphtest.DefaultMailbox + "/mailFolders/inbox/messages?$count=false&$select=id": http.StatusOK,
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, e.s.GraphURL()+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d (%v)", path, resp.StatusCode, want, body)
+			continue
+		}
+		_, has := body["@odata.count"]
+		if wantCount := strings.Contains(path, "$count=true") && want == http.StatusOK; has != wantCount {
+			t.Errorf("%s: @odata.count present %v, want %v", path, has, wantCount)
+		}
+		if has && body["@odata.count"] != float64(7) {
+			t.Errorf("%s: @odata.count %v, want 7 (all pages, not the page of $top=1)", path, body["@odata.count"])
+		}
 	}
 }

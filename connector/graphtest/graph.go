@@ -1061,9 +1061,22 @@ func containsFold(list []string, s string) bool {
 }
 
 // writePage writes a collection page honouring $top and $skip, with an
-// @odata.nextLink on the request's own host.
+// @odata.nextLink on the request's own host. $count=true adds
+// @odata.count, the number of matching items on all pages, as Outlook's
+// collections do without a ConsistencyLevel header (that header is needed
+// for directory objects only); a $count other than true or false is a 400.
 func writePage(c *call, odataContext string, all []any, defaultTop int) {
 	q := c.r.URL.Query()
+	var count bool
+	switch v, ok := q["$count"]; {
+	case !ok:
+	case len(v) == 1 && strings.EqualFold(v[0], "true"):
+		count = true
+	case len(v) == 1 && strings.EqualFold(v[0], "false"):
+	default:
+		graphError(c.w, c.r, http.StatusBadRequest, "BadRequest", "Invalid $count value: must be true or false.")
+		return
+	}
 	top, skip := defaultTop, 0
 	if v := q.Get("$top"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -1085,6 +1098,9 @@ func writePage(c *call, odataContext string, all []any, defaultTop int) {
 		page = []any{}
 	}
 	resp := map[string]any{"@odata.context": odataContext, "value": page}
+	if count {
+		resp["@odata.count"] = len(all)
+	}
 	if end < len(all) {
 		q.Set("$skip", strconv.Itoa(end))
 		resp["@odata.nextLink"] = baseURL(c.r) + c.r.URL.EscapedPath() + "?" + encodeQuery(q)

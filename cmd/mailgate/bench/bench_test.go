@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +216,50 @@ func TestIdleScaleSmall(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q", want)
 		}
+	}
+}
+
+// The backfill scenario at a small size (400 mails, the limits scaled to
+// a 0.6 s window at the same 333 requests/s): it imports every mail with
+// post-processing move, prints progress lines from the connection's
+// status while it runs and the goal beside the measurement. The share of
+// the allowed rate is a speed goal left to the full run; here it only has
+// to be a share.
+func TestBackfillSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("backfills 400 mails for a few seconds")
+	}
+	var out strings.Builder
+	rep, err := Run(t.Context(), Options{Only: []string{ScenarioBackfill}, Scale: 0.02, NoMinIO: true, Dir: t.TempDir()}, &out)
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != 1 || rep.Rows[0].Scenario != ScenarioBackfill || rep.Rows[0].Docs != 400 {
+		t.Fatalf("rows %+v, want one backfill row of 400 documents", rep.Rows)
+	}
+	r := rep.Rows[0]
+	// The attachment list, the attachment and the move per mail, a delta
+	// page per 50 and the count of the folder.
+	if q := r.RequestsPerDoc(); q < 3 || q > 3.2 {
+		t.Errorf("%.3f Graph requests per document, want about 3 with post-processing move", q)
+	}
+	requests, window := rep.Options.backfillLimits()
+	if requests != 200 || window != 600*time.Millisecond {
+		t.Errorf("limits %d per %s, want 200 per 600ms (333/s, as at full size)", requests, window)
+	}
+	if share := backfillShare(r, requests, window); share <= 0 || share > 1.05 {
+		t.Errorf("share of the allowed rate %.3f", share)
+	}
+	if len(rep.Goals) != 1 || !strings.Contains(rep.Goals[0].Target, "≥ 0.90, 0 × 429") {
+		t.Errorf("goals %+v", rep.Goals)
+	}
+	for _, want := range []string{"backfill: 400/400 mails, 400 documents, done", "of the allowed rate", "post-processing move"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if !regexp.MustCompile(`backfill: [0-9,]+/400 mails, [0-9,]+ documents(, ETA \S+)?\n`).MatchString(out.String()) {
+		t.Error("no progress line while it ran")
 	}
 }
