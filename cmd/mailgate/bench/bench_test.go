@@ -239,14 +239,14 @@ func TestBackfillSmall(t *testing.T) {
 		t.Fatalf("rows %+v, want one backfill row of 400 documents", rep.Rows)
 	}
 	r := rep.Rows[0]
-	// The attachment list, the attachment and the move per mail, a delta
+	// The attachment list with the bytes and the move per mail, a delta
 	// page per 50 and the count of the folder.
-	if q := r.RequestsPerDoc(); q < 3 || q > 3.2 {
-		t.Errorf("%.3f Graph requests per document, want about 3 with post-processing move", q)
+	if q := r.RequestsPerDoc(); q < 2 || q > 2.1 {
+		t.Errorf("%.3f Graph requests per document, want about 2 with post-processing move", q)
 	}
 	requests, window := rep.Options.backfillLimits()
-	if requests != 200 || window != 600*time.Millisecond {
-		t.Errorf("limits %d per %s, want 200 per 600ms (333/s, as at full size)", requests, window)
+	if requests != 200 || window != 1200*time.Millisecond {
+		t.Errorf("limits %d per %s, want 200 per 1.2s (167/s, as at full size)", requests, window)
 	}
 	if share := backfillShare(r, requests, window); share <= 0 || share > 1.05 {
 		t.Errorf("share of the allowed rate %.3f", share)
