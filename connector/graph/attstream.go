@@ -646,6 +646,12 @@ func (d *b64Reader) decode(dst []byte) int {
 			stop = q
 		}
 		if k := stop - stop%4; k > 0 {
+			// base64.Decode skips raw line breaks; in a JSON string
+			// they are control characters.
+			if bytes.IndexByte(buf[:k], '\n') >= 0 || bytes.IndexByte(buf[:k], '\r') >= 0 {
+				d.err = syntaxf("contentBytes: control character in a string")
+				break
+			}
 			if d.padded {
 				d.err = syntaxf("contentBytes: base64 after padding")
 				break
@@ -683,11 +689,14 @@ func (d *b64Reader) gather() {
 		d.err = unexpected(err)
 		return
 	}
-	switch c {
-	case '"':
+	switch {
+	case c == '"':
 		d.end = true
 		return
-	case '\\':
+	case c < 0x20:
+		d.err = syntaxf("contentBytes: control character in a string")
+		return
+	case c == '\\':
 		var keep bool
 		if c, keep, err = d.escape(); err != nil {
 			d.err = err
