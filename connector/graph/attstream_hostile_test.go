@@ -2,11 +2,13 @@ package graph
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -125,5 +127,38 @@ func TestSinkDiskErrorKeepsItsChain(t *testing.T) {
 	err = classifyList("graph: attachments", err)
 	if !errors.Is(err, archive.ErrDisk) || connector.IsKind(err, connector.Transient) {
 		t.Errorf("err = %v (kind %v), want ErrDisk in the chain, not Transient", err, connector.KindOf(err))
+	}
+}
+
+// TestSpoolSinkLeavesNoFileOnError: with the importer's sink (a spool
+// file per attachment), a listing that breaks off, turns malformed or
+// fails the sink leaves no file in the spool directory.
+func TestSpoolSinkLeavesNoFileOnError(t *testing.T) {
+	blob := base64.StdEncoding.EncodeToString(make([]byte, 30000))
+	full := `{"value":[{"name":"a","contentBytes":"` + blob + `"},{"name":"b","contentBytes":"` + blob + `"},{"name":"c","contentBytes":"` + blob + `"}]}`
+	for _, tc := range []struct{ name, in string }{
+		{"cut in the third content", full[:len(full)-20000]},
+		{"cut after the last content", full[:len(full)-3]},
+		{"garbage in the third content", strings.Replace(full, `"c","contentBytes":"AAAA`, `"c","contentBytes":"A!AA`, 1)},
+		{"malformed after the contents", strings.Replace(full, `"}]}`, `"},]}`, 1)},
+		{"deep after the contents", strings.Replace(full, `"}]}`, `","x":`+strings.Repeat("[", 100)+`}]}`, 1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			made := 0
+			sink := func(r io.Reader) (connector.Content, error) {
+				sp, err := archive.NewSpool(r, 0, dir)
+				if err != nil {
+					return nil, err // not a nil *Spool in the interface
+				}
+				made++
+				return sp, nil
+			}
+			atts, _, err := parseAttachments(strings.NewReader(tc.in), sink)
+			left, _ := os.ReadDir(dir)
+			if err == nil || atts != nil || made == 0 || len(left) != 0 {
+				t.Errorf("err %v, %d attachments, %d spools made, %d files left", err, len(atts), made, len(left))
+			}
+		})
 	}
 }
