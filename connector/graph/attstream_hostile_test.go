@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -161,4 +162,24 @@ func TestSpoolSinkLeavesNoFileOnError(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzAttachmentStreamIsJSON: what the parser accepts is JSON. (The
+// resource checks are FuzzAttachmentStream's.)
+func FuzzAttachmentStreamIsJSON(f *testing.F) {
+	f.Add([]byte(`{"value":[{"contentBytes":"AQID","name":"a"},{"contentBytes":null}],"@odata.nextLink":"https://x/y"}`))
+	f.Add([]byte(`{"value":[{"contentBytes":"\u0041\u0051\u003d\u003d\/\n"}]}`))
+	f.Add([]byte("{\"value\":[{\"contentBytes\":\"AQID\r\n\r\nAQID\"}]}"))
+	f.Add([]byte(`{"value":[{"x":[1,-2.5e3,true,null,{"y":"z"}]}]}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		s := &memSink{failOn: -1}
+		atts, _, err := parseAttachments(bytes.NewReader(in), s.sink)
+		if err != nil {
+			return
+		}
+		closeAll(atts)
+		if !json.Valid(in) {
+			t.Fatalf("accepted %q, which is not JSON", in)
+		}
+	})
 }
