@@ -502,6 +502,9 @@ func (p *listParser) skip(c byte, depth int) error {
 			switch {
 			case esc:
 				esc = false
+				if err := p.skipEscape(c); err != nil {
+					return err
+				}
 			case c == '\\':
 				esc = true
 			case c == '"':
@@ -548,6 +551,27 @@ func (p *listParser) skip(c byte, depth int) error {
 		return err
 	}
 	return syntaxf("unexpected %q", c)
+}
+
+// skipEscape checks an escape of a skipped string after its '\\', whose
+// next byte is c: one of JSON's, and \u with four hex digits.
+func (p *listParser) skipEscape(c byte) error {
+	switch c {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		return nil
+	case 'u':
+		for range 4 {
+			h, err := p.readByte()
+			if err != nil {
+				return err
+			}
+			if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+				return syntaxf("bad \\u escape")
+			}
+		}
+		return nil
+	}
+	return syntaxf("bad escape \\%c", c)
 }
 
 func (p *listParser) skipObject(depth int) error {
