@@ -47,6 +47,10 @@ func NewSpool(r io.Reader, memLimit int64, dir string) (*Spool, error) {
 	s := &Spool{}
 	if n <= memLimit {
 		s.mem = buf.Bytes()
+		if cap(s.mem)-len(s.mem) > len(s.mem)/8+512 {
+			// The buffer grew by doubling: keep the body, not the slack.
+			s.mem = append(make([]byte, 0, len(s.mem)), s.mem...)
+		}
 		s.size = n
 	} else {
 		f, err := os.CreateTemp(dir, "mailgate-spool-*")

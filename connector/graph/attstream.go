@@ -20,6 +20,18 @@ const maxValue = 1 << 20
 // maxDepth bounds the nesting of skipped values.
 const maxDepth = 64
 
+// maxKept bounds what a listing keeps of its attachments' metadata, all
+// pages together: each attachment costs attachmentCost and the length of
+// its strings. Graph's metadata is a few hundred bytes an attachment.
+const (
+	maxKept        = 8 << 20
+	attachmentCost = 256
+)
+
+// maxPages bounds the pages of one listing: a next link that leads back
+// to its own page must not loop for as long as the context allows.
+const maxPages = 100
+
 // syntaxError is a listing that is not the JSON Graph sends: Invalid.
 type syntaxError struct{ msg string }
 
@@ -67,17 +79,25 @@ type listParser struct {
 	tmp    []byte // a string being read
 	out    []connector.Attachment
 	next   string
+	kept   int // bytes of metadata the listing may still keep
 }
 
-// parseAttachments parses one page. On error it has closed every Content
-// the sink made for this page and returns no attachments.
+// parseAttachments parses one page, the only one of its listing.
 func parseAttachments(r io.Reader, sink connector.Sink) (atts []connector.Attachment, next string, err error) {
-	p := &listParser{r: bufio.NewReaderSize(r, 64<<10), sink: sink}
+	atts, next, _, err = parsePage(r, sink, maxKept)
+	return atts, next, err
+}
+
+// parsePage parses one page, which may keep kept bytes of metadata, and
+// returns what the next pages may keep. On error it has closed every
+// Content the sink made for this page and returns no attachments.
+func parsePage(r io.Reader, sink connector.Sink, kept int) (atts []connector.Attachment, next string, left int, err error) {
+	p := &listParser{r: bufio.NewReaderSize(r, 64<<10), sink: sink, kept: kept}
 	if err := p.page(); err != nil {
 		closeAll(p.out)
-		return nil, "", err
+		return nil, "", 0, err
 	}
-	return p.out, p.next, nil
+	return p.out, p.next, p.kept, nil
 }
 
 // closeAll closes the contents of atts.
@@ -256,6 +276,12 @@ func (p *listParser) attachment() error {
 		}
 		return err
 	})
+	if err == nil {
+		p.kept -= attachmentCost + len(a.Type) + len(a.ID) + len(a.Name) + len(a.ContentType) + len(a.ContentID)
+		if p.kept < 0 {
+			err = syntaxf("the attachments' metadata is over %d bytes", maxKept)
+		}
+	}
 	if err != nil {
 		if a.Data != nil {
 			a.Data.Close()
@@ -476,6 +502,9 @@ func (p *listParser) skip(c byte, depth int) error {
 			switch {
 			case esc:
 				esc = false
+				if err := p.skipEscape(c); err != nil {
+					return err
+				}
 			case c == '\\':
 				esc = true
 			case c == '"':
@@ -522,6 +551,27 @@ func (p *listParser) skip(c byte, depth int) error {
 		return err
 	}
 	return syntaxf("unexpected %q", c)
+}
+
+// skipEscape checks an escape of a skipped string after its '\\', whose
+// next byte is c: one of JSON's, and \u with four hex digits.
+func (p *listParser) skipEscape(c byte) error {
+	switch c {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		return nil
+	case 'u':
+		for range 4 {
+			h, err := p.readByte()
+			if err != nil {
+				return err
+			}
+			if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+				return syntaxf("bad \\u escape")
+			}
+		}
+		return nil
+	}
+	return syntaxf("bad escape \\%c", c)
 }
 
 func (p *listParser) skipObject(depth int) error {
@@ -646,6 +696,12 @@ func (d *b64Reader) decode(dst []byte) int {
 			stop = q
 		}
 		if k := stop - stop%4; k > 0 {
+			// base64.Decode skips raw line breaks; in a JSON string
+			// they are control characters.
+			if bytes.IndexByte(buf[:k], '\n') >= 0 || bytes.IndexByte(buf[:k], '\r') >= 0 {
+				d.err = syntaxf("contentBytes: control character in a string")
+				break
+			}
 			if d.padded {
 				d.err = syntaxf("contentBytes: base64 after padding")
 				break
@@ -683,11 +739,14 @@ func (d *b64Reader) gather() {
 		d.err = unexpected(err)
 		return
 	}
-	switch c {
-	case '"':
+	switch {
+	case c == '"':
 		d.end = true
 		return
-	case '\\':
+	case c < 0x20:
+		d.err = syntaxf("contentBytes: control character in a string")
+		return
+	case c == '\\':
 		var keep bool
 		if c, keep, err = d.escape(); err != nil {
 			d.err = err

@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -110,13 +111,20 @@ func (m *Mailbox) attachmentsWithContent(ctx context.Context, op, messageID stri
 		"{+baseurl}/users/{user%2Did}/messages/{message%2Did}/attachments",
 		map[string]string{"user%2Did": m.address, "message%2Did": messageID})
 	var out []connector.Attachment
-	for {
+	kept := maxKept
+	for pages := 1; ; pages++ {
+		if pages > maxPages {
+			closeAll(out)
+			return nil, connector.E(op, connector.Invalid, fmt.Errorf("attachment listing: over %d pages", maxPages))
+		}
 		body, err := m.open(ctx, op, ri, "application/json")
 		if err != nil {
 			closeAll(out)
 			return nil, err
 		}
-		page, next, err := parseAttachments(body, sink)
+		var page []connector.Attachment
+		var next string
+		page, next, kept, err = parsePage(body, sink, kept)
 		body.Close()
 		if err != nil {
 			closeAll(out)

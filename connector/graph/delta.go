@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -155,24 +154,38 @@ func (m *Mailbox) Message(ctx context.Context, messageID string) (connector.Mess
 
 // cidRefs returns the cid: references of an HTML body, space-separated,
 // each once, without the surrounding markup: quotes, parentheses or
-// whitespace end a reference.
+// whitespace end a reference. The scheme is matched in ASCII case only,
+// on the body's own bytes (lower-casing it whole would move offsets:
+// "İ" or the Kelvin sign change length), and the body is read once:
+// any sender writes the body, and a delta page holds many.
 func cidRefs(html string) string {
 	var refs []string
-	rest := html
-	for {
-		i := strings.Index(strings.ToLower(rest), "cid:")
-		if i < 0 {
+	seen := make(map[string]bool)
+	for i := 0; i < len(html); {
+		j := strings.IndexByte(html[i:], ':')
+		if j < 0 {
 			break
 		}
-		rest = rest[i:]
-		end := strings.IndexAny(rest, "\"' \t\r\n<>()")
-		if end < 0 {
-			end = len(rest)
+		colon := i + j
+		if colon-i < len("cid") || !isCID(html[colon-3:colon]) {
+			i = colon + 1
+			continue
 		}
-		if ref := rest[:end]; len(ref) > len("cid:") && !slices.Contains(refs, ref) {
+		start := colon - 3
+		end := strings.IndexAny(html[start:], "\"' \t\r\n<>()")
+		if end < 0 {
+			end = len(html) - start
+		}
+		if ref := html[start : start+end]; len(ref) > len("cid:") && !seen[ref] {
+			seen[ref] = true
 			refs = append(refs, ref)
 		}
-		rest = rest[max(end, len("cid:")):]
+		i = start + end
 	}
 	return strings.Join(refs, " ")
+}
+
+// isCID reports whether s is "cid" in any ASCII case.
+func isCID(s string) bool {
+	return s[0]|0x20 == 'c' && s[1]|0x20 == 'i' && s[2]|0x20 == 'd'
 }

@@ -41,7 +41,8 @@
 // as a stream by a small JSON scanner of its own (not the SDK's parser,
 // which would hold it whole): each contentBytes is decoded on the fly,
 // straight from the read buffer, and handed to the sink; every other value
-// is bounded by 1 MiB. Memory stays bounded per listing however large the
+// is bounded by 1 MiB, the metadata a listing keeps by 8 MiB, its pages
+// by 100. Memory stays bounded per listing however large or many the
 // attachments, and a mail costs one request instead of one plus one per
 // attachment.
 //
