@@ -215,7 +215,7 @@ func notFound(op, id string) error {
 
 // Attachments lists a mail's attachments. With a sink, every file
 // attachment's bytes come along, as Graph's contentBytes do; without one,
-// only the small ones.
+// only the metadata.
 func (f *fakeMailbox) Attachments(ctx context.Context, messageID string, sink connector.Sink) ([]connector.Attachment, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -229,11 +229,8 @@ func (f *fakeMailbox) Attachments(ctx context.Context, messageID string, sink co
 	out := make([]connector.Attachment, len(m.atts))
 	for i, a := range m.atts {
 		content := a.Content
-		if len(a.Content) > 1000 || a.Type != connector.FileAttachment {
-			a.Content = nil // large ones are streamed, like Graph's contentBytes limit
-		}
+		a.Content = nil
 		if sink != nil && a.Type == connector.FileAttachment {
-			a.Content = nil
 			d, err := sink(bytes.NewReader(content))
 			if err != nil {
 				for _, o := range out[:i] {
@@ -248,6 +245,35 @@ func (f *fakeMailbox) Attachments(ctx context.Context, messageID string, sink co
 		out[i] = a
 	}
 	return out, nil
+}
+
+// Attachment reads one attachment with its bytes through the sink.
+func (f *fakeMailbox) Attachment(ctx context.Context, messageID, attachmentID string, sink connector.Sink) (connector.Attachment, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail("attachment", attachmentID); err != nil {
+		return connector.Attachment{}, err
+	}
+	m, ok := f.mails[messageID]
+	if !ok {
+		return connector.Attachment{}, notFound("attachment", messageID)
+	}
+	for _, a := range m.atts {
+		if a.ID != attachmentID {
+			continue
+		}
+		content := a.Content
+		a.Content = nil
+		if a.Type == connector.FileAttachment {
+			d, err := sink(bytes.NewReader(content))
+			if err != nil {
+				return connector.Attachment{}, err
+			}
+			a.Data = d
+		}
+		return a, nil
+	}
+	return connector.Attachment{}, notFound("attachment", attachmentID)
 }
 
 func (f *fakeMailbox) Message(ctx context.Context, messageID string) (connector.Message, error) {

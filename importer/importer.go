@@ -29,7 +29,11 @@ type Mailbox interface {
 	// Message reads one message by its (immutable) id, for the retry of a
 	// parked mail.
 	Message(ctx context.Context, messageID string) (connector.Message, error)
+	// Attachments lists a message's attachments; with a sink, with their
+	// bytes (Attachment.Data), in one request.
 	Attachments(ctx context.Context, messageID string, sink connector.Sink) ([]connector.Attachment, error)
+	// Attachment reads one attachment with its contentId and its bytes.
+	Attachment(ctx context.Context, messageID, attachmentID string, sink connector.Sink) (connector.Attachment, error)
 	OpenAttachment(ctx context.Context, messageID, attachmentID string) (io.ReadCloser, error)
 	OpenMessage(ctx context.Context, messageID string) (io.ReadCloser, error)
 	Move(ctx context.Context, messageID, folderID string) (string, error)

@@ -16,6 +16,26 @@ import (
 // alone as before: no events, no ledger record, no post-processing. A
 // plain-text mail says nothing of inline parts and is not listed.
 
+// inlineImageMax is the largest image read on its own with its contentId
+// when the list with the bytes broke off: a body's images are small, and
+// a larger one goes without its contentId and is judged by its inline
+// flag, size and shape.
+const inlineImageMax = 3 << 20
+
+// looksLikeImage reports whether the sender declared an image, by content
+// type or file name. It only decides whether the contentId is fetched;
+// the policy sniffs the real type either way.
+func looksLikeImage(a connector.Attachment) bool {
+	if strings.HasPrefix(strings.ToLower(a.ContentType), "image/") {
+		return true
+	}
+	switch strings.ToLower(path.Ext(a.Name)) {
+	case ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".heic":
+		return true
+	}
+	return false
+}
+
 // mayBeInlineOnly reports whether a mail without attachments may still
 // carry inline ones: its HTML body references content ids.
 func mayBeInlineOnly(m connector.Message) bool {

@@ -134,12 +134,14 @@ func (p *pass) mail(ctx context.Context, m connector.Message, isDone func() (boo
 //
 // A list with the bytes that breaks off on the way (a transient error: a
 // timeout or a cut connection, as a mail with very large attachments may
-// meet) is asked again without them: the attachments are then streamed
-// one by one, which costs a request each but never depends on one long
-// answer.
+// meet) is asked again without them: then each image is read on its own
+// with its contentId (to tell a logo shown in the body from a scan), into
+// the same spool, and every other attachment is streamed with $value when
+// its document comes to it. That costs a request an attachment but never
+// depends on one long answer, and memory stays the same.
 func (p *pass) attachments(ctx context.Context, messageID string) ([]connector.Attachment, error) {
 	mem := p.im.cfg.SpoolMemory
-	atts, err := p.mb.Attachments(ctx, messageID, func(r io.Reader) (connector.Content, error) {
+	sink := func(r io.Reader) (connector.Content, error) {
 		sp, err := archive.NewSpool(r, mem, p.im.cfg.SpoolDir)
 		if err != nil {
 			return nil, err
@@ -148,12 +150,28 @@ func (p *pass) attachments(ctx context.Context, messageID string) ([]connector.A
 			mem -= sp.Size()
 		}
 		return sp, nil
-	})
+	}
+	atts, err := p.mb.Attachments(ctx, messageID, sink)
 	if err == nil || !connector.IsKind(err, connector.Transient) || errors.Is(err, archive.ErrDisk) || ctx.Err() != nil {
 		return atts, err
 	}
 	p.im.log.Info("importer: attachment list with content broke off; listing without", "connection_id", p.conn.ID, "error", err)
-	return p.mb.Attachments(ctx, messageID, nil)
+	atts, err = p.mb.Attachments(ctx, messageID, nil)
+	if err != nil {
+		return nil, err
+	}
+	for i := range atts {
+		a := &atts[i]
+		if a.Type != connector.FileAttachment || a.Size > inlineImageMax || !looksLikeImage(*a) {
+			continue
+		}
+		full, err := p.mb.Attachment(ctx, messageID, a.ID, sink)
+		if err != nil {
+			return atts, err // the caller closes what came
+		}
+		a.ContentID, a.Data = full.ContentID, full.Data
+	}
+	return atts, nil
 }
 
 // closeData closes the spooled bytes of atts. A document that took them

@@ -113,14 +113,20 @@ func (m *brokenListMailbox) Attachments(ctx context.Context, id string, sink con
 }
 
 // TestBrokenListFallsBack: when the list with the bytes breaks off, the
-// mail is not parked: its attachments are listed without their bytes and
-// streamed one by one, each imported once.
+// mail is not parked: its attachments are listed without their bytes, the
+// image is read on its own with its contentId (a logo shown in the body,
+// skipped as such), and the PDFs are streamed one by one, each imported
+// once.
 func TestBrokenListFallsBack(t *testing.T) {
 	e := newEnv(t, connector.PostNone)
 	for i := range 3 {
 		e.mb.deliver("inbox", connector.Message{InternetMessageID: fmt.Sprintf("<big%d@x>", i), ReceivedAt: t0, HasAttachments: true},
 			file(fmt.Sprintf("RE-%d.pdf", i), "application/pdf", bigPDF(i)))
 	}
+	logo := file("image001.png", "image/png", logoPNG(t))
+	logo.ContentID = "image001.png@01DA"
+	e.mb.deliver("inbox", connector.Message{InternetMessageID: "<logo@x>", ReceivedAt: t0, HasAttachments: true,
+		BodyRefs: "cid:image001.png@01DA"}, file("RE-9.pdf", "application/pdf", bigPDF(9)), logo)
 	mb := &brokenListMailbox{fakeMailbox: e.mb}
 	mbs := MailboxesFunc(func(context.Context, connector.Connection) (Mailbox, error) { return mb, nil })
 	im, err := New(context.Background(), e.js, Deps{Connections: e.conns, Mailboxes: mbs, Store: e.store, Events: e.events},
@@ -128,13 +134,15 @@ func TestBrokenListFallsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res := e.sync(t, im); res.Imported != 3 || res.Failed != 0 {
-		t.Fatalf("%+v, want 3 imported, none parked", res)
+	if res := e.sync(t, im); res.Imported != 4 || res.Skipped != 1 || res.Failed != 0 {
+		t.Fatalf("%+v, want 4 imported, the logo skipped, none parked", res)
 	}
-	if mb.broken != 3 || e.mb.callCount("open") != 3 {
-		t.Errorf("%d broken lists, %d attachments streamed; want 3 and 3", mb.broken, e.mb.callCount("open"))
+	if mb.broken != 4 || e.mb.callCount("open") != 4 || e.mb.callCount("attachment") != 1 {
+		t.Errorf("%d broken lists, %d attachments streamed, %d read on their own; want 4, 4 and 1 (the logo)",
+			mb.broken, e.mb.callCount("open"), e.mb.callCount("attachment"))
 	}
-	if n, _ := e.events.counts(); n != 3 || e.events.maxCalls() != 1 {
-		t.Errorf("%d imported (max calls %d), want 3, each once", n, e.events.maxCalls())
+	n, _ := e.events.counts()
+	if reasons := e.events.reasons(); n != 4 || reasons[archive.ReasonInline] != 1 || e.events.maxCalls() != 1 {
+		t.Errorf("%d imported, skipped %v (max calls %d), want 4 and the logo as inline, each once", n, reasons, e.events.maxCalls())
 	}
 }

@@ -100,6 +100,27 @@ func parsePage(r io.Reader, sink connector.Sink, kept int) (atts []connector.Att
 	return p.out, p.next, p.kept, nil
 }
 
+// parseAttachment parses one attachment, the answer of …/attachments/{id}.
+// On error it has closed the Content the sink made.
+func parseAttachment(r io.Reader, sink connector.Sink) (connector.Attachment, error) {
+	p := &listParser{r: bufio.NewReaderSize(r, 64<<10), sink: sink, kept: maxKept, budget: maxValue}
+	c, err := p.nonSpace()
+	if err == nil && c != '{' {
+		err = syntaxf("want an object, got %q", c)
+	}
+	if err == nil {
+		err = p.attachment()
+	}
+	if err == nil {
+		err = p.end()
+	}
+	if err != nil {
+		closeAll(p.out)
+		return connector.Attachment{}, err
+	}
+	return p.out[0], nil
+}
+
 // closeAll closes the contents of atts.
 func closeAll(atts []connector.Attachment) {
 	for i := range atts {
@@ -133,7 +154,11 @@ func (p *listParser) page() error {
 	if err != nil {
 		return err
 	}
-	// Only white space may follow.
+	return p.end()
+}
+
+// end reads what follows the top-level object: only white space.
+func (p *listParser) end() error {
 	for {
 		c, err := p.r.ReadByte()
 		if err == io.EOF {

@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,10 +16,6 @@ import (
 
 	"github.com/mailgate/mailgate/connector"
 )
-
-// InlineContentMax is the largest image attachment whose bytes (and
-// contentId) Attachments fetches with its metadata.
-const InlineContentMax = 3 << 20
 
 // attachmentFields is the metadata of the attachment base type. contentId
 // and contentBytes exist on fileAttachment only and can't be selected on
@@ -43,13 +37,10 @@ var attachmentFields = []string{"id", "name", "contentType", "size", "isInline",
 // every Content made is closed. The caller closes the Data of the result.
 // The body may take as long as ctx allows (no DefaultTimeout).
 //
-// Without a sink, only the metadata is listed. Only images need their
-// contentId (to tell a logo shown in the body from an attached scan), so
-// only file attachments that look like images and have at most
-// InlineContentMax bytes are fetched as JSON, which yields contentId and
-// Content. Everything else — invoices in particular — is read raw with
-// OpenAttachment, without base64 and JSON parsing. Either way an attachment
-// costs one request besides the list.
+// Without a sink, only the metadata is listed (contentId and the bytes
+// cannot be selected on the collection, see attachmentFields): read the
+// bytes with OpenAttachment, or an attachment with its contentId and
+// bytes with Attachment.
 func (m *Mailbox) Attachments(ctx context.Context, messageID string, sink connector.Sink) ([]connector.Attachment, error) {
 	op := m.op("attachments")
 	if sink != nil {
@@ -87,22 +78,28 @@ func (m *Mailbox) Attachments(ctx context.Context, messageID string, sink connec
 		}
 		resp, err = b.WithUrl(next).Get(ctx, &users.ItemMessagesItemAttachmentsRequestBuilderGetRequestConfiguration{Headers: m.headers(0)})
 	}
-	for i := range out {
-		a := &out[i]
-		if a.Type != connector.FileAttachment || a.Size > InlineContentMax || a.Content != nil || !looksLikeImage(*a) {
-			continue
-		}
-		ga, err := m.user().Messages().ByMessageId(messageID).Attachments().ByAttachmentId(a.ID).Get(ctx,
-			&users.ItemMessagesItemAttachmentsAttachmentItemRequestBuilderGetRequestConfiguration{Headers: m.headers(0)})
-		if err != nil {
-			return nil, classify(op, err)
-		}
-		if fa, ok := ga.(models.FileAttachmentable); ok {
-			a.Content = fa.GetContentBytes()
-			a.ContentID = deref(fa.GetContentId())
-		}
-	}
 	return out, nil
+}
+
+// Attachment reads one attachment as JSON (…/attachments/{id}), with its
+// contentId and its bytes: contentBytes is decoded as it streams in and
+// handed to sink, whose Content lands in Data (nil when Graph left the
+// bytes out). One request; the caller closes Data.
+func (m *Mailbox) Attachment(ctx context.Context, messageID, attachmentID string, sink connector.Sink) (connector.Attachment, error) {
+	op := m.op("attachment")
+	ri := abs.NewRequestInformationWithMethodAndUrlTemplateAndPathParameters(abs.GET,
+		"{+baseurl}/users/{user%2Did}/messages/{message%2Did}/attachments/{attachment%2Did}",
+		map[string]string{"user%2Did": m.address, "message%2Did": messageID, "attachment%2Did": attachmentID})
+	body, err := m.open(ctx, op, ri, "application/json")
+	if err != nil {
+		return connector.Attachment{}, err
+	}
+	defer body.Close()
+	a, err := parseAttachment(body, sink)
+	if err != nil {
+		return connector.Attachment{}, classifyList(op, err)
+	}
+	return a, nil
 }
 
 // attachmentsWithContent is Attachments with a sink.
@@ -149,20 +146,6 @@ func (m *Mailbox) attachmentsWithContent(ctx context.Context, op, messageID stri
 	}
 }
 
-// looksLikeImage reports whether the sender declared an image, by content
-// type or file name. It only decides how the bytes are fetched; the policy
-// sniffs the real type either way.
-func looksLikeImage(a connector.Attachment) bool {
-	if strings.HasPrefix(strings.ToLower(a.ContentType), "image/") {
-		return true
-	}
-	switch strings.ToLower(path.Ext(a.Name)) {
-	case ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".heic":
-		return true
-	}
-	return false
-}
-
 func toAttachment(ga models.Attachmentable) connector.Attachment {
 	a := connector.Attachment{
 		ID:          deref(ga.GetId()),
@@ -175,10 +158,6 @@ func toAttachment(ga models.Attachmentable) connector.Attachment {
 	switch ga := ga.(type) {
 	case models.FileAttachmentable:
 		a.Type = connector.FileAttachment
-		// A server that ignores $select sends the bytes along.
-		if b := ga.GetContentBytes(); b != nil && a.Size <= InlineContentMax {
-			a.Content = b
-		}
 		a.ContentID = deref(ga.GetContentId())
 	case models.ItemAttachmentable:
 		a.Type = connector.ItemAttachment

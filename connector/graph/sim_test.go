@@ -192,8 +192,16 @@ func TestSimPlusAddressAndAttachments(t *testing.T) {
 	if a := atts[0]; a.Name != "RE-1.pdf" || a.Type != connector.FileAttachment || a.Content != nil || a.Size < int64(len(pdf)) {
 		t.Errorf("pdf = %+v", a)
 	}
-	if a := atts[1]; !a.IsInline || a.ContentID != "logo@x" {
-		t.Errorf("logo = %+v", a)
+	if a := atts[1]; !a.IsInline || a.ContentID != "" {
+		t.Errorf("logo listed without its bytes = %+v (contentId cannot be selected on the collection)", a)
+	}
+	var logo bytes.Buffer
+	a, err := mb.Attachment(t.Context(), id, atts[1].ID, func(r io.Reader) (connector.Content, error) {
+		n, err := io.Copy(&logo, r)
+		return sized(n), err
+	})
+	if err != nil || a.ContentID != "logo@x" || a.Data == nil || logo.String() != "\x89PNG...." {
+		t.Errorf("logo read on its own = %+v, %q, %v", a, logo.String(), err)
 	}
 	rc, err := mb.OpenAttachment(t.Context(), id, atts[0].ID)
 	if err != nil {
@@ -600,3 +608,9 @@ func TestSimCountMessages(t *testing.T) {
 		}
 	}
 }
+
+// sized is a Content that only knows its size.
+type sized int64
+
+func (s sized) Size() int64  { return int64(s) }
+func (s sized) Close() error { return nil }
