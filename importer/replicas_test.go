@@ -184,10 +184,18 @@ func (mb logMailbox) Delta(ctx context.Context, folder, link string, since time.
 }
 
 // mortalKV fails the heartbeat's writes once dead is set: a replica cut
-// off from NATS, whose key is left to expire.
+// off from NATS, whose key is left to expire. With blind set its watches
+// of the replicas fail.
 type mortalKV struct {
 	jetstream.KeyValue
-	dead *atomic.Bool
+	dead, blind *atomic.Bool
+}
+
+func (k mortalKV) Watch(ctx context.Context, keys string, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	if k.blind.Load() && strings.HasPrefix(keys, replicaKeyPrefix) {
+		return nil, errors.New("test: watch refused")
+	}
+	return k.KeyValue.Watch(ctx, keys, opts...)
 }
 
 var errDead = errors.New("test: replica dead")
@@ -223,6 +231,7 @@ type replicaProc struct {
 	cancel context.CancelFunc
 	done   chan error
 	dead   *atomic.Bool
+	blind  *atomic.Bool
 }
 
 func newReplicaRig(t *testing.T, n int) *replicaRig {
@@ -241,14 +250,21 @@ func newReplicaRig(t *testing.T, n int) *replicaRig {
 
 func (r *replicaRig) start(name string) *replicaProc {
 	r.t.Helper()
+	return r.startWith(name, false)
+}
+
+// startWith starts a replica, blind: unable to watch the others.
+func (r *replicaRig) startWith(name string, blind bool) *replicaProc {
+	r.t.Helper()
 	im, err := New(context.Background(), r.e.js,
 		Deps{Connections: r.e.conns, Mailboxes: logMailboxes{mbs: r.e.mbs, log: r.log, replica: name}, Store: r.e.store, Events: r.e.events},
 		Config{Replica: name, SpoolDir: r.t.TempDir(), PollInterval: r.poll, ScanInterval: r.poll, LeaseTTL: r.ttl, Workers: 4})
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	p := &replicaProc{im: im, done: make(chan error, 1), dead: new(atomic.Bool)}
-	im.ledger.leases = mortalKV{KeyValue: im.ledger.leases, dead: p.dead}
+	p := &replicaProc{im: im, done: make(chan error, 1), dead: new(atomic.Bool), blind: new(atomic.Bool)}
+	p.blind.Store(blind)
+	im.ledger.leases = mortalKV{KeyValue: im.ledger.leases, dead: p.dead, blind: p.blind}
 	var ctx context.Context
 	ctx, p.cancel = context.WithCancel(context.Background())
 	go func() { p.done <- im.Run(ctx) }()
@@ -439,4 +455,36 @@ func TestReplicaAlonePollsAll(t *testing.T) {
 		t.Errorf("replicas gauge %v, want 1", g)
 	}
 	t.Logf("1 replica: %.2f delta requests per connection per interval, %d KV writes (heartbeats) in %d intervals", per, writes, k)
+}
+
+// A replica that cannot watch the others polls everything (when in doubt,
+// poll), while the others, which see its heartbeat, poll their shares:
+// no connection is left out.
+func TestReplicaBlindPollsAll(t *testing.T) {
+	r := newReplicaRig(t, 30)
+	r.start("r1")
+	blind := r.startWith("r2", true)
+	waitFor(t, func() bool { return len(r.log.between(time.Time{}, time.Now())) == len(r.ids) })
+	waitFor(t, func() bool { return testutil.ToFloat64(r.procs["r1"].im.metrics.replicas) == 2 })
+	time.Sleep(2 * r.poll)
+	from := time.Now()
+	const k = 3
+	time.Sleep(k * r.poll) // the wall clock is what is measured
+	counts := r.log.between(from, time.Now())
+	r1 := 0
+	for _, id := range r.ids {
+		if counts[id]["r2"] < k-1 {
+			t.Errorf("%s polled %d times in %d intervals by the blind r2, want every interval", id, counts[id]["r2"], k)
+		}
+		if counts[id]["r1"] > 0 {
+			r1++
+		}
+	}
+	if r1 == 0 || r1 == len(r.ids) {
+		t.Errorf("r1 polled %d of %d connections, want its share", r1, len(r.ids))
+	}
+	if g := testutil.ToFloat64(blind.im.metrics.replicas); g != 1 {
+		t.Errorf("the blind replica sees %v replicas, want itself only", g)
+	}
+	t.Logf("blind r2 polls all %d connections; r1 its share of %d", len(r.ids), r1)
 }
