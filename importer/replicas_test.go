@@ -361,6 +361,7 @@ func (r *replicaRig) takeover(conns []string, from string, at time.Time, limit t
 // One that stops cleanly hands its connections on at once; one that dies
 // within its heartbeat's TTL; one that joins takes its share.
 func TestReplicasSharePolls(t *testing.T) {
+	t.Parallel() // mostly waiting on the wall clock
 	r := newReplicaRig(t, 30)
 	for _, name := range []string{"r1", "r2", "r3"} {
 		r.start(name)
@@ -433,6 +434,7 @@ func TestReplicasSharePolls(t *testing.T) {
 // A replica alone polls every connection once per interval, as before
 // replicas shared polls; its heartbeat is its only KV write.
 func TestReplicaAlonePollsAll(t *testing.T) {
+	t.Parallel() // mostly waiting on the wall clock
 	r := newReplicaRig(t, 30)
 	p := r.start("solo")
 	waitFor(t, func() bool { return len(r.log.between(time.Time{}, time.Now())) == len(r.ids) })
@@ -461,6 +463,7 @@ func TestReplicaAlonePollsAll(t *testing.T) {
 // poll), while the others, which see its heartbeat, poll their shares:
 // no connection is left out.
 func TestReplicaBlindPollsAll(t *testing.T) {
+	t.Parallel() // mostly waiting on the wall clock
 	r := newReplicaRig(t, 30)
 	r.start("r1")
 	blind := r.startWith("r2", true)
