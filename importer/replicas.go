@@ -141,13 +141,16 @@ func (im *Importer) replicas(ctx context.Context, views chan<- []string) {
 	beat()
 	tick := time.NewTicker(ttl / 3)
 	defer tick.Stop()
+	watching := true // logged once when it fails, not on every retry
 	for ctx.Err() == nil {
 		w, err := im.ledger.leases.Watch(ctx, replicaKeyPrefix+">")
 		if err != nil {
-			if ctx.Err() == nil {
-				im.log.Warn("importer: watch replicas", "error", err)
+			if ctx.Err() == nil && watching {
+				im.log.Warn("importer: watch replicas, watching again", "error", err)
 			}
+			watching = false
 		} else {
+			watching = true
 			im.followReplicas(ctx, w, tick.C, beat, func(e jetstream.KeyValueEntry, initial bool) {
 				if e.Key() == key {
 					return
