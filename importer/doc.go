@@ -86,4 +86,17 @@
 // per connection in KV "leases" (Create to take, Update with revision to
 // renew, Delete with revision to release); a dead replica's leases expire
 // after LeaseTTL.
+//
+// Replicas share the scheduled polls too (replicas.go): each writes a
+// heartbeat (replica.<name> in KV "leases", every LeaseTTL/3, not per
+// poll) and watches the others'; a connection's scheduled polls are made
+// only by its owner, chosen by rendezvous hashing of the connection id
+// over the live replicas, so an idle mailbox costs one Graph request per
+// interval however many replicas run. The others keep it scheduled and
+// park it when it falls due. A replica that stops deletes its heartbeat
+// and the others poll its connections at once; one that dies is dropped
+// LeaseTTL after its last heartbeat. A replica always counts itself, so
+// one that sees nobody else (alone, or cut off) polls everything.
+// Triggers and connections created or resumed are worked wherever they
+// land, under the lease.
 package importer

@@ -107,7 +107,7 @@ type Config struct {
 	Replica           string        // this replica's name; default hostname-pid
 	Replicas          int           // NATS replicas of the KV buckets (cluster); default 1
 	PollInterval      time.Duration // idle poll; default 1m
-	LeaseTTL          time.Duration // default 30s, renewed every TTL/3
+	LeaseTTL          time.Duration // default 30s, renewed every TTL/3; also the replicas' heartbeat TTL (replicas.go)
 	Workers           int           // connections worked at once; default 8
 	MailWorkers       int           // mails of a page, and documents of a pass, in flight at once; default 8, at most 8
 	AttachmentWorkers int           // attachments of one mail in parallel; default 2, at most 4

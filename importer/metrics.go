@@ -17,6 +17,10 @@ type metrics struct {
 	lag      *prometheus.GaugeVec
 	// pollDelay is how late Run hands a due check to a worker.
 	pollDelay prometheus.Histogram
+	// replicas is how many live importer replicas Run sees, itself
+	// included; owned how many connections it polls on schedule.
+	replicas prometheus.Gauge
+	owned    prometheus.Gauge
 
 	parked      prometheus.Counter
 	givenUp     prometheus.Counter
@@ -46,6 +50,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "mailgate", Name: "poll_delay_seconds",
 			Help:    "How long after a connection fell due for its check a worker began it (triggered checks excluded).",
 			Buckets: []float64{0.1, 0.5, 1, 2, 5, 10, 30, 60, 300},
+		}),
+		replicas: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "mailgate", Subsystem: "importer", Name: "replicas",
+			Help: "Live importer replicas this one sees, itself included; they share the scheduled polls.",
+		}),
+		owned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "mailgate", Subsystem: "importer", Name: "owned_connections",
+			Help: "Connections this replica polls on schedule (the others' polls are made by the other replicas).",
 		}),
 		parked: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "mailgate", Name: "mails_parked_total", Help: "Failures of single mails, each parked for a retry on its own schedule.",
@@ -78,7 +90,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.imported, m.skipped, m.duration, m.errors, m.lag, m.pollDelay, m.parked, m.givenUp, m.infraErrors, m.infraUp} {
+	for _, c := range []prometheus.Collector{m.imported, m.skipped, m.duration, m.errors, m.lag, m.pollDelay, m.replicas, m.owned, m.parked, m.givenUp, m.infraErrors, m.infraUp} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("importer: metrics: %w", err)
 		}

@@ -21,9 +21,11 @@ import (
 // once on Trigger. A connection this process saw quiet is peeked first,
 // without its lease, status or connection read (peek.go). Before a pass
 // the worker reads the connection's status, since another replica may
-// have polled it meanwhile. When ctx ends Run
-// lets the workers finish the document in flight and returns after they
-// stopped.
+// have polled it meanwhile. Replicas share the scheduled polls: Run makes
+// those of the connections this replica owns among the live replicas it
+// sees (replicas.go) and parks the others. When ctx ends Run
+// lets the workers finish the document in flight, deletes its replica's
+// heartbeat and returns after they stopped.
 func (im *Importer) Run(ctx context.Context) error {
 	jobs := make(chan runJob)
 	results := make(chan runResult, im.cfg.Workers)
@@ -50,6 +52,26 @@ func (im *Importer) Run(ctx context.Context) error {
 	}
 
 	s := newSchedule()
+	views := make(chan []string)
+	wg.Go(func() { im.replicas(ctx, views) })
+	reown := func(live []string) {
+		m := members{self: im.cfg.Replica, names: live}
+		for _, id := range s.reown(m.owns, im.cfg.Now()) {
+			im.forget(id) // its owner reports its lag now
+		}
+		im.metrics.replicas.Set(float64(len(live)))
+	}
+	// Wait a moment for the replicas seen, so that a replica that starts
+	// beside others does not poll everything first; without them it
+	// polls everything, as when alone.
+	select {
+	case <-ctx.Done():
+		return nil
+	case live := <-views:
+		reown(live)
+	case <-time.After(im.cfg.LeaseTTL / 3):
+		im.metrics.replicas.Set(1)
+	}
 	var (
 		wake   <-chan time.Time
 		wakeAt time.Time // when wake fires; zero: not armed
@@ -60,8 +82,8 @@ func (im *Importer) Run(ctx context.Context) error {
 			job  runJob
 			due  time.Time
 		)
-		if e := s.next(); e != nil {
-			now := im.cfg.Now()
+		now := im.cfg.Now()
+		if e := s.next(now); e != nil {
 			if e.due.After(now) {
 				if !wakeAt.Equal(e.due) {
 					wake, wakeAt = im.cfg.After(e.due.Sub(now)), e.due
@@ -95,9 +117,12 @@ func (im *Importer) Run(ctx context.Context) error {
 			}
 		case id := <-im.trigger:
 			s.trigger(id)
+		case live := <-views:
+			reown(live)
 		case <-wake:
 			wake, wakeAt = nil, time.Time{}
 		}
+		im.metrics.owned.Set(float64(s.owned))
 	}
 }
 

@@ -9,9 +9,15 @@ import (
 
 // schedule is Run's view of the connections it polls: when each is due,
 // which are triggered and which a worker has now. Only Run's loop uses it.
+//
+// It keeps every workable connection, also those another replica owns
+// (replicas.go): one of those that falls due is parked instead of polled,
+// and when it becomes this replica's it is due at once.
 type schedule struct {
 	byID  map[string]*schedEntry
-	queue schedQueue // entries no worker has, soonest first
+	queue schedQueue // entries no worker has and not parked, soonest first
+	owns  func(id string) bool
+	owned int // entries this replica owns
 }
 
 type schedEntry struct {
@@ -20,20 +26,75 @@ type schedEntry struct {
 	due       time.Time             // zero: at once (status not read yet)
 	triggered bool                  // poll at once, without reading the status
 	active    bool                  // a worker has it
+	mine      bool                  // this replica owns it: polls it on schedule
+	parked    bool                  // not mine and was due: neither queued nor active
 	dropped   bool                  // a scan no longer lists it as workable; forget it when the worker is done
 	index     int                   // in queue; -1 when not queued
 }
 
+// newSchedule returns an empty schedule that owns every connection.
 func newSchedule() *schedule {
-	return &schedule{byID: make(map[string]*schedEntry)}
+	return &schedule{byID: make(map[string]*schedEntry), owns: func(string) bool { return true }}
 }
 
-// next returns the entry due first, or nil.
-func (s *schedule) next() *schedEntry {
-	if len(s.queue) == 0 {
-		return nil
+// next returns the entry due first, or nil. Entries due at now that
+// another replica owns are parked on the way, unless triggered.
+func (s *schedule) next(now time.Time) *schedEntry {
+	for len(s.queue) > 0 {
+		e := s.queue[0]
+		if e.mine || e.triggered || e.due.After(now) {
+			return e
+		}
+		heap.Pop(&s.queue)
+		e.parked = true
 	}
-	return s.queue[0]
+	return nil
+}
+
+// add creates an entry and queues it.
+func (s *schedule) add(e *schedEntry) {
+	e.mine = s.owns(e.id)
+	if e.mine {
+		s.owned++
+	}
+	s.byID[e.id] = e
+	heap.Push(&s.queue, e)
+}
+
+// remove forgets an entry no worker has.
+func (s *schedule) remove(e *schedEntry) {
+	if e.index >= 0 {
+		heap.Remove(&s.queue, e.index)
+	}
+	if e.mine {
+		s.owned--
+	}
+	delete(s.byID, e.id)
+}
+
+// reown takes a new view of the replicas: an entry that became this
+// replica's is due at now if it was parked (overdue) and keeps its due
+// time otherwise. It returns the connections that became another's.
+func (s *schedule) reown(owns func(id string) bool, now time.Time) (lost []string) {
+	s.owns = owns
+	for id, e := range s.byID {
+		mine := owns(id)
+		if mine == e.mine {
+			continue
+		}
+		e.mine = mine
+		if !mine {
+			s.owned--
+			lost = append(lost, id)
+			continue
+		}
+		s.owned++
+		if e.parked {
+			e.parked, e.due = false, now
+			heap.Push(&s.queue, e)
+		}
+	}
+	return lost
 }
 
 // start marks id as handed to a worker.
@@ -59,7 +120,7 @@ func (s *schedule) done(r runResult) (forgot bool) {
 	case e.triggered:
 		e.due = time.Time{}
 	case e.dropped || r.next.IsZero():
-		delete(s.byID, e.id)
+		s.remove(e)
 		return true
 	default:
 		e.due = r.next
@@ -74,10 +135,10 @@ func (s *schedule) done(r runResult) (forgot bool) {
 func (s *schedule) trigger(id string) {
 	e := s.byID[id]
 	if e == nil {
-		e = &schedEntry{id: id, index: -1}
-		s.byID[id] = e
+		s.add(&schedEntry{id: id, triggered: true})
+		return
 	}
-	e.triggered, e.dropped, e.due = true, false, time.Time{}
+	e.triggered, e.dropped, e.parked, e.due = true, false, false, time.Time{}
 	if e.active {
 		return
 	}
@@ -103,9 +164,7 @@ func (s *schedule) assign(conns []connector.Connection) (forgotten []string) {
 			e.dropped, e.conn = false, &c
 			continue
 		}
-		e := &schedEntry{id: c.ID, conn: &c}
-		s.byID[c.ID] = e
-		heap.Push(&s.queue, e)
+		s.add(&schedEntry{id: c.ID, conn: &c})
 	}
 	for id, e := range s.byID {
 		switch {
@@ -113,8 +172,7 @@ func (s *schedule) assign(conns []connector.Connection) (forgotten []string) {
 		case e.active:
 			e.dropped = true
 		default:
-			heap.Remove(&s.queue, e.index)
-			delete(s.byID, id)
+			s.remove(e)
 			forgotten = append(forgotten, id)
 		}
 	}
@@ -131,15 +189,12 @@ func (s *schedule) update(c connector.Connection) (forgot bool) {
 	case workable(c.State) && e != nil:
 		e.dropped, e.conn = false, &c
 	case workable(c.State):
-		e = &schedEntry{id: c.ID, conn: &c, triggered: true}
-		s.byID[c.ID] = e
-		heap.Push(&s.queue, e)
+		s.add(&schedEntry{id: c.ID, conn: &c, triggered: true})
 	case e == nil || e.triggered:
 	case e.active:
 		e.dropped = true
 	default:
-		heap.Remove(&s.queue, e.index)
-		delete(s.byID, c.ID)
+		s.remove(e)
 		return true
 	}
 	return false

@@ -144,6 +144,7 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&opts.ScaleMailboxes, "scale-mailboxes", 0, "idle mailboxes of the idle-scale scenario (default 10000 × --scale)")
 	fs.DurationVar(&opts.ScalePoll, "scale-poll", time.Minute, "poll interval of the idle-scale scenario")
 	fs.DurationVar(&opts.ScaleMeasure, "scale-measure", 0, "how long the idle-scale scenario measures (default 2 poll intervals)")
+	fs.IntVar(&opts.ScaleReplicas, "scale-replicas", 1, "importer replicas the idle-scale scenario runs in one process (they share the polls)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

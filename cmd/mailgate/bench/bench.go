@@ -104,6 +104,9 @@ type Options struct {
 	// ScaleMeasure is how long it measures; default two poll intervals.
 	// Flag --scale-measure.
 	ScaleMeasure time.Duration
+	// ScaleReplicas is how many importer replicas the idle-scale
+	// scenario runs in this process; default 1. Flag --scale-replicas.
+	ScaleReplicas int
 	// StartSim starts a simulator with mailboxes idle mailboxes
 	// (AddSimMailboxes) in another process and returns its base URL and
 	// how to stop it; nil runs it in this process, where its CPU counts.

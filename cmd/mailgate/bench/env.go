@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -35,6 +36,12 @@ type env struct {
 	im    *importer.Importer
 	token graph.TokenFunc
 	time  timing
+	// deps and icfg made im; a scenario may start more replicas with
+	// them.
+	deps importer.Deps
+	icfg importer.Config
+	// deltas counts the delta requests of all replicas.
+	deltas atomic.Int64
 }
 
 // newEnv starts a scenario's world under dir. gcfg's BaseURL is filled in.
@@ -109,14 +116,16 @@ func (b *bencher) newEnvAt(ctx context.Context, name string, gcfg graph.Config, 
 	if err := mkdir(icfg.SpoolDir); err != nil {
 		return nil, err
 	}
-	e.im, err = importer.New(ctx, e.js, importer.Deps{
+	e.deps = importer.Deps{
 		Connections: e.conns,
 		Mailboxes: importer.MailboxesFunc(func(_ context.Context, c connector.Connection) (importer.Mailbox, error) {
-			return timedMailbox{Mailbox: e.graph.Mailbox(c.Mailbox, e.token), t: &e.time}, nil
+			return timedMailbox{Mailbox: e.graph.Mailbox(c.Mailbox, e.token), t: &e.time, deltas: &e.deltas}, nil
 		}),
 		Store:  timedStore{Store: b.store, t: &e.time},
 		Events: timedEvents{Events: archive.NewPublisher(e.js, "mailgate"), t: &e.time},
-	}, icfg)
+	}
+	e.icfg = icfg
+	e.im, err = importer.New(ctx, e.js, e.deps, icfg)
 	if err != nil {
 		return nil, err
 	}

@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -53,9 +55,13 @@ type ScaleResult struct {
 	Begun      int     // due checks handed to a worker while measured
 	OnTime     float64 // share of them begun within 5 s of being due
 	CPUPerPoll time.Duration
-	// Writes and reads per idle poll, by KV bucket.
+	// Writes and reads per idle poll, by KV bucket; the replicas'
+	// heartbeats are counted apart.
 	Writes, Reads map[string]float64
 	SimInProcess  bool
+	Replicas      int
+	Heartbeats    int     // heartbeat writes of the replicas while measured
+	Requests      float64 // Graph delta requests per mailbox per poll interval, all replicas together
 }
 
 // writes is the KV writes per poll of the buckets other than leases, and
@@ -97,12 +103,41 @@ func (b *bencher) idleScaleScenario(ctx context.Context, rep *Report) ([]Row, er
 		AddSimMailboxes(sim, n)
 		login, graphURL = sim.LoginURL(), sim.GraphURL()
 	}
+	replicas := max(1, b.opts.ScaleReplicas)
 	reg := prometheus.NewRegistry()
-	e, err := b.newEnvAt(ctx, ScenarioIdleScale, graph.Config{}, importer.Config{PollInterval: poll, Registerer: reg}, sim, login, graphURL)
+	icfg := importer.Config{PollInterval: poll, Registerer: reg}
+	if replicas > 1 {
+		icfg.Replica = "bench-1"
+	}
+	e, err := b.newEnvAt(ctx, ScenarioIdleScale, graph.Config{}, icfg, sim, login, graphURL)
 	if err != nil {
 		return nil, err
 	}
 	defer e.close()
+	// More replicas in this process share the polls with e.im, each with
+	// its own metrics.
+	ims, regs := []*importer.Importer{e.im}, []*prometheus.Registry{reg}
+	for i := 2; i <= replicas; i++ {
+		cfg := e.icfg
+		cfg.Replica, cfg.Registerer = fmt.Sprintf("bench-%d", i), prometheus.NewRegistry()
+		im, err := importer.New(ctx, e.js, e.deps, cfg)
+		if err != nil {
+			return nil, err
+		}
+		ims, regs = append(ims, im), append(regs, cfg.Registerer.(*prometheus.Registry))
+	}
+	count := func(name string) (n uint64) {
+		for _, r := range regs {
+			n += histCount(r, name)
+		}
+		return n
+	}
+	bucket := func(name string, le float64) (n uint64) {
+		for _, r := range regs {
+			n += histBucket(r, name, le)
+		}
+		return n
+	}
 	for i := range n {
 		if _, err := b.connect(ctx, e, fmt.Sprintf(SimMailboxFormat, i)); err != nil {
 			return nil, err
@@ -112,21 +147,23 @@ func (b *bencher) idleScaleScenario(ctx context.Context, rep *Report) ([]Row, er
 
 	rctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	var runErr error
-	wg.Go(func() { runErr = e.im.Run(rctx) })
+	runErrs := make([]error, len(ims))
+	for i, im := range ims {
+		wg.Go(func() { runErrs[i] = im.Run(rctx) })
+	}
 	defer func() { stop(); wg.Wait() }()
 	// The first round of every mailbox, then one poll of each from its
 	// delta link (which writes the link's "delta" mark once); from then on
 	// every poll is idle.
 	t1 := time.Now()
-	for histCount(reg, "mailgate_sync_duration_seconds") < uint64(2*n) {
+	for count("mailgate_sync_duration_seconds") < uint64(2*n) {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(time.Second):
 		}
 		if time.Since(t1) > 3*poll+time.Duration(n)*20*time.Millisecond {
-			return nil, fmt.Errorf("first rounds: %d of %d passes after %s", histCount(reg, "mailgate_sync_duration_seconds"), 2*n, time.Since(t1).Round(time.Second))
+			return nil, fmt.Errorf("first rounds: %d of %d passes after %s", count("mailgate_sync_duration_seconds"), 2*n, time.Since(t1).Round(time.Second))
 		}
 	}
 	fmt.Fprintf(b.progress, "  first round and one idle poll each in %s; measuring %s …\n", time.Since(t1).Round(time.Second), measure)
@@ -137,6 +174,14 @@ func (b *bencher) idleScaleScenario(ctx context.Context, rep *Report) ([]Row, er
 		return nil, fmt.Errorf("nats: count reads: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	// The replicas' heartbeats (importer/replicas.go) are no poll's
+	// writes: they are counted apart.
+	var beats atomic.Int64
+	hsub, err := e.nc.Subscribe("$KV.leases.replica.>", func(*nats.Msg) { beats.Add(1) })
+	if err != nil {
+		return nil, fmt.Errorf("nats: count heartbeats: %w", err)
+	}
+	defer func() { _ = hsub.Unsubscribe() }()
 	if err := e.nc.Flush(); err != nil {
 		return nil, err
 	}
@@ -145,8 +190,10 @@ func (b *bencher) idleScaleScenario(ctx context.Context, rep *Report) ([]Row, er
 	if err != nil {
 		return nil, err
 	}
-	passes0, begun0, onTime0 := histCount(reg, "mailgate_sync_duration_seconds"), histCount(reg, "mailgate_poll_delay_seconds"), histBucket(reg, "mailgate_poll_delay_seconds", onTimeWithinSec)
+	passes0, begun0, onTime0 := count("mailgate_sync_duration_seconds"), count("mailgate_poll_delay_seconds"), bucket("mailgate_poll_delay_seconds", onTimeWithinSec)
 	reads.reset()
+	beats.Store(0)
+	deltas0 := e.deltas.Load()
 	cpu0, t0 := cpuTime(), time.Now()
 	select {
 	case <-ctx.Done():
@@ -154,18 +201,23 @@ func (b *bencher) idleScaleScenario(ctx context.Context, rep *Report) ([]Row, er
 	case <-time.After(measure):
 	}
 	cpu, elapsed := cpuTime()-cpu0, time.Since(t0)
-	passes := int(histCount(reg, "mailgate_sync_duration_seconds") - passes0)
-	begun := int(histCount(reg, "mailgate_poll_delay_seconds") - begun0)
-	onTime := int(histBucket(reg, "mailgate_poll_delay_seconds", onTimeWithinSec) - onTime0)
+	passes := int(count("mailgate_sync_duration_seconds") - passes0)
+	begun := int(count("mailgate_poll_delay_seconds") - begun0)
+	onTime := int(bucket("mailgate_poll_delay_seconds", onTimeWithinSec) - onTime0)
+	deltas := e.deltas.Load() - deltas0
 	readsBy := reads.snapshot()
 	seq1, err := bucketSeqs(ctx, e.js, buckets)
 	if err != nil {
 		return nil, err
 	}
+	if err := e.nc.Flush(); err != nil { // the heartbeats written so far are counted
+		return nil, err
+	}
+	heartbeats := int(beats.Load())
 	stop()
 	wg.Wait()
-	if runErr != nil && ctx.Err() == nil {
-		return nil, fmt.Errorf("importer run: %w", runErr)
+	if err := errors.Join(runErrs...); err != nil && ctx.Err() == nil {
+		return nil, fmt.Errorf("importer run: %w", err)
 	}
 	if passes == 0 {
 		return nil, fmt.Errorf("no polls in %s", elapsed.Round(time.Second))
@@ -173,13 +225,18 @@ func (b *bencher) idleScaleScenario(ctx context.Context, rep *Report) ([]Row, er
 	res := &ScaleResult{
 		Mailboxes: n, Poll: poll, Elapsed: elapsed, Polls: passes, Begun: begun,
 		CPUPerPoll: cpu / time.Duration(passes), Writes: map[string]float64{}, Reads: map[string]float64{},
-		SimInProcess: sim != nil,
+		SimInProcess: sim != nil, Replicas: replicas, Heartbeats: heartbeats,
+		Requests: float64(deltas) / float64(n) / (elapsed.Seconds() / poll.Seconds()),
 	}
 	if begun > 0 {
 		res.OnTime = float64(onTime) / float64(begun)
 	}
 	for _, bk := range buckets {
-		res.Writes[bk] = float64(seq1[bk]-seq0[bk]) / float64(passes)
+		w := seq1[bk] - seq0[bk]
+		if bk == "leases" {
+			w -= min(w, uint64(heartbeats))
+		}
+		res.Writes[bk] = float64(w) / float64(passes)
 	}
 	for bk, c := range readsBy {
 		res.Reads[bk] = float64(c) / float64(passes)
@@ -191,10 +248,11 @@ func (b *bencher) idleScaleScenario(ctx context.Context, rep *Report) ([]Row, er
 		where = "simulator in this process (its CPU counted)"
 	}
 	data, leases := res.writes()
-	row.Note = fmt.Sprintf("%d mailboxes, poll interval %s, %s; %d polls in %s (%d expected), %.4f of %d due checks begun within 5 s; "+
-		"CPU %.3f ms/poll (%.1f%% of a core); KV writes/poll: %.2f (cursors, imports, connections), %.2f (leases); KV reads/poll: %s",
-		n, poll, where, passes, elapsed.Round(time.Second), int(float64(n)*elapsed.Seconds()/poll.Seconds()), res.OnTime, begun,
-		float64(res.CPUPerPoll)/1e6, 100*cpu.Seconds()/elapsed.Seconds(), data, leases, formatPer(res.Reads))
+	row.Note = fmt.Sprintf("%d mailboxes, poll interval %s, %s, %d importer replica(s); %d polls in %s (%d expected), %.4f of %d due checks begun within 5 s; "+
+		"%.2f Graph delta requests per mailbox per interval; "+
+		"CPU %.3f ms/poll (%.1f%% of a core); KV writes/poll: %.2f (cursors, imports, connections), %.2f (leases), and %d heartbeats; KV reads/poll: %s",
+		n, poll, where, replicas, passes, elapsed.Round(time.Second), int(float64(n)*elapsed.Seconds()/poll.Seconds()), res.OnTime, begun,
+		res.Requests, float64(res.CPUPerPoll)/1e6, 100*cpu.Seconds()/elapsed.Seconds(), data, leases, heartbeats, formatPer(res.Reads))
 	return []Row{row}, nil
 }
 
@@ -239,6 +297,11 @@ func scaleGoals(r *ScaleResult) []Goal {
 		{
 			Name:     "idle scale: KV reads per idle poll",
 			Measured: formatPer(r.Reads), Target: "(printed)", Met: true,
+		},
+		{
+			Name:     fmt.Sprintf("idle scale: Graph requests per idle mailbox per interval (%d replicas)", r.Replicas),
+			Measured: fmt.Sprintf("%.2f", r.Requests), Target: "1 (printed)", Met: true,
+			Note: fmt.Sprintf("%d replica heartbeats while measured, not counted as poll writes", r.Heartbeats),
 		},
 	}
 }

@@ -67,10 +67,12 @@ func (e timedEvents) Skipped(ctx context.Context, id string, d archive.Skipped) 
 
 type timedMailbox struct {
 	importer.Mailbox
-	t *timing
+	t      *timing
+	deltas *atomic.Int64 // delta requests
 }
 
 func (m timedMailbox) Delta(ctx context.Context, folder, link string, since time.Time) (connector.DeltaPage, error) {
+	m.deltas.Add(1)
 	defer sinceNow(&m.t.graph)()
 	return m.Mailbox.Delta(ctx, folder, link, since)
 }
