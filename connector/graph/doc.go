@@ -47,8 +47,9 @@
 // attachment.
 //
 // Attachments without a Sink lists metadata only ($select without
-// contentBytes). Image attachments of at most InlineContentMax bytes are
-// then fetched as JSON, which yields their contentId (a logo shown in the
-// body is referenced by it); every other attachment is streamed raw with
-// OpenAttachment.
+// contentBytes; contentId cannot be selected on the collection).
+// Attachment reads one attachment as JSON with its contentId, its
+// contentBytes streamed into a sink the same way; OpenAttachment streams
+// an attachment's raw bytes. The importer uses them only when a listing
+// with the bytes broke off.
 package graph
