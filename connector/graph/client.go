@@ -194,16 +194,19 @@ func (c *Client) Mailbox(address string, token TokenFunc) *Mailbox {
 func (m *Mailbox) Address() string { return m.address }
 
 // middlewares is the SDK's default pipeline minus the retry handler (the
-// importer owns retries, see the package documentation) and minus the
+// importer owns retries, see the package documentation), minus the
 // redirect handler (Graph's mail endpoints don't redirect, and the handler
-// leaves intermediate bodies open, which would leak limiter slots).
+// leaves intermediate bodies open, which would leak limiter slots), and
+// minus the compression handler: mailgate's request bodies are a few
+// dozen bytes (a move's destinationId, isRead, categories), and gzipping
+// each set up a new compressor: about 1.2 ms of CPU a mail with "move"
+// (the bench's docs scenario: 7.0 → 5.9 s for 1,000 documents).
 func middlewares() []khttp.Middleware {
 	opts := core.GraphClientOptions{GraphServiceLibraryVersion: "1.89.0"}
 	return []khttp.Middleware{
 		core.NewGraphTelemetryHandler(&opts),
 		khttp.NewParametersNameDecodingHandler(),
 		khttp.NewUserAgentHandler(),
-		khttp.NewCompressionHandler(),
 	}
 }
 

@@ -10,8 +10,8 @@
 //
 //	kiota request adapter  (URL templates, JSON, ODataError)
 //	  → auth provider      (TokenFunc; the token only goes to BaseURL's host)
-//	  → kiota middleware   (telemetry, parameter names, user agent, gzip of request bodies;
-//	                        deliberately NO retry handler and NO redirect handler)
+//	  → kiota middleware   (telemetry, parameter names, user agent; deliberately
+//	                        NO retry, NO redirect and NO compression handler)
 //	  → mailbox limiter    (≤ MaxInFlight in flight, Requests per Window, hold after Retry-After)
 //	  → Config.HTTPClient's transport
 //
