@@ -91,8 +91,8 @@ func TestRunSmoke(t *testing.T) {
 			t.Errorf("ratio %s %s = %v", r.Scenario, r.What, r.Value)
 		}
 	}
-	if len(rep.Goals) != 6 {
-		t.Errorf("got %d goals, want 6: %+v", len(rep.Goals), rep.Goals)
+	if len(rep.Goals) != 5 {
+		t.Errorf("got %d goals, want 5: %+v", len(rep.Goals), rep.Goals)
 	}
 	for _, s := range []string{"mailgate / raw:", "goals:", "Graph req/doc", "peak RSS", rep.Machine.GoVersion} {
 		if !strings.Contains(out.String(), s) {
