@@ -392,9 +392,9 @@ func evaluate(rep *Report) ([]Ratio, []Goal) {
 	ratio(ScenarioHuge, whatRawPut, "MB/s mailgate / raw "+rawPutName(rep), mbPS)
 
 	// Per document, on the 2,000 documents of docs: a pass's fixed
-	// requests (its delta rounds, the lookup and creation of the folder
-	// mails are moved to) are 4, which the 20 documents of large carry at
-	// 0.2 each; its table row shows them.
+	// requests (a delta page, the backfill's count, the lookup and the
+	// creation of the folder mails are moved to) are 4, which the 20
+	// documents of large carry at 0.2 each; its table row shows them.
 	if r, ok := find(ScenarioDocs, whatMailgate); ok {
 		v := r.RequestsPerDoc()
 		goals = append(goals, Goal{
