@@ -27,6 +27,72 @@ func phonePhoto(size int, seed uint64) []byte {
 	return b
 }
 
+// photoOperator is `mailgate serve` with an app-only connection, polled
+// and idle, its peak RSS counted from then on; idle is its RSS before.
+type photoOperator struct {
+	bin  string
+	sim  *graphtest.Server
+	p    *proc
+	cli  []string
+	idle int64
+}
+
+func startPhotoOperator(t *testing.T) *photoOperator {
+	o := &photoOperator{bin: mailgateBinary(t), sim: graphtest.NewServer()}
+	t.Cleanup(o.sim.Close)
+	o.p, _, o.cli = startOperatorServe(t, o.bin, o.sim)
+	addApp(t, o.bin, o.cli)
+	eventually(t, 30*time.Second, "two polls of the new connection", func() bool {
+		return o.sim.Counters().Total("messages.delta") >= 2
+	})
+	o.idle = procStatus(t, o.p, "VmRSS")
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", o.p.cmd.Process.Pid), []byte("5"), 0); err != nil {
+		t.Logf("cannot reset the peak (%v): VmHWM covers the whole run", err)
+	}
+	o.sim.ResetCounters()
+	return o
+}
+
+// deliverPhotos delivers mail i with photos photos of size bytes.
+func (o *photoOperator) deliverPhotos(t *testing.T, i, photos, size int) {
+	m := graphtest.Mail{
+		From: "monteur@firma.example", Subject: fmt.Sprintf("Belege Baustelle %d", i),
+		Body:              "Gesendet von meinem iPhone",
+		InternetMessageID: fmt.Sprintf("<belege-%d@firma.example>", i), ReceivedAt: time.Now().UTC(),
+	}
+	for k := range photos {
+		m.Attachments = append(m.Attachments, graphtest.Attachment{
+			Name: fmt.Sprintf("IMG_%04d.JPG", 100*i+k), ContentType: "image/jpeg",
+			Content: phonePhoto(size, uint64(100*i+k)),
+		})
+	}
+	if _, err := o.sim.Deliver(graphtest.DefaultMailbox, m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// imported waits for n photos of size bytes and checks that each came
+// once, as an image; it returns the peak RSS above idle.
+func (o *photoOperator) imported(t *testing.T, n, size int) (growth int64) {
+	events := waitImported(t, o.bin, o.cli, n)
+	peak := procStatus(t, o.p, "VmHWM")
+	ids := map[string]bool{}
+	for _, ev := range events {
+		if d, ok := ev.Data.(*archive.Imported); ok {
+			if ids[ev.ID] || d.Document.Kind != archive.KindImage || d.Document.Size != int64(size) {
+				t.Errorf("%s: kind %s, %d bytes, seen before %v", d.Document.Name, d.Document.Kind, d.Document.Size, ids[ev.ID])
+			}
+			ids[ev.ID] = true
+		}
+	}
+	if len(ids) != n {
+		t.Errorf("%d photos imported, want %d", len(ids), n)
+	}
+	return peak - o.idle
+}
+
+const mb = 1 << 20
+
 // TestOperatorPhotoMails: mails with the phone photos of a stack of
 // receipts, 30 photos of 3 MB each, cost the built binary the memory of a
 // document, not of a mail. Each photo is at most Graph's 3 MB that the
@@ -35,63 +101,47 @@ func phonePhoto(size int, seed uint64) []byte {
 // arrives. Two such mails arrive at once; the process stays within 64 MB
 // of its idle size, and each photo is imported once.
 func TestOperatorPhotoMails(t *testing.T) {
-	bin := mailgateBinary(t)
-	sim := graphtest.NewServer()
-	t.Cleanup(sim.Close)
-	p, _, cli := startOperatorServe(t, bin, sim)
-	addApp(t, bin, cli)
-	eventually(t, 30*time.Second, "two polls of the new connection", func() bool {
-		return sim.Counters().Total("messages.delta") >= 2
-	})
-	idle := procStatus(t, p, "VmRSS")
-	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.cmd.Process.Pid), []byte("5"), 0); err != nil {
-		t.Logf("cannot reset the peak (%v): VmHWM covers the whole run", err)
-	}
+	o := startPhotoOperator(t)
 	const mails, photos, size = 2, 30, 3_000_000
-	sim.ResetCounters()
 	for i := range mails {
-		m := graphtest.Mail{
-			From: "monteur@firma.example", Subject: fmt.Sprintf("Belege Baustelle %d", i),
-			Body:              "Gesendet von meinem iPhone",
-			InternetMessageID: fmt.Sprintf("<belege-%d@firma.example>", i), ReceivedAt: time.Now().UTC(),
-		}
-		for k := range photos {
-			m.Attachments = append(m.Attachments, graphtest.Attachment{
-				Name: fmt.Sprintf("IMG_%04d.JPG", 100*i+k), ContentType: "image/jpeg",
-				Content: phonePhoto(size, uint64(100*i+k)),
-			})
-		}
-		if _, err := sim.Deliver(graphtest.DefaultMailbox, m); err != nil {
-			t.Fatal(err)
-		}
+		o.deliverPhotos(t, i, photos, size)
 	}
-	events := waitImported(t, bin, cli, mails*photos)
-	peak := procStatus(t, p, "VmHWM")
-	const MB = 1 << 20
-	t.Logf("serve RSS: %.1f MB idle, %.1f MB peak with %d mails of %d photos of %d bytes (%+.1f MB)",
-		float64(idle)/MB, float64(peak)/MB, mails, photos, size, float64(peak-idle)/MB)
-	if peak-idle > 64*MB {
+	growth := o.imported(t, mails*photos, size)
+	t.Logf("serve RSS: %.1f MB idle, %+.1f MB at the peak with %d mails of %d photos of %d bytes",
+		float64(o.idle)/mb, float64(growth)/mb, mails, photos, size)
+	if growth > 64*mb {
 		t.Errorf("%d mails of %d photos took the process %.1f MB above its idle %.1f MB; the bound is 64 MB",
-			mails, photos, float64(peak-idle)/MB, float64(idle)/MB)
-	}
-	ids := map[string]bool{}
-	for _, ev := range events {
-		if d, ok := ev.Data.(*archive.Imported); ok {
-			if ids[ev.ID] || d.Document.Kind != archive.KindImage || d.Document.Size != size {
-				t.Errorf("%s: kind %s, %d bytes, seen before %v", d.Document.Name, d.Document.Kind, d.Document.Size, ids[ev.ID])
-			}
-			ids[ev.ID] = true
-		}
-	}
-	if len(ids) != mails*photos {
-		t.Errorf("%d photos imported, want %d", len(ids), mails*photos)
+			mails, photos, float64(growth)/mb, float64(o.idle)/mb)
 	}
 	// One list with the bytes per mail: no photo fetched on its own.
-	c := sim.Counters()
+	c := o.sim.Counters()
 	if n := c.Total("attachment.get") + c.Total("attachment.value"); n != 0 {
 		t.Errorf("%d photos fetched one by one, want 0", n)
 	}
 	if n := c.Total("attachments.list"); n != mails {
 		t.Errorf("%d attachment lists for %d mails", n, mails)
+	}
+}
+
+// TestOperatorPhotoMailListBroken: the list with the bytes of a mail of 30
+// phone photos of 3 MB breaks off (the mail the fallback is meant for).
+// The fallback keeps the memory bound of the streamed list: a document,
+// not a mail (64 MB above idle, as TestOperatorPhotoMails), and each photo
+// is imported once.
+func TestOperatorPhotoMailListBroken(t *testing.T) {
+	o := startPhotoOperator(t)
+	const photos, size = 30, 3_000_000
+	o.sim.Inject(graphtest.Fault{Method: "GET", PathContains: "/attachments", Truncate: true, Count: 1})
+	o.deliverPhotos(t, 0, photos, size)
+	growth := o.imported(t, photos, size)
+	c := o.sim.Counters()
+	t.Logf("serve RSS: %.1f MB idle, %+.1f MB at the peak; requests: %d lists, %d attachments as JSON, %d as $value",
+		float64(o.idle)/mb, float64(growth)/mb, c.Total("attachments.list"), c.Total("attachment.get"), c.Total("attachment.value"))
+	if c.Total("attachments.list") < 2 {
+		t.Fatalf("%d lists: the list with the bytes did not break", c.Total("attachments.list"))
+	}
+	if growth > 64*mb {
+		t.Errorf("the fallback for one mail of %d photos took the process %.1f MB above its idle %.1f MB; the bound is 64 MB",
+			photos, float64(growth)/mb, float64(o.idle)/mb)
 	}
 }
