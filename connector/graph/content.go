@@ -192,10 +192,18 @@ func (m *Mailbox) OpenMessage(ctx context.Context, messageID string) (io.ReadClo
 }
 
 // headerTimeout bounds the wait for a content response's headers; the body
-// itself may take as long as the caller's context allows.
+// itself may take as long as the caller's context allows, as long as it
+// keeps coming: bodyIdleTimeout bounds the wait for its next bytes, so a
+// stalled answer frees its in-flight slot and its mail instead of holding
+// them until the pass ends (a variable for the tests).
 const headerTimeout = DefaultTimeout
 
-var errHeaderTimeout = errors.New("timeout awaiting response headers")
+var bodyIdleTimeout = DefaultTimeout
+
+var (
+	errHeaderTimeout = errors.New("timeout awaiting response headers")
+	errBodyIdle      = errors.New("timeout awaiting more of the response body")
+)
 
 // open sends ri through the adapter (auth, middleware, limiter) with the
 // given Accept header and hands back the unread response body: a response
@@ -237,27 +245,39 @@ func (m *Mailbox) open(ctx context.Context, op string, ri *abs.RequestInformatio
 		cancel()
 		return nil, err
 	}
-	return &stream{body: resp.Body, cancel: cancel, op: op}, nil
+	idle := time.AfterFunc(bodyIdleTimeout, func() { cancelCause(errBodyIdle) })
+	return &stream{body: resp.Body, ctx: ctx, cancel: cancel, idle: idle, op: op}, nil
 }
 
 // stream is a content body: read errors are classified like request errors,
-// and Close releases the limiter slot and the request's context.
+// and Close releases the limiter slot and the request's context. A body
+// that sends nothing for bodyIdleTimeout is cut off (Transient).
 type stream struct {
 	body   io.ReadCloser
+	ctx    context.Context
 	cancel context.CancelFunc
+	idle   *time.Timer
 	op     string
 	once   sync.Once
 }
 
 func (s *stream) Read(p []byte) (int, error) {
 	n, err := s.body.Read(p)
-	if err != nil && err != io.EOF {
+	if n > 0 {
+		s.idle.Reset(bodyIdleTimeout)
+	}
+	switch {
+	case err == nil || err == io.EOF:
+	case errors.Is(context.Cause(s.ctx), errBodyIdle):
+		err = connector.E(s.op, connector.Transient, errBodyIdle)
+	default:
 		err = classify(s.op, err)
 	}
 	return n, err
 }
 
 func (s *stream) Close() error {
+	s.idle.Stop()
 	err := s.body.Close()
 	s.once.Do(s.cancel)
 	return err
