@@ -65,7 +65,10 @@ type BackfillProgress struct {
 	// passes over the mail already there and has no backfill to show.
 	Mode string `json:"mode,omitempty"`
 	// Total is how many mails the backfill covers (0: not known yet),
-	// Documents how many documents it imported so far.
+	// Documents how many documents it imported so far, counted with each
+	// committed page: after a crash, the documents a dead process imported
+	// in the page it had not committed are archived but not counted (at
+	// most a page's).
 	Total     int       `json:"total,omitempty"`
 	Documents int       `json:"documents,omitempty"`
 	StartedAt time.Time `json:"startedAt,omitzero"`

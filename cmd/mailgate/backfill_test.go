@@ -101,8 +101,11 @@ func TestBackfillResumesAfterKill(t *testing.T) {
 	if deltaAfter < remainder || deltaAfter > remainder+3 {
 		t.Errorf("%d delta requests after the restart, want about the remainder of %d pages (the backfill started over?)", deltaAfter, remainder)
 	}
-	if after.Messages != mails || after.Total != mails || after.Documents != mails {
-		t.Errorf("done: %+v, want %d mails of %d and %d documents", after, mails, mails, mails)
+	// Documents counts what the passes that committed the pages imported:
+	// those the killed process imported in the page it had not committed
+	// are in the archive (see below) but not counted again by the replay.
+	if after.Messages != mails || after.Total != mails || after.Documents > mails || after.Documents < mails-pageSize {
+		t.Errorf("done: %+v, want %d mails of %d and %d documents, at most a page (%d) fewer", after, mails, mails, mails, pageSize)
 	}
 	if n := in.sim.Counters().Total("folder.get"); n != 1 {
 		t.Errorf("the folder's total was asked %d times, want once for the backfill", n)

@@ -184,9 +184,10 @@ func faultGraphStorms(t *testing.T, bin string) string {
 		len(mailboxes), storm429, storm503, retryAfter, mid, faultDocs, between, faultDocs, asked, inFlight, res)
 }
 
-// faultAttachmentOutage answers every attachment download with 503 (no
-// Retry-After) for 30 s: the importer retries the attachments on later
-// passes and must not give any of them up as failed (a lost document).
+// faultAttachmentOutage answers every attachment request (the list with
+// the bytes, and any single download) with 503 (no Retry-After) for 30 s:
+// the importer retries the mails on later passes and must not give any of
+// their attachments up as failed (a lost document).
 func faultAttachmentOutage(t *testing.T, bin string) string {
 	srv := archivetest.RunServer(t)
 	in, _ := newFaultInfra(t, srv.ClientURL())
@@ -195,15 +196,15 @@ func faultAttachmentOutage(t *testing.T, bin string) string {
 	p := startProc(t, bin, append(in.env(), "MAILGATE_REPLICA=fault-attachments"), "serve", "--role", "importer")
 
 	mid := waitMidRun(t, in, p)
-	in.sim.Inject(graphtest.Fault{PathContains: "/attachments/", Status: http.StatusServiceUnavailable})
+	in.sim.Inject(graphtest.Fault{PathContains: "/attachments", Status: http.StatusServiceUnavailable})
 	time.Sleep(faultOutage) // the outage itself: a fixed span by design
 	in.sim.ClearFaults()
 	failed := injected(in.sim.Counters(), http.StatusServiceUnavailable)
 	if failed == 0 {
-		t.Error("no attachment download was answered 503 during the outage")
+		t.Error("no attachment request was answered 503 during the outage")
 	}
 	res := finishRun(t, in, p, faultDocs)
-	return fmt.Sprintf("attachments down %s at %d/%d, %d downloads answered 503; %s", faultOutage, mid, faultDocs, failed, res)
+	return fmt.Sprintf("attachments down %s at %d/%d, %d attachment requests answered 503; %s", faultOutage, mid, faultDocs, failed, res)
 }
 
 // faultDeltaReset invalidates the delta state mid-run (410 Gone
@@ -259,7 +260,7 @@ func faultRevokedConsent(t *testing.T, bin string) string {
 	in.deliverInvoices(t, graphtest.DefaultMailbox, faultDocs)
 	// Slow the downloads a little, so the revocation surely takes effect
 	// before the last document, even on a fast machine.
-	in.sim.Inject(graphtest.Fault{PathContains: "/attachments/", Delay: 60 * time.Millisecond})
+	in.sim.Inject(graphtest.Fault{PathContains: "/attachments", Delay: 60 * time.Millisecond})
 	p := startProc(t, bin, append(in.env(), "MAILGATE_REPLICA=fault-consent"), "serve", "--role", "importer")
 
 	mid := waitMidRun(t, in, p)
