@@ -177,14 +177,7 @@ func (p *listParser) end() error {
 // each key and the first byte of its value and must read the value. The
 // budget starts anew for each member.
 func (p *listParser) object(fn func(key string, c byte) error) error {
-	c, err := p.nonSpace()
-	if err != nil {
-		return err
-	}
-	if c == '}' {
-		return nil
-	}
-	for {
+	return p.list('}', func(c byte) error {
 		p.budget = maxValue
 		if c != '"' {
 			return syntaxf("want a key, got %q", c)
@@ -193,31 +186,54 @@ func (p *listParser) object(fn func(key string, c byte) error) error {
 		if err != nil {
 			return err
 		}
+		if c, err = p.colon(); err != nil {
+			return err
+		}
+		return fn(key, c)
+	})
+}
+
+// list reads the elements of an array, or the members of an object, whose
+// opening byte has been read, up to close: elem reads each one, given its
+// first byte.
+func (p *listParser) list(close byte, elem func(c byte) error) error {
+	c, err := p.nonSpace()
+	if err != nil {
+		return err
+	}
+	if c == close {
+		return nil
+	}
+	for {
+		if err := elem(c); err != nil {
+			return err
+		}
 		if c, err = p.nonSpace(); err != nil {
 			return err
 		}
-		if c != ':' {
-			return syntaxf("want ':', got %q", c)
-		}
-		if c, err = p.nonSpace(); err != nil {
-			return err
-		}
-		if err := fn(key, c); err != nil {
-			return err
-		}
-		if c, err = p.nonSpace(); err != nil {
-			return err
-		}
-		if c == '}' {
+		if c == close {
 			return nil
 		}
 		if c != ',' {
-			return syntaxf("want ',' or '}', got %q", c)
+			return syntaxf("want ',' or '%c', got %q", close, c)
 		}
 		if c, err = p.nonSpace(); err != nil {
 			return err
 		}
 	}
+}
+
+// colon reads the ':' after a member's key and returns the first byte of
+// its value.
+func (p *listParser) colon() (byte, error) {
+	c, err := p.nonSpace()
+	if err != nil {
+		return 0, err
+	}
+	if c != ':' {
+		return 0, syntaxf("want ':', got %q", c)
+	}
+	return p.nonSpace()
 }
 
 // values reads the "value" array.
@@ -228,14 +244,7 @@ func (p *listParser) values(c byte) error {
 	if c != '[' {
 		return syntaxf("value: want an array, got %q", c)
 	}
-	c, err := p.nonSpace()
-	if err != nil {
-		return err
-	}
-	if c == ']' {
-		return nil
-	}
-	for {
+	return p.list(']', func(c byte) error {
 		if c != '{' {
 			return syntaxf("value: want an object, got %q", c)
 		}
@@ -243,19 +252,8 @@ func (p *listParser) values(c byte) error {
 			return err
 		}
 		p.budget = maxValue
-		if c, err = p.nonSpace(); err != nil {
-			return err
-		}
-		if c == ']' {
-			return nil
-		}
-		if c != ',' {
-			return syntaxf("value: want ',' or ']', got %q", c)
-		}
-		if c, err = p.nonSpace(); err != nil {
-			return err
-		}
-	}
+		return nil
+	})
 }
 
 // attachment reads one element of "value" (its '{' has been read) and
@@ -541,30 +539,7 @@ func (p *listParser) skip(c byte, depth int) error {
 	case c == '{':
 		return p.skipObject(depth)
 	case c == '[':
-		c, err := p.nonSpace()
-		if err != nil {
-			return err
-		}
-		if c == ']' {
-			return nil
-		}
-		for {
-			if err := p.skip(c, depth+1); err != nil {
-				return err
-			}
-			if c, err = p.nonSpace(); err != nil {
-				return err
-			}
-			if c == ']' {
-				return nil
-			}
-			if c != ',' {
-				return syntaxf("want ',' or ']', got %q", c)
-			}
-			if c, err = p.nonSpace(); err != nil {
-				return err
-			}
-		}
+		return p.list(']', func(c byte) error { return p.skip(c, depth+1) })
 	case c == 't':
 		return p.literal(c, "true")
 	case c == 'f':
@@ -600,45 +575,19 @@ func (p *listParser) skipEscape(c byte) error {
 }
 
 func (p *listParser) skipObject(depth int) error {
-	c, err := p.nonSpace()
-	if err != nil {
-		return err
-	}
-	if c == '}' {
-		return nil
-	}
-	for {
+	return p.list('}', func(c byte) error {
 		if c != '"' {
 			return syntaxf("want a key, got %q", c)
 		}
 		if err := p.skip(c, depth+1); err != nil {
 			return err
 		}
-		if c, err = p.nonSpace(); err != nil {
+		c, err := p.colon()
+		if err != nil {
 			return err
 		}
-		if c != ':' {
-			return syntaxf("want ':', got %q", c)
-		}
-		if c, err = p.nonSpace(); err != nil {
-			return err
-		}
-		if err := p.skip(c, depth+1); err != nil {
-			return err
-		}
-		if c, err = p.nonSpace(); err != nil {
-			return err
-		}
-		if c == '}' {
-			return nil
-		}
-		if c != ',' {
-			return syntaxf("want ',' or '}', got %q", c)
-		}
-		if c, err = p.nonSpace(); err != nil {
-			return err
-		}
-	}
+		return p.skip(c, depth+1)
+	})
 }
 
 // b64Reader yields the decoded bytes of a contentBytes string whose '"'
