@@ -88,24 +88,29 @@ func TestListingMetadataBounded(t *testing.T) {
 // (or on to ever new empty pages) ends with an error, not after as many
 // requests as the context allows.
 func TestNextLinkLoopEnds(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	const giveUp = 2000
-	var reqs atomic.Int64
-	var self string
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if reqs.Add(1) >= giveUp {
-			cancel() // the test's own bound, not the client's
+	for _, withContent := range []bool{true, false} {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		const giveUp = 2000
+		var reqs atomic.Int64
+		var self string
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if reqs.Add(1) >= giveUp {
+				cancel() // the test's own bound, not the client's
+			}
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"value":[],"@odata.nextLink":%q}`, self)
+		})
+		c := newFakeClient(t, h, Config{Requests: 1 << 30, Window: time.Minute})
+		self = c.base.String() + "/users/a@b/messages/m1/attachments?$skiptoken=again"
+		var sink connector.Sink
+		if withContent {
+			sink = (&memSink{failOn: -1}).sink
 		}
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"value":[],"@odata.nextLink":%q}`, self)
-	})
-	c := newFakeClient(t, h, Config{Requests: 1 << 30, Window: time.Minute})
-	self = c.base.String() + "/users/a@b/messages/m1/attachments?$skiptoken=again"
-	s := &memSink{failOn: -1}
-	_, err := c.Mailbox("a@b", staticToken).Attachments(ctx, "m1", s.sink)
-	if err == nil || errors.Is(err, context.Canceled) || reqs.Load() >= giveUp {
-		t.Errorf("after %d requests: %v; want an error of its own, long before", reqs.Load(), err)
+		_, err := c.Mailbox("a@b", staticToken).Attachments(ctx, "m1", sink)
+		if err == nil || errors.Is(err, context.Canceled) || reqs.Load() >= giveUp {
+			t.Errorf("with content %v: after %d requests: %v; want an error of its own, long before", withContent, reqs.Load(), err)
+		}
 	}
 }
 

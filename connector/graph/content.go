@@ -57,9 +57,12 @@ func (m *Mailbox) Attachments(ctx context.Context, messageID string, sink connec
 		QueryParameters: &users.ItemMessagesItemAttachmentsRequestBuilderGetQueryParameters{Select: attachmentFields},
 	})
 	var out []connector.Attachment
-	for {
+	for pages := 1; ; pages++ {
 		if err != nil {
 			return nil, classify(op, err)
+		}
+		if pages > maxPages {
+			return nil, errTooManyPages(op)
 		}
 		if resp == nil {
 			return nil, connector.E(op, connector.Transient, errors.New("empty attachments response"))
@@ -102,48 +105,54 @@ func (m *Mailbox) Attachment(ctx context.Context, messageID, attachmentID string
 	return a, nil
 }
 
-// attachmentsWithContent is Attachments with a sink.
-func (m *Mailbox) attachmentsWithContent(ctx context.Context, op, messageID string, sink connector.Sink) ([]connector.Attachment, error) {
+// attachmentsWithContent is Attachments with a sink. On error it closes
+// every Content made.
+func (m *Mailbox) attachmentsWithContent(ctx context.Context, op, messageID string, sink connector.Sink) (out []connector.Attachment, err error) {
+	defer func() {
+		if err != nil {
+			closeAll(out)
+			out = nil
+		}
+	}()
 	ri := abs.NewRequestInformationWithMethodAndUrlTemplateAndPathParameters(abs.GET,
 		"{+baseurl}/users/{user%2Did}/messages/{message%2Did}/attachments",
 		map[string]string{"user%2Did": m.address, "message%2Did": messageID})
-	var out []connector.Attachment
 	kept := maxKept
 	for pages := 1; ; pages++ {
 		if pages > maxPages {
-			closeAll(out)
-			return nil, connector.E(op, connector.Invalid, fmt.Errorf("attachment listing: over %d pages", maxPages))
+			return out, errTooManyPages(op)
 		}
 		body, err := m.open(ctx, op, ri, "application/json")
 		if err != nil {
-			closeAll(out)
-			return nil, err
+			return out, err
 		}
 		var page []connector.Attachment
 		var next string
 		page, next, kept, err = parsePage(body, sink, kept)
 		body.Close()
 		if err != nil {
-			closeAll(out)
-			return nil, classifyList(op, err)
+			return out, classifyList(op, err)
 		}
 		out = append(out, page...)
 		if next == "" {
 			return out, nil
 		}
 		if err := m.checkLink(next); err != nil {
-			closeAll(out)
-			return nil, connector.E(op, connector.Invalid, err)
+			return out, connector.E(op, connector.Invalid, err)
 		}
 		u, err := url.Parse(next)
 		if err != nil { // checkLink parsed it already
-			closeAll(out)
-			return nil, connector.E(op, connector.Invalid, err)
+			return out, connector.E(op, connector.Invalid, err)
 		}
 		ri = abs.NewRequestInformation()
 		ri.Method = abs.GET
 		ri.SetUri(*u)
 	}
+}
+
+// errTooManyPages ends a listing whose next links go on past maxPages.
+func errTooManyPages(op string) error {
+	return connector.E(op, connector.Invalid, fmt.Errorf("attachment listing: over %d pages", maxPages))
 }
 
 func toAttachment(ga models.Attachmentable) connector.Attachment {
