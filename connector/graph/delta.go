@@ -167,7 +167,7 @@ func cidRefs(html string) string {
 			break
 		}
 		colon := i + j
-		if colon-i < len("cid") || !isCID(html[colon-3:colon]) {
+		if colon-i < len("cid") || !strings.EqualFold(html[colon-3:colon], "cid") {
 			i = colon + 1
 			continue
 		}
@@ -183,9 +183,4 @@ func cidRefs(html string) string {
 		i = start + end
 	}
 	return strings.Join(refs, " ")
-}
-
-// isCID reports whether s is "cid" in any ASCII case.
-func isCID(s string) bool {
-	return s[0]|0x20 == 'c' && s[1]|0x20 == 'i' && s[2]|0x20 == 'd'
 }
