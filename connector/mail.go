@@ -34,8 +34,8 @@ const (
 	ReferenceAttachment AttachmentType = "#microsoft.graph.referenceAttachment"
 )
 
-// Attachment is an attachment's metadata. Content holds the bytes when Graph
-// returned them inline (contentBytes, small attachments); otherwise the
+// Attachment is an attachment's metadata, with its bytes in Data when they
+// came with it (Graph's contentBytes, kept by a Sink); otherwise the
 // content is streamed with OpenAttachment.
 type Attachment struct {
 	ID          string
@@ -45,8 +45,8 @@ type Attachment struct {
 	Size        int64
 	IsInline    bool
 	ContentID   string
-	Content     []byte  // nil when not returned inline
-	Data        Content // the bytes, when fetched with the list (Attachments with a Sink); nil otherwise
+	Content     []byte  // the bytes of a file taken from a container attachment (S/MIME, an attached mail); nil otherwise
+	Data        Content // the bytes, when fetched with the list (Attachments with a Sink) or Attachment; nil otherwise
 }
 
 // Content is the bytes of one attachment, kept by a Sink until Close.

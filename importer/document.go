@@ -122,7 +122,7 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 		return infra(componentStorage, fmt.Errorf("importer: store %s: %w", id, err))
 	}
 	im.infraRecovered(componentStorage)
-	if sp.Size() > im.cfg.SpoolMemory {
+	if !sp.InMemory() {
 		im.infraRecovered(componentDisk)
 	}
 	if err := im.step("stored"); err != nil {
@@ -182,6 +182,7 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 
 type spooled interface {
 	Size() int64
+	InMemory() bool
 	SHA256() string
 	Reader() io.ReadSeeker
 	Close() error
