@@ -2,8 +2,10 @@ package importer
 
 import (
 	"fmt"
-	"strconv"
 	"time"
+
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 )
 
 // maxRecent is how many documents and skips Status.Recent keeps.
@@ -167,13 +169,4 @@ func left(d time.Duration) string {
 }
 
 // thousands writes n with commas between thousands.
-func thousands(n int) string {
-	s := strconv.Itoa(max(n, -n))
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	if n < 0 {
-		s = "-" + s
-	}
-	return s
-}
+func thousands(n int) string { return message.NewPrinter(language.English).Sprintf("%d", n) }

@@ -8,9 +8,11 @@ import (
 	"io/fs"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	textlang "golang.org/x/text/language"
+	"golang.org/x/text/message"
 )
 
 //go:embed templates/*.html
@@ -105,18 +107,11 @@ func (p page) T(key string, args ...any) string {
 
 // N writes a count with the page language's thousands separator.
 func (p page) N(n int) string {
-	sep := ","
+	tag := textlang.English
 	if p.Lang == "de" {
-		sep = "."
+		tag = textlang.German
 	}
-	s := strconv.Itoa(max(n, -n))
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + sep + s[i:]
-	}
-	if n < 0 {
-		s = "-" + s
-	}
-	return s
+	return message.NewPrinter(tag).Sprintf("%d", n)
 }
 
 // Left words an estimated time left: minutes, hours above two hours,

@@ -9,6 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+
 	"github.com/mailgate/mailgate/connector"
 	"github.com/mailgate/mailgate/connector/graph"
 	"github.com/mailgate/mailgate/connector/graphtest"
@@ -162,10 +165,4 @@ func progressLine(p importer.BackfillProgress) string {
 	return s
 }
 
-func thousands(n int) string {
-	s := strconv.Itoa(n)
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
-}
+func thousands(n int) string { return message.NewPrinter(language.English).Sprintf("%d", n) }
