@@ -126,6 +126,26 @@ type HistoryEntry struct {
 	Seller        string `json:"seller,omitempty"`
 	Gross         string `json:"gross,omitempty"`
 	Currency      string `json:"currency,omitempty"`
+	// The mail's sender and arrival, for the portal's import log.
+	From       string    `json:"from,omitempty"`
+	ReceivedAt time.Time `json:"receivedAt,omitzero"`
+	// ObjectKey is the stored document's key (imports only), for the
+	// portal's download; RenditionKey the key of its readable rendition
+	// (XML-only e-invoices).
+	ObjectKey    string `json:"objectKey,omitempty"`
+	RenditionKey string `json:"renditionKey,omitempty"`
+	// The official rules' verdict on an e-invoice: Valid is nil when it
+	// was not validated; Findings are the failed fatal rules (capped).
+	Valid      *bool            `json:"valid,omitempty"`
+	ErrorCount int              `json:"errorCount,omitempty"`
+	Findings   []HistoryFinding `json:"findings,omitempty"`
+}
+
+// HistoryFinding is one failed rule of an e-invoice, in the rule set's
+// own words.
+type HistoryFinding struct {
+	Rule    string `json:"rule"`
+	Message string `json:"message,omitempty"`
 }
 
 func (s *Status) add(h []HistoryEntry) {

@@ -132,6 +132,24 @@ type HistoryEntry struct {
 	Seller        string
 	Gross         string
 	Currency      string
+	// The mail's sender and arrival.
+	From       string
+	ReceivedAt time.Time
+	// ObjectKey is the stored document (imports only), RenditionKey its
+	// readable rendition (XML-only e-invoices).
+	ObjectKey    string
+	RenditionKey string
+	// The official rules' verdict on an e-invoice: Valid is nil when it
+	// was not validated; Findings are the failed fatal rules (capped).
+	Valid      *bool
+	ErrorCount int
+	Findings   []Finding
+}
+
+// Finding is one failed rule of an e-invoice, in the rule set's own words.
+type Finding struct {
+	Rule    string
+	Message string
 }
 
 // Audit records actions that do not change a connection's state

@@ -88,7 +88,17 @@ func (s statusAdapter) Status(ctx context.Context, id string) (portal.Connection
 			Time: h.Time, DocumentID: h.DocumentID, Name: h.Name, Kind: h.Kind, Profile: h.Profile,
 			Reason: h.Reason, Detail: h.Detail, Subject: h.Subject,
 			InvoiceNumber: h.InvoiceNumber, Seller: h.Seller, Gross: h.Gross, Currency: h.Currency,
+			From: h.From, ReceivedAt: h.ReceivedAt, ObjectKey: h.ObjectKey, RenditionKey: h.RenditionKey,
+			Valid: h.Valid, ErrorCount: h.ErrorCount, Findings: findings(h.Findings),
 		})
 	}
 	return out, nil
+}
+
+func findings(in []importer.HistoryFinding) []portal.Finding {
+	var out []portal.Finding
+	for _, f := range in {
+		out = append(out, portal.Finding{Rule: f.Rule, Message: f.Message})
+	}
+	return out
 }
