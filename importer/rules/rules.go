@@ -72,7 +72,7 @@ type Limits struct {
 
 // DefaultLimits hold every real e-invoice seen (the largest public ones
 // carry attachments of a few MiB and under 100,000 nodes) with room.
-var DefaultLimits = Limits{Time: 10 * time.Second, Bytes: 32 << 20, Nodes: 2_000_000, Depth: 200}
+var DefaultLimits = Limits{Time: 10 * time.Second, Bytes: 32 << 20, Nodes: 500_000, Depth: 200}
 
 // Validator holds the compiled rule sets; it is safe for concurrent use.
 type Validator struct {
@@ -186,9 +186,13 @@ func (v *Validator) Validate(ctx context.Context, xml []byte) Report {
 		ctx, cancel = context.WithTimeout(ctx, v.limits.Time)
 		defer cancel()
 	}
-	doc, err := xpath.Parse(bytes.NewReader(xml), xpath.Limits{Nodes: v.limits.Nodes, Depth: v.limits.Depth})
-	if errors.Is(err, xpath.ErrLimit) {
+	doc, err := xpath.Parse(ctx, bytes.NewReader(xml), xpath.Limits{Nodes: v.limits.Nodes, Depth: v.limits.Depth})
+	switch {
+	case errors.Is(err, xpath.ErrLimit):
 		r.Reason = "not validated: " + err.Error()
+		return r
+	case ctx.Err() != nil:
+		r.Reason = fmt.Sprintf("not validated: over the time bound of %s", v.limits.Time)
 		return r
 	}
 	if err != nil {

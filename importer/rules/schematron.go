@@ -2,6 +2,7 @@ package rules
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -127,7 +128,7 @@ func readXML(fsys fs.FS, file string) (*xpath.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	doc, err := xpath.Parse(bytes.NewReader(b), xpath.Limits{})
+	doc, err := xpath.Parse(context.Background(), bytes.NewReader(b), xpath.Limits{})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}

@@ -13,6 +13,7 @@ package xpath
 
 import (
 	"bytes"
+	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -76,7 +77,7 @@ var ErrLimit = errors.New("over the bound")
 // Parse reads an XML document. It resolves no external entities and
 // accepts only XML's predefined ones. The input may start with a byte
 // order mark and be UTF-16 or any encoding its declaration names.
-func Parse(r io.Reader, lim Limits) (*Document, error) {
+func Parse(ctx context.Context, r io.Reader, lim Limits) (*Document, error) {
 	d := xml.NewDecoder(utf8Text(r))
 	d.CharsetReader = charsetReader
 	d.Strict = true
@@ -102,7 +103,10 @@ func Parse(r io.Reader, lim Limits) (*Document, error) {
 		text.Reset()
 	}
 	sawRoot := false
-	for {
+	for tokens := 0; ; tokens++ {
+		if tokens&4095 == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		tok, err := d.RawToken()
 		if err == io.EOF {
 			break

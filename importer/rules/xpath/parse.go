@@ -238,12 +238,12 @@ func anchor(e expr) expr {
 	case *pathExpr:
 		if v.abs == absNone {
 			if _, ok := v.steps[0].(*axisStep); ok {
-				return &pathExpr{abs: absDesc, steps: v.steps}
+				return &pathExpr{abs: absRoot, steps: append(descendants(v.steps[0]), v.steps[1:]...)}
 			}
 		}
 		return v
 	case *axisStep:
-		return &pathExpr{abs: absDesc, steps: []expr{v}}
+		return &pathExpr{abs: absRoot, steps: descendants(v)}
 	}
 	return e
 }
@@ -559,22 +559,31 @@ func (p *parser) path() (expr, error) {
 		}
 	case p.isSym("//"):
 		p.i++
-		pe.abs = absDesc
-	}
-	s, err := p.step()
-	if err != nil {
-		return nil, err
-	}
-	pe.steps = append(pe.steps, s)
-	for p.isSym("/") || p.isSym("//") {
-		if p.advance().s == "//" {
-			pe.steps = append(pe.steps, &axisStep{axis: axDescendantOrSelf, test: nodeTest{kind: testNode}})
+		pe.abs = absRoot
+		s, err := p.step()
+		if err != nil {
+			return nil, err
 		}
+		pe.steps = append(pe.steps, descendants(s)...)
+	}
+	if len(pe.steps) == 0 {
 		s, err := p.step()
 		if err != nil {
 			return nil, err
 		}
 		pe.steps = append(pe.steps, s)
+	}
+	for p.isSym("/") || p.isSym("//") {
+		desc := p.advance().s == "//"
+		s, err := p.step()
+		if err != nil {
+			return nil, err
+		}
+		if desc {
+			pe.steps = append(pe.steps, descendants(s)...)
+		} else {
+			pe.steps = append(pe.steps, s)
+		}
 	}
 	if pe.abs == absNone && len(pe.steps) == 1 {
 		if _, ok := pe.steps[0].(*axisStep); !ok {
@@ -582,6 +591,16 @@ func (p *parser) path() (expr, error) {
 		}
 	}
 	return &pe, nil
+}
+
+// descendants is "//s": descendant-or-self::node()/s, or, where s is a
+// child step by name whose predicates do not count positions, the same
+// as descendant::s, which the name index answers without a walk.
+func descendants(s expr) []expr {
+	if a, ok := s.(*axisStep); ok && a.axis == axChild && a.test.kind == testName && !a.positional {
+		return []expr{&axisStep{axis: axDescendant, test: a.test, preds: a.preds}}
+	}
+	return []expr{&axisStep{axis: axDescendantOrSelf, test: nodeTest{kind: testNode}}, s}
 }
 
 func (p *parser) startsStep() bool {

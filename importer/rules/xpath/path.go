@@ -1,5 +1,10 @@
 package xpath
 
+import (
+	"cmp"
+	"slices"
+)
+
 type axis int
 
 const (
@@ -105,6 +110,10 @@ func (s *axisStep) from(c *Context, n *Node, v *Vars) (seq, error) {
 			add(n.Parent)
 		}
 	case axDescendant, axDescendantOrSelf:
+		if s.axis == axDescendant && s.test.kind == testName && !s.test.anyLocal && !s.test.anySpace && !s.positional && c.doc != nil {
+			sel = c.doc.descendantsNamed(n, s.test)
+			break
+		}
 		if s.axis == axDescendantOrSelf {
 			add(n)
 		}
@@ -193,8 +202,7 @@ func (s *axisStep) from(c *Context, n *Node, v *Vars) (seq, error) {
 
 const (
 	absNone = iota
-	absRoot // "/…"
-	absDesc // "//…"
+	absRoot // "/…", and "//…" with a descendant step first
 )
 
 type pathExpr struct {
@@ -224,23 +232,7 @@ func (p *pathExpr) eval(c *Context, f focus, v *Vars) (seq, error) {
 			n = n.Parent
 		}
 		cur = seq{n}
-		if p.abs == absDesc {
-			if len(steps) > 0 {
-				if s, ok := steps[0].(*axisStep); ok && s.axis == axChild && s.test.kind == testName &&
-					!s.test.anyLocal && !s.test.anySpace && !s.positional && n == c.doc.Root {
-					// "//name": the name index instead of a walk.
-					sel, err := c.byName(s, v)
-					if err != nil {
-						return nil, err
-					}
-					cur, steps = sel, steps[1:]
-					goto rest
-				}
-			}
-			steps = append([]expr{&axisStep{axis: axDescendantOrSelf, test: nodeTest{kind: testNode}}}, steps...)
-		}
 	}
-rest:
 	for i, st := range steps {
 		var next seq
 		allNodes := true
@@ -282,22 +274,13 @@ rest:
 	return cur, nil
 }
 
-func (c *Context) byName(s *axisStep, v *Vars) (seq, error) {
-	ns := c.doc.byName[nameKey{s.test.space, s.test.local}]
-	if err := c.tick(len(ns) + 1); err != nil {
-		return nil, err
-	}
-	out := make(seq, len(ns))
-	for i, n := range ns {
-		out[i] = n
-	}
-	var err error
-	for _, p := range s.preds {
-		if out, err = filter(c, out, p, v); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+// descendantsNamed answers descendant::name from the name index: the
+// nodes of that name within n's subtree, in document order.
+func (d *Document) descendantsNamed(n *Node, t nodeTest) []*Node {
+	ns := d.byName[nameKey{t.space, t.local}]
+	lo, _ := slices.BinarySearchFunc(ns, n.order+1, func(m *Node, o int32) int { return cmp.Compare(m.order, o) })
+	hi, _ := slices.BinarySearchFunc(ns, n.end+1, func(m *Node, o int32) int { return cmp.Compare(m.order, o) })
+	return ns[lo:hi]
 }
 
 // dependsOnPosition reports whether a predicate's value may be a number,
