@@ -56,7 +56,10 @@ type Node struct {
 	nsDecls [][2]string // the namespaces the element declares: prefix, URI
 }
 
-type nameKey struct{ space, local string }
+type nameKey struct {
+	space, local string
+	attr         bool
+}
 
 // Document is a parsed XML document.
 type Document struct {
@@ -184,8 +187,8 @@ func Parse(ctx context.Context, r io.Reader, lim Limits) (*Document, error) {
 	}
 	// The name index, in document order.
 	walk(root, func(n *Node) {
-		if n.Kind == ElementNode {
-			k := nameKey{n.Space, n.Local}
+		if n.Kind == ElementNode || n.Kind == AttributeNode {
+			k := nameKey{n.Space, n.Local, n.Kind == AttributeNode}
 			doc.byName[k] = append(doc.byName[k], n)
 		}
 	})

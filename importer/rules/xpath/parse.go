@@ -597,8 +597,13 @@ func (p *parser) path() (expr, error) {
 // child step by name whose predicates do not count positions, the same
 // as descendant::s, which the name index answers without a walk.
 func descendants(s expr) []expr {
-	if a, ok := s.(*axisStep); ok && a.axis == axChild && a.test.kind == testName && !a.positional {
-		return []expr{&axisStep{axis: axDescendant, test: a.test, preds: a.preds}}
+	if a, ok := s.(*axisStep); ok && a.test.kind == testName && !a.test.anyLocal && !a.test.anySpace && !a.positional {
+		switch a.axis {
+		case axChild:
+			return []expr{&axisStep{axis: axDescendant, test: a.test, preds: a.preds}}
+		case axAttribute:
+			return []expr{&axisStep{axis: axDescendantAttribute, test: a.test, preds: a.preds}}
+		}
 	}
 	return []expr{&axisStep{axis: axDescendantOrSelf, test: nodeTest{kind: testNode}}, s}
 }

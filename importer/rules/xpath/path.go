@@ -20,6 +20,9 @@ const (
 	axPrecedingSibling
 	axFollowing
 	axPreceding
+	// axDescendantAttribute is "//@name": the attributes of the node and
+	// of its descendants (the parser's shorthand, no axis of XPath's).
+	axDescendantAttribute
 )
 
 func (a axis) reverse() bool {
@@ -59,7 +62,7 @@ func (t nodeTest) matches(n *Node, ax axis) bool {
 	}
 	// A name test selects the axis's principal node kind.
 	want := ElementNode
-	if ax == axAttribute {
+	if ax == axAttribute || ax == axDescendantAttribute {
 		want = AttributeNode
 	}
 	if n.Kind != want {
@@ -111,7 +114,7 @@ func (s *axisStep) from(c *Context, n *Node, v *Vars) (seq, error) {
 		}
 	case axDescendant, axDescendantOrSelf:
 		if s.axis == axDescendant && s.test.kind == testName && !s.test.anyLocal && !s.test.anySpace && !s.positional && c.doc != nil {
-			sel = c.doc.descendantsNamed(n, s.test)
+			sel = c.doc.descendantsNamed(n, s.test, false)
 			break
 		}
 		if s.axis == axDescendantOrSelf {
@@ -153,6 +156,8 @@ func (s *axisStep) from(c *Context, n *Node, v *Vars) (seq, error) {
 				}
 			}
 		}
+	case axDescendantAttribute:
+		sel = c.doc.descendantsNamed(n, s.test, true)
 	case axFollowing, axPreceding:
 		if err := c.tick(int(c.doc.Root.end)); err != nil {
 			return nil, err
@@ -276,8 +281,8 @@ func (p *pathExpr) eval(c *Context, f focus, v *Vars) (seq, error) {
 
 // descendantsNamed answers descendant::name from the name index: the
 // nodes of that name within n's subtree, in document order.
-func (d *Document) descendantsNamed(n *Node, t nodeTest) []*Node {
-	ns := d.byName[nameKey{t.space, t.local}]
+func (d *Document) descendantsNamed(n *Node, t nodeTest, attr bool) []*Node {
+	ns := d.byName[nameKey{t.space, t.local, attr}]
 	lo, _ := slices.BinarySearchFunc(ns, n.order+1, func(m *Node, o int32) int { return cmp.Compare(m.order, o) })
 	hi, _ := slices.BinarySearchFunc(ns, n.end+1, func(m *Node, o int32) int { return cmp.Compare(m.order, o) })
 	return ns[lo:hi]

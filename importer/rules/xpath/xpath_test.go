@@ -59,6 +59,11 @@ func TestSemantics(t *testing.T) {
 		{"(//b except //b[1])", "2"},
 		{"//p:d/text()", "t u"},
 		{"/a/b[. = 2] is /a/b[2]", "true"},
+		{"count(//@x)", "1"},      // the attribute index
+		{"count(//p:d//@x)", "1"}, // descendant-or-self: its own too
+		{"count(//p:d/e//@x)", "0"},
+		{"count(//b[1])", "1"}, // positional: per parent, no index
+		{"count(/a//*)", "5"},
 	} {
 		e, err := Compile(tc.expr, env)
 		if err != nil {
