@@ -328,7 +328,7 @@ func (r *rule) check(c *xpath.Context, n *xpath.Node) ([]Finding, error) {
 	for _, a := range r.asserts {
 		ok, err := c.Bool(a.test, n, vars)
 		if err != nil {
-			return nil, fmt.Errorf("%s (%s): %w", a.id, a.test, err)
+			return nil, fmt.Errorf("%s: %w", a.id, err)
 		}
 		if ok == a.report {
 			out = append(out, Finding{Rule: a.id, Flag: a.flag, Message: a.text(c, n, vars), Location: n.Path()})
