@@ -140,7 +140,22 @@ type expr interface {
 
 type literal struct{ v item }
 
+// eval returns a sequence of its own: callers build new sequences and
+// never write to the ones they get.
 func (l *literal) eval(*Context, focus, *Vars) (seq, error) { return seq{l.v}, nil }
+
+// The two boolean results, shared: no caller writes to a sequence it got.
+var (
+	seqTrue  = seq{true}
+	seqFalse = seq{false}
+)
+
+func boolSeq(b bool) seq {
+	if b {
+		return seqTrue
+	}
+	return seqFalse
+}
 
 type varRef struct{ name string }
 
@@ -224,7 +239,7 @@ func (e *quantExpr) eval(c *Context, f focus, v *Vars) (seq, error) {
 		}
 		return true, nil
 	})
-	return seq{result}, err
+	return boolSeq(result), err
 }
 
 // iterate binds each variable of bs in turn to each item of its
@@ -293,14 +308,14 @@ func (e *logicExpr) eval(c *Context, f focus, v *Vars) (seq, error) {
 		return nil, err
 	}
 	if b != e.and { // false and …, true or …
-		return seq{b}, nil
+		return boolSeq(b), nil
 	}
 	r, err := e.r.eval(c, f, v)
 	if err != nil {
 		return nil, err
 	}
 	b, err = ebv(r)
-	return seq{b}, err
+	return boolSeq(b), err
 }
 
 type cmpExpr struct {
@@ -327,7 +342,7 @@ func (e *cmpExpr) eval(c *Context, f focus, v *Vars) (seq, error) {
 			return nil, dynErr("XPTY0004", "a value comparison of a sequence of more than one item")
 		}
 		b, err := compareAtomic(e.op, l[0], r[0])
-		return seq{b}, err
+		return boolSeq(b), err
 	}
 	if err := c.tick(len(l) * len(r)); err != nil {
 		return nil, err
@@ -343,11 +358,11 @@ func (e *cmpExpr) eval(c *Context, f focus, v *Vars) (seq, error) {
 				return nil, err
 			}
 			if ok {
-				return seq{true}, nil
+				return seqTrue, nil
 			}
 		}
 	}
-	return seq{false}, nil
+	return seqFalse, nil
 }
 
 type nodeCmpExpr struct {
@@ -374,11 +389,11 @@ func (e *nodeCmpExpr) eval(c *Context, f focus, v *Vars) (seq, error) {
 	}
 	switch e.op {
 	case "is":
-		return seq{a == b}, nil
+		return boolSeq(a == b), nil
 	case "<<":
-		return seq{a.order < b.order}, nil
+		return boolSeq(a.order < b.order), nil
 	}
-	return seq{a.order > b.order}, nil
+	return boolSeq(a.order > b.order), nil
 }
 
 type rangeExpr struct{ l, r expr }
@@ -634,7 +649,7 @@ func (e *castExpr) eval(c *Context, f focus, v *Vars) (seq, error) {
 	switch {
 	case len(s) == 0:
 		if e.castable {
-			return seq{e.optional}, nil
+			return boolSeq(e.optional), nil
 		}
 		if e.optional {
 			return seq{}, nil
@@ -642,13 +657,13 @@ func (e *castExpr) eval(c *Context, f focus, v *Vars) (seq, error) {
 		return nil, dynErr("XPTY0004", "cast of an empty sequence to xs:%s", e.to)
 	case len(s) > 1:
 		if e.castable {
-			return seq{false}, nil
+			return seqFalse, nil
 		}
 		return nil, dynErr("XPTY0004", "cast of a sequence of %d items to xs:%s", len(s), e.to)
 	}
 	r, err := cast(s[0], e.to)
 	if e.castable {
-		return seq{err == nil}, nil
+		return boolSeq(err == nil), nil
 	}
 	if err != nil {
 		return nil, err

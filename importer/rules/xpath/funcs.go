@@ -17,12 +17,12 @@ type builtin struct {
 // builtins are the XPath functions the rule sets call (and a few of
 // their kin), by local name in the fn namespace.
 var builtins = map[string]builtin{
-	"true":                 {0, 0, func(*Context, focus, []seq) (seq, error) { return seq{true}, nil }},
-	"false":                {0, 0, func(*Context, focus, []seq) (seq, error) { return seq{false}, nil }},
+	"true":                 {0, 0, func(*Context, focus, []seq) (seq, error) { return seqTrue, nil }},
+	"false":                {0, 0, func(*Context, focus, []seq) (seq, error) { return seqFalse, nil }},
 	"not":                  {1, 1, fnNot},
 	"boolean":              {1, 1, fnBoolean},
-	"exists":               {1, 1, func(_ *Context, _ focus, a []seq) (seq, error) { return seq{len(a[0]) > 0}, nil }},
-	"empty":                {1, 1, func(_ *Context, _ focus, a []seq) (seq, error) { return seq{len(a[0]) == 0}, nil }},
+	"exists":               {1, 1, func(_ *Context, _ focus, a []seq) (seq, error) { return boolSeq(len(a[0]) > 0), nil }},
+	"empty":                {1, 1, func(_ *Context, _ focus, a []seq) (seq, error) { return boolSeq(len(a[0]) == 0), nil }},
 	"count":                {1, 1, func(_ *Context, _ focus, a []seq) (seq, error) { return seq{newInt(int64(len(a[0])))}, nil }},
 	"position":             {0, 0, func(_ *Context, f focus, _ []seq) (seq, error) { return seq{newInt(int64(f.pos))}, nil }},
 	"last":                 {0, 0, func(_ *Context, f focus, _ []seq) (seq, error) { return seq{newInt(int64(f.size))}, nil }},
@@ -69,12 +69,12 @@ func pick(ok bool, s string) item {
 
 func fnNot(_ *Context, _ focus, a []seq) (seq, error) {
 	b, err := ebv(a[0])
-	return seq{!b}, err
+	return boolSeq(!b), err
 }
 
 func fnBoolean(_ *Context, _ focus, a []seq) (seq, error) {
 	b, err := ebv(a[0])
-	return seq{b}, err
+	return boolSeq(b), err
 }
 
 // oneString atomizes an argument that takes at most one item to its
@@ -281,7 +281,7 @@ func fnMatches(_ *Context, _ focus, a []seq) (seq, error) {
 	if err != nil {
 		return nil, err
 	}
-	return seq{re.MatchString(s)}, nil
+	return boolSeq(re.MatchString(s)), nil
 }
 
 func fnReplace(_ *Context, _ focus, a []seq) (seq, error) {

@@ -91,10 +91,10 @@ func (s *axisStep) eval(c *Context, f focus, v *Vars) (seq, error) {
 
 // from selects the step's nodes from n, in document order.
 func (s *axisStep) from(c *Context, n *Node, v *Vars) (seq, error) {
-	var sel []*Node
+	var out seq
 	add := func(m *Node) {
 		if s.test.matches(m, s.axis) {
-			sel = append(sel, m)
+			out = append(out, m)
 		}
 	}
 	switch s.axis {
@@ -114,7 +114,7 @@ func (s *axisStep) from(c *Context, n *Node, v *Vars) (seq, error) {
 		}
 	case axDescendant, axDescendantOrSelf:
 		if s.axis == axDescendant && s.test.kind == testName && !s.test.anyLocal && !s.test.anySpace && !s.positional && c.doc != nil {
-			sel = c.doc.descendantsNamed(n, s.test, false)
+			out = nodeSeq(c.doc.descendantsNamed(n, s.test, false))
 			break
 		}
 		if s.axis == axDescendantOrSelf {
@@ -157,7 +157,7 @@ func (s *axisStep) from(c *Context, n *Node, v *Vars) (seq, error) {
 			}
 		}
 	case axDescendantAttribute:
-		sel = c.doc.descendantsNamed(n, s.test, true)
+		out = nodeSeq(c.doc.descendantsNamed(n, s.test, true))
 	case axFollowing, axPreceding:
 		if err := c.tick(int(c.doc.Root.end)); err != nil {
 			return nil, err
@@ -179,17 +179,13 @@ func (s *axisStep) from(c *Context, n *Node, v *Vars) (seq, error) {
 				}
 			})
 			// nearest first
-			for i, j := 0, len(sel)-1; i < j; i, j = i+1, j-1 {
-				sel[i], sel[j] = sel[j], sel[i]
+			for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+				out[i], out[j] = out[j], out[i]
 			}
 		}
 	}
-	if err := c.tick(len(sel) + 1); err != nil {
+	if err := c.tick(len(out) + 1); err != nil {
 		return nil, err
-	}
-	out := make(seq, len(sel))
-	for i, m := range sel {
-		out[i] = m
 	}
 	var err error
 	for _, p := range s.preds {
@@ -277,6 +273,14 @@ func (p *pathExpr) eval(c *Context, f focus, v *Vars) (seq, error) {
 		cur = next
 	}
 	return cur, nil
+}
+
+func nodeSeq(ns []*Node) seq {
+	out := make(seq, len(ns))
+	for i, n := range ns {
+		out[i] = n
+	}
+	return out
 }
 
 // descendantsNamed answers descendant::name from the name index: the
