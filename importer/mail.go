@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -21,6 +22,9 @@ type job struct {
 	att       connector.Attachment
 	wholeMail bool
 	part      bool // a file from inside a container attachment (smime.go)
+	// deadline ends the reading of the content (policy.Deadline): set
+	// once for an attachment, shared by the parts of a container.
+	deadline time.Time
 }
 
 // mail handles every document of one mail and then post-processes it.
