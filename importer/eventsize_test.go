@@ -1,0 +1,74 @@
+package importer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailgate/mailgate/archive"
+	"github.com/mailgate/mailgate/connector"
+)
+
+// TestRefusedEventIsTheItemsFailure: a document whose event the
+// publisher refuses for its size (archive.ErrEventRefused, as the real
+// publisher answers an event over its bound) fails as an item: its mail
+// is parked and in the end given up with a document.skipped "failed"
+// event, the other mails are imported, and no infrastructure fault is
+// reported (/readyz stays ready).
+func TestRefusedEventIsTheItemsFailure(t *testing.T) {
+	e := newEnv(t, connector.PostMove)
+	e.mb.immutable = true
+	e.mb.deliver("inbox", connector.Message{InternetMessageID: "<big@x>", Subject: "Rechnung riesig", ReceivedAt: t0},
+		file("riesig.pdf", "application/pdf", bigPDF(0)))
+	e.mb.deliver("inbox", connector.Message{InternetMessageID: "<a@x>", ReceivedAt: t0.Add(time.Minute)}, file("a.pdf", "", bigPDF(1)))
+	refused := map[string]bool{}
+	e.events.fail = func(id string) error {
+		if refused[id] {
+			return fmt.Errorf("archive: publish %s %s: %w: 1900000 bytes, over the bound of 262144", archive.TypeImported, id, archive.ErrEventRefused)
+		}
+		return nil
+	}
+	im := e.importer(t, "r1", func(c *Config) { c.Policy.MaxAttempts = 3; c.Policy.RetryFor = 10 * time.Minute })
+	// The document id of riesig.pdf is the one whose Imported is refused.
+	sum := sha256.Sum256(bigPDF(0))
+	refused[DocumentID(e.conn.Customer, e.conn.ID, mailIdentity("<big@x>", ""), hex.EncodeToString(sum[:]), "riesig.pdf")] = true
+	ctx := context.Background()
+	res := e.sync(t, im)
+	if res.Imported != 1 || res.Failed != 1 {
+		t.Fatalf("first pass %+v, want a.pdf imported and riesig.pdf's mail parked", res)
+	}
+	if err := im.Fault(); err != nil {
+		t.Fatalf("a refused event reported as an infrastructure fault: %v", err)
+	}
+	for range 10 {
+		st, _ := im.Status(ctx, e.conn.ID)
+		if st.GivenUp == 1 {
+			break
+		}
+		if st.Parked != 1 {
+			t.Fatalf("status %+v, want the mail parked", st)
+		}
+		e.clock.After(st.ParkedMails[0].NextRetry.Sub(e.clock.Now()) + time.Second)
+		e.sync(t, im)
+		if err := im.Fault(); err != nil {
+			t.Fatalf("a refused event reported as an infrastructure fault: %v", err)
+		}
+	}
+	st, _ := im.Status(ctx, e.conn.ID)
+	if st.GivenUp != 1 || st.ConsecutiveErrors != 0 {
+		t.Fatalf("status %+v, want the mail given up and the connection not charged", st)
+	}
+	found := false
+	for _, s := range e.events.skipped {
+		if s.Reason == archive.ReasonFailed && s.Name == "riesig.pdf" && strings.Contains(s.Detail, "event refused") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no failed event for riesig.pdf naming the refusal: %+v", e.events.skipped)
+	}
+}
