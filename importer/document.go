@@ -188,7 +188,7 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	p.mu.Lock()
 	p.res.Imported++
 	p.imported++
-	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Kind: d.Kind, Profile: d.Profile, Detail: d.Note, Subject: m.Subject}.withInvoice(d.Invoice))
+	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Kind: d.Kind, Profile: d.Profile, Detail: d.Note, Subject: cutText(m.Subject, maxSubject)}.withInvoice(d.Invoice))
 	p.mu.Unlock()
 	return nil
 }
@@ -275,7 +275,7 @@ func (p *pass) skip(ctx context.Context, m connector.Message, mailID, id, name s
 	p.mu.Lock()
 	p.res.Skipped++
 	p.skipped[d.Reason]++
-	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Reason: d.Reason, Detail: d.Detail, Subject: m.Subject})
+	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Reason: d.Reason, Detail: cutText(d.Detail, maxDetail), Subject: cutText(m.Subject, maxSubject)})
 	p.mu.Unlock()
 	return nil
 }
@@ -291,13 +291,13 @@ func publishFault(err error) error {
 	return infra(componentNATS, err)
 }
 
-// Bounds of the mail's texts in an event: a sender chooses them, and
-// every event of the mail carries them.
+// Bounds of the mail's texts in an event and the import history: a
+// sender chooses them, and every event of the mail carries them.
 const (
-	maxSubject   = 2 << 10
+	maxSubject   = 1 << 10
 	maxAddress   = 1 << 10
 	maxMessageID = 1 << 10
-	maxDetail    = 4 << 10
+	maxDetail    = 2 << 10
 )
 
 func messageInfo(m connector.Message) archive.MessageInfo {

@@ -72,3 +72,32 @@ func TestRefusedEventIsTheItemsFailure(t *testing.T) {
 		t.Errorf("no failed event for riesig.pdf naming the refusal: %+v", e.events.skipped)
 	}
 }
+
+// TestHugeSubjectIsCut: a mail whose subject is 1.5 MB (every event of
+// the mail carries it) is imported through the real publisher with the
+// subject cut, not refused by NATS as a fault of the bus.
+func TestHugeSubjectIsCut(t *testing.T) {
+	e := newEnv(t, connector.PostNone)
+	ctx := context.Background()
+	if _, err := archive.EnsureStream(ctx, e.js, archive.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	subject := "Rechnung " + strings.Repeat("ä", 750<<10)
+	e.mb.deliver("inbox", connector.Message{InternetMessageID: "<subj@x>", Subject: subject, ReceivedAt: t0}, file("a.pdf", "", bigPDF(1)))
+	im, err := New(ctx, e.js, Deps{Connections: e.conns, Mailboxes: e.mbs, Store: e.store, Events: archive.NewPublisher(e.js, "mailgate")},
+		Config{Replica: "r1", Now: e.clock.Now, After: e.clock.After, SpoolDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := im.SyncNow(ctx, e.conn.ID)
+	if err != nil || res.Imported != 1 {
+		t.Fatalf("pass %+v, %v; want the document imported", res, err)
+	}
+	if err := im.Fault(); err != nil {
+		t.Fatalf("fault: %v", err)
+	}
+	st, _ := im.Status(ctx, e.conn.ID)
+	if len(st.Recent) != 1 || len(st.Recent[0].Subject) > maxSubject || !strings.HasPrefix(st.Recent[0].Subject, "Rechnung ä") {
+		t.Errorf("history %+v", st.Recent)
+	}
+}
