@@ -84,14 +84,23 @@ func TestHugeSubjectIsCut(t *testing.T) {
 	}
 	subject := "Rechnung " + strings.Repeat("ä", 750<<10)
 	e.mb.deliver("inbox", connector.Message{InternetMessageID: "<subj@x>", Subject: subject, ReceivedAt: t0}, file("a.pdf", "", bigPDF(1)))
+	// A second such mail whose download fails is parked: its record in
+	// the backlog is cut too, or writing it would fail the whole pass.
+	failing := e.mb.deliver("inbox", connector.Message{InternetMessageID: "<subj2@x>", Subject: subject, ReceivedAt: t0.Add(time.Second)}, file("b.pdf", "", bigPDF(2)))
+	e.mb.fault = func(op, arg string) error {
+		if op == "attachments" && arg == failing {
+			return connector.E("fake: open", connector.Transient, fmt.Errorf("503 %s", strings.Repeat("x", 1<<20)))
+		}
+		return nil
+	}
 	im, err := New(ctx, e.js, Deps{Connections: e.conns, Mailboxes: e.mbs, Store: e.store, Events: archive.NewPublisher(e.js, "mailgate")},
 		Config{Replica: "r1", Now: e.clock.Now, After: e.clock.After, SpoolDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	res, err := im.SyncNow(ctx, e.conn.ID)
-	if err != nil || res.Imported != 1 {
-		t.Fatalf("pass %+v, %v; want the document imported", res, err)
+	if err != nil || res.Imported != 1 || res.Failed != 1 {
+		t.Fatalf("pass %+v, %v; want a.pdf imported and b.pdf's mail parked", res, err)
 	}
 	if err := im.Fault(); err != nil {
 		t.Fatalf("fault: %v", err)

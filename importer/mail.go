@@ -98,7 +98,7 @@ func (p *pass) mail(ctx context.Context, m connector.Message, isDone func() (boo
 				gone = true
 			case ownerOf(err) == ownerItem && gctx.Err() == nil:
 				// This attachment's own failure: the others go on.
-				failed = append(failed, failedAttachment{Name: j.att.Name, Size: j.att.Size, Error: err.Error()})
+				failed = append(failed, failedAttachment{Name: cutText(j.att.Name, maxParkedText), Size: j.att.Size, Error: cutText(err.Error(), maxParkedError)})
 				first = cmp.Or(first, err)
 			default:
 				return err
