@@ -398,6 +398,9 @@ func TestInvoiceFieldsSanitized(t *testing.T) {
 			t.Errorf("%s = %+q, want %+q", f.name, f.got, f.want)
 		}
 	}
+	if SanitizeText("ab cd", 3) != "ab" || SanitizeText("ab cd", 4) != "ab c" {
+		t.Errorf("SanitizeText cut: %q %q", SanitizeText("ab cd", 3), SanitizeText("ab cd", 4))
+	}
 	if SanitizeText("a\t\u202eb\n\nc\u2066", 100) != "a b c" || SanitizeText(strings.Repeat("ä", 10), 5) != "ää" {
 		t.Errorf("SanitizeText: %q %q", SanitizeText("a\t\u202eb\n\nc\u2066", 100), SanitizeText(strings.Repeat("ä", 10), 5))
 	}

@@ -65,8 +65,8 @@ func SanitizeName(name, ext string) string {
 // and isolates, zero-width characters, the byte order mark, …) and no
 // control characters, where tabs and line breaks become spaces; runs of
 // white space collapse to one, the ends are trimmed, and the result is
-// cut to at most max bytes.
-func SanitizeText(s string, max int) string {
+// cut to at most limit bytes.
+func SanitizeText(s string, limit int) string {
 	var b strings.Builder
 	space := false
 	for _, r := range strings.ToValidUTF8(s, "") {
@@ -77,12 +77,16 @@ func SanitizeText(s string, max int) string {
 		case unicode.IsControl(r), unicode.Is(unicode.Cf, r), r == utf8.RuneError:
 			continue
 		}
+		n := utf8.RuneLen(r)
+		if space {
+			n++
+		}
+		if b.Len()+n > limit {
+			break
+		}
 		if space {
 			b.WriteByte(' ')
 			space = false
-		}
-		if b.Len()+utf8.RuneLen(r) > max {
-			break
 		}
 		b.WriteRune(r)
 	}
