@@ -93,7 +93,15 @@ type Invoice struct {
 	// DuplicateInvoiceOf is the id of an earlier document of the same
 	// customer with the same seller and invoice number in another file.
 	DuplicateInvoiceOf string `json:"duplicateInvoiceOf,omitempty"`
+	// Truncated names the lists cut at their bound (e.g. "iban": only the
+	// first MaxInvoiceList accounts are listed), so an event stays small
+	// whatever a file holds.
+	Truncated []string `json:"truncated,omitempty"`
 }
+
+// MaxInvoiceList bounds each list of [Invoice]; a list cut at it is named
+// in [Invoice.Truncated].
+const MaxInvoiceList = 20
 
 // Party is the seller or the buyer of an invoice.
 type Party struct {
@@ -133,6 +141,9 @@ const (
 	// not carry a full EN 16931 invoice and so are not valid e-invoices
 	// for German B2B (§ 14 UStG); the PDF is the invoice.
 	CheckProfileNotEN16931 = "profile_not_en16931"
+	// CheckIncomplete: reading the invoice's data stopped at the
+	// per-document time bound, so the data is what was read until then.
+	CheckIncomplete = "data_incomplete"
 )
 
 // Skip reasons, machine-readable.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -18,6 +19,19 @@ import (
 // acknowledgement never comes. The caller publishes again; the event id
 // keeps the stream from storing it twice.
 const publishTimeout = 10 * time.Second
+
+// MaxEventSize bounds an encoded event, whatever the server would take:
+// events carry data, never documents, and a DMS reads them one by one.
+// The bound a publisher applies is the smaller of this and half the
+// connected server's max_payload, leaving room for headers and for a
+// server in the cluster configured smaller.
+const MaxEventSize = 256 << 10
+
+// ErrEventRefused says that an event was refused for what it holds (it
+// is over the size bound, cannot be encoded, or the stream turned the
+// message down): publishing it again cannot succeed. It is the item's
+// failure, never the bus's.
+var ErrEventRefused = errors.New("archive: event refused")
 
 // Publisher sends archive events to the MAILGATE stream. Every publish waits
 // for the stream's acknowledgement, so a nil error means the event is stored;
@@ -72,7 +86,10 @@ func (p *Publisher) publish(ctx context.Context, id, typ, customer, connection s
 	}
 	body, err := json.Marshal(ev)
 	if err != nil {
-		return fmt.Errorf("archive: publish %s %s: %w", typ, id, err)
+		return fmt.Errorf("archive: publish %s %s: %w: %w", typ, id, ErrEventRefused, err)
+	}
+	if limit := p.maxEvent(); len(body) > limit {
+		return fmt.Errorf("archive: publish %s %s: %w: %d bytes, over the bound of %d", typ, id, ErrEventRefused, len(body), limit)
 	}
 	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
@@ -80,9 +97,40 @@ func (p *Publisher) publish(ctx context.Context, id, typ, customer, connection s
 	msg.Header.Set("Content-Type", "application/cloudevents+json")
 	// A PubAck with Duplicate set is success: the event is already stored.
 	if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamName)); err != nil {
+		if refused(err) {
+			return fmt.Errorf("archive: publish %s %s: %w: %w", typ, id, ErrEventRefused, err)
+		}
 		return fmt.Errorf("archive: publish %s %s: %w", typ, id, err)
 	}
 	return nil
+}
+
+// maxEvent is the size bound of an encoded event: MaxEventSize, or half
+// the connected server's max_payload when that is smaller. The server's
+// limit is read at each publish, since a reconnect may reach another.
+func (p *Publisher) maxEvent() int {
+	limit := MaxEventSize
+	if nc := p.js.Conn(); nc != nil {
+		if mp := nc.MaxPayload(); mp > 0 {
+			limit = min(limit, int(mp/2))
+		}
+	}
+	return limit
+}
+
+// jsMessageTooLarge is JetStream's error code for a message over the
+// stream's max_msg_size (JSStreamMessageExceedsMaximumErr).
+const jsMessageTooLarge = 10054
+
+// refused reports whether a publish failed for the message itself rather
+// than for the bus: over the server's max_payload or the stream's
+// message size.
+func refused(err error) bool {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsMessageTooLarge
 }
 
 // NewEventID returns a unique id that sorts by time: 12 hex digits of Unix

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/mailgate/mailgate/archive"
 	"github.com/mailgate/mailgate/connector"
@@ -54,14 +56,25 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 			im.log.Warn("importer: close spool", "error", cerr)
 		}
 	}()
-	if parts, ok := p.containerParts(a, sp); ok && !j.part && !j.wholeMail {
+	// One deadline covers every reader of the content: the container's
+	// unpacking, its parts' and its own classification. Past it the
+	// policy decides on what it read, never with an error.
+	if j.deadline.IsZero() {
+		j.deadline = im.policy.Deadline(time.Now())
+	}
+	cctx, ccancel := context.WithDeadline(ctx, j.deadline)
+	defer ccancel()
+	if parts, ok := p.containerParts(cctx, a, sp); ok && !j.part && !j.wholeMail {
 		if err := p.documentParts(ctx, m, mailID, j, parts, seen); err != nil || !p.keepContainer(a) {
 			return err
 		}
 	}
-	d, err := im.policy.Classify(a, m.BodyRefs, sp.Size(), sp.Reader())
+	d, err := im.policy.Classify(cctx, a, m.BodyRefs, sp.Size(), sp.Reader())
 	if err != nil {
 		return fmt.Errorf("importer: classify %q: %w", a.Name, err)
+	}
+	if d.Note != "" {
+		im.log.Info("importer: document read in part", "connection_id", p.conn.ID, "name", policy.SanitizeName(a.Name, ""), "note", d.Note)
 	}
 	if j.wholeMail {
 		d = policy.Decision{Import: true, Kind: archive.KindEML, ContentType: "message/rfc822", Ext: "eml"}
@@ -142,7 +155,7 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	}
 	if !p.announced[id] {
 		if err := im.deps.Events.Imported(ctx, id, ev); err != nil {
-			return infra(componentNATS, fmt.Errorf("importer: publish %s: %w", id, err))
+			return publishFault(fmt.Errorf("importer: publish %s: %w", id, err))
 		}
 	}
 	if err := im.step("published"); err != nil {
@@ -175,7 +188,7 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	p.mu.Lock()
 	p.res.Imported++
 	p.imported++
-	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Kind: d.Kind, Profile: d.Profile, Subject: m.Subject}.withInvoice(d.Invoice))
+	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Kind: d.Kind, Profile: d.Profile, Detail: d.Note, Subject: cutText(m.Subject, maxSubject)}.withInvoice(d.Invoice))
 	p.mu.Unlock()
 	return nil
 }
@@ -237,11 +250,11 @@ func (p *pass) skip(ctx context.Context, m connector.Message, mailID, id, name s
 	ev := archive.Skipped{
 		Customer: p.conn.Customer, Connection: p.conn.ID, Mailbox: p.conn.Mailbox,
 		Message: messageInfo(m), Name: name, Size: size, SHA256: sha, ContentType: d.ContentType,
-		Reason: d.Reason, Detail: d.Detail, DuplicateOf: duplicateOf,
+		Reason: d.Reason, Detail: policy.SanitizeText(d.Detail, maxDetail), DuplicateOf: duplicateOf,
 	}
 	if !p.announced[skipID(id)] {
 		if err := im.deps.Events.Skipped(ctx, skipID(id), ev); err != nil {
-			return infra(componentNATS, fmt.Errorf("importer: publish skip %s: %w", id, err))
+			return publishFault(fmt.Errorf("importer: publish skip %s: %w", id, err))
 		}
 	}
 	if err := im.step("published"); err != nil {
@@ -262,13 +275,47 @@ func (p *pass) skip(ctx context.Context, m connector.Message, mailID, id, name s
 	p.mu.Lock()
 	p.res.Skipped++
 	p.skipped[d.Reason]++
-	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Reason: d.Reason, Detail: d.Detail, Subject: m.Subject})
+	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Reason: d.Reason, Detail: cutText(d.Detail, maxDetail), Subject: cutText(m.Subject, maxSubject)})
 	p.mu.Unlock()
 	return nil
 }
 
+// publishFault sorts a failed publish: an event refused for what it
+// holds (archive.ErrEventRefused: too large, unencodable) is the item's
+// failure, parked and in the end given up like any other; anything else
+// is the bus's.
+func publishFault(err error) error {
+	if errors.Is(err, archive.ErrEventRefused) {
+		return err
+	}
+	return infra(componentNATS, err)
+}
+
+// Bounds of the mail's texts in an event and the import history: a
+// sender chooses them, and every event of the mail carries them.
+const (
+	maxSubject   = 1 << 10
+	maxAddress   = 1 << 10
+	maxMessageID = 1 << 10
+	maxDetail    = 2 << 10
+)
+
 func messageInfo(m connector.Message) archive.MessageInfo {
-	return archive.MessageInfo{InternetMessageID: m.InternetMessageID, From: m.From, Subject: m.Subject, ReceivedAt: m.ReceivedAt}
+	return archive.MessageInfo{
+		InternetMessageID: cutText(m.InternetMessageID, maxMessageID), From: cutText(m.From, maxAddress),
+		Subject: cutText(m.Subject, maxSubject), ReceivedAt: m.ReceivedAt,
+	}
+}
+
+// cutText cuts s to at most n bytes without splitting a character.
+func cutText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // async starts fn and returns a function that waits for its result.

@@ -99,6 +99,9 @@ type PolicyConfig struct {
 	// is given up, so an outage (503s for half an hour) never uses up its
 	// attempts; default 1h.
 	RetryFor time.Duration
+	// ContentTimeout bounds the reading of one attachment's content, its
+	// parts' included (policy.Config.ContentTimeout); default 10s.
+	ContentTimeout time.Duration
 }
 
 // Config configures an Importer. The zero value of every field means its
@@ -276,6 +279,8 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*I
 			MinImageSize: cfg.Policy.MinImageSize,
 			AllowTypes:   cfg.Policy.AllowTypes,
 			SaveEML:      cfg.Policy.SaveEML,
+			// One deadline covers every reader of a document's content.
+			ContentTimeout: cfg.Policy.ContentTimeout,
 		}),
 		ledger:  l,
 		metrics: m,

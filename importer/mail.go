@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -21,6 +22,9 @@ type job struct {
 	att       connector.Attachment
 	wholeMail bool
 	part      bool // a file from inside a container attachment (smime.go)
+	// deadline ends the reading of the content (policy.Deadline): set
+	// once for an attachment, shared by the parts of a container.
+	deadline time.Time
 }
 
 // mail handles every document of one mail and then post-processes it.
@@ -94,7 +98,7 @@ func (p *pass) mail(ctx context.Context, m connector.Message, isDone func() (boo
 				gone = true
 			case ownerOf(err) == ownerItem && gctx.Err() == nil:
 				// This attachment's own failure: the others go on.
-				failed = append(failed, failedAttachment{Name: j.att.Name, Size: j.att.Size, Error: err.Error()})
+				failed = append(failed, failedAttachment{Name: cutText(j.att.Name, maxParkedText), Size: j.att.Size, Error: cutText(err.Error(), maxParkedError)})
 				first = cmp.Or(first, err)
 			default:
 				return err

@@ -35,6 +35,14 @@ const (
 	parkedPerPass = 100
 )
 
+// Bounds of a parked mail's texts: the backlog holds up to maxParked of
+// them in one KV value, which must stay under the server's max_payload
+// whatever subjects and errors the mails bring.
+const (
+	maxParkedText  = 256
+	maxParkedError = 512
+)
+
 var errTooManyParked = errors.New("importer: too many failing mails parked")
 
 // backlog is a connection's unfinished business, in KV "cursors" under
@@ -163,10 +171,10 @@ func (p *pass) park(ctx context.Context, m connector.Message, cause error) error
 		if e.First.IsZero() { // new, or retried by an operator
 			e.First = now
 		}
-		e.MessageID, e.InternetMessageID = m.ID, m.InternetMessageID
-		e.Subject, e.From, e.ReceivedAt = m.Subject, m.From, m.ReceivedAt
+		e.MessageID, e.InternetMessageID = m.ID, m.InternetMessageID // part of the documents' ids: never cut
+		e.Subject, e.From, e.ReceivedAt = cutText(m.Subject, maxParkedText), cutText(m.From, maxParkedText), m.ReceivedAt
 		e.Attempts++
-		e.Last, e.LastError, e.Failed = now, cause.Error(), failed
+		e.Last, e.LastError, e.Failed = now, cutText(cause.Error(), maxParkedError), failed
 		e.Next = now.Add(im.retryBackoff().delay(e.Attempts))
 		pm = *e
 		return nil

@@ -22,7 +22,7 @@ import (
 
 // containerParts unpacks a container attachment; ok is false for any
 // other attachment or when no file could be taken from it.
-func (p *pass) containerParts(a connector.Attachment, sp spooled) (parts []policy.Part, ok bool) {
+func (p *pass) containerParts(ctx context.Context, a connector.Attachment, sp spooled) (parts []policy.Part, ok bool) {
 	unpack := policy.UnpackSMIME
 	switch {
 	case a.Type == connector.ItemAttachment:
@@ -34,7 +34,7 @@ func (p *pass) containerParts(a connector.Attachment, sp spooled) (parts []polic
 	if _, err := r.Seek(0, io.SeekStart); err != nil {
 		return nil, false
 	}
-	parts, err := unpack(r)
+	parts, err := unpack(ctx, r)
 	if err != nil || len(parts) == 0 {
 		if err != nil {
 			p.im.log.Info("importer: container attachment not unpacked", "connection_id", p.conn.ID, "error", err)
@@ -58,7 +58,7 @@ func (p *pass) documentParts(ctx context.Context, m connector.Message, mailID st
 		j := job{part: true, att: connector.Attachment{
 			ID: container.att.ID + "/" + strconv.Itoa(i), Type: connector.FileAttachment, Name: part.Name,
 			ContentType: part.ContentType, Size: int64(len(part.Content)), Content: part.Content,
-		}}
+		}, deadline: container.deadline}
 		if err := p.document(ctx, m, mailID, j, seen); err != nil {
 			return err
 		}

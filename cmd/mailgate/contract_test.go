@@ -214,7 +214,7 @@ func TestRealEInvoicesFitAsyncAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 		a := connector.Attachment{Type: connector.FileAttachment, Name: f.Name(), ContentType: "application/octet-stream"}
-		d, err := pol.Classify(a, "", int64(len(b)), bytes.NewReader(b))
+		d, err := pol.Classify(context.Background(), a, "", int64(len(b)), bytes.NewReader(b))
 		if err != nil || !d.Import {
 			continue
 		}

@@ -3,6 +3,7 @@ package policy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"sort"
@@ -53,7 +54,7 @@ func TestCorpus(t *testing.T) {
 				t.Fatal(err)
 			}
 			a := connector.Attachment{Type: connector.FileAttachment, Name: name, ContentType: "application/octet-stream"}
-			d, err := p.Classify(a, "", int64(len(b)), bytes.NewReader(b))
+			d, err := p.Classify(context.Background(), a, "", int64(len(b)), bytes.NewReader(b))
 			if err != nil {
 				t.Fatalf("Classify: %v", err)
 			}

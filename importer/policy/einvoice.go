@@ -3,6 +3,7 @@ package policy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/xml"
 	"io"
 	"regexp"
@@ -55,18 +56,27 @@ type EInvoice struct {
 // resolves no external entities. A broken document yields what was read
 // before the break.
 func DetectEInvoice(r io.Reader) (EInvoice, bool) {
-	inv, _, ok := parseEInvoice(r)
+	inv, _, ok := parseEInvoice(context.Background(), r)
 	return inv, ok
 }
 
+// ctxEvery is how many XML tokens the walker reads between looks at its
+// deadline.
+const ctxEvery = 1 << 10
+
 // parseEInvoice is DetectEInvoice that also returns the root element's
 // name ("" when the input is not XML), for the skip detail of XML that is
-// no invoice.
-func parseEInvoice(r io.Reader) (EInvoice, xml.Name, bool) {
+// no invoice. At ctx's end it stops with what it read and the data marked
+// archive.CheckIncomplete; the root element is always read.
+func parseEInvoice(ctx context.Context, r io.Reader) (EInvoice, xml.Name, bool) {
 	d := xml.NewDecoder(xmlText(io.LimitReader(r, maxInvoiceXML)))
 	d.CharsetReader = charsetReader
 	var w *invoiceWalker
-	for {
+	for n := 1; ; n++ {
+		if w != nil && n%ctxEvery == 0 && ctx.Err() != nil {
+			w.incomplete = true
+			break
+		}
 		tok, err := d.Token()
 		if err != nil {
 			break

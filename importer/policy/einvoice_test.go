@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"compress/zlib"
+	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -69,7 +70,7 @@ func TestEInvoiceVariants(t *testing.T) {
 		t.Run(tt.file, func(t *testing.T) {
 			b := fixture(t, "einvoice/"+tt.file, tt.gen)
 			a := connector.Attachment{Type: connector.FileAttachment, Name: tt.file, ContentType: "application/octet-stream"}
-			d, err := p.Classify(a, "", int64(len(b)), bytes.NewReader(b))
+			d, err := p.Classify(context.Background(), a, "", int64(len(b)), bytes.NewReader(b))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -107,12 +108,12 @@ func TestLenientScan(t *testing.T) {
 		}()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inv, name, ok := invoiceAmong(scanAttachments(tc.pdf))
+			inv, name, ok := invoiceAmong(context.Background(), scanAttachments(context.Background(), tc.pdf))
 			if !ok || name != tc.file || inv.Data == nil || inv.Data.Number == "" {
 				t.Fatalf("scan: ok %v name %q inv %+v", ok, name, inv)
 			}
 			// And the whole detector gets there too.
-			d, err := New(Config{}).Classify(connector.Attachment{Type: connector.FileAttachment, Name: "r.pdf"}, "", int64(len(tc.pdf)), bytes.NewReader(tc.pdf))
+			d, err := New(Config{}).Classify(context.Background(), connector.Attachment{Type: connector.FileAttachment, Name: "r.pdf"}, "", int64(len(tc.pdf)), bytes.NewReader(tc.pdf))
 			if err != nil || d.Kind != archive.KindZUGFeRD || d.Invoice == nil || d.Invoice.Number != inv.Data.Number {
 				t.Fatalf("Classify = %+v, %v", d, err)
 			}
@@ -131,7 +132,7 @@ func TestLenientScan(t *testing.T) {
 func TestPDFBounds(t *testing.T) {
 	pdf := embeddingPDF("1.7", "factur-x.xml", ciiInvoice("B-1", "urn:cen.eu:en16931:2017"))
 	a := connector.Attachment{Type: connector.FileAttachment, Name: "r.pdf"}
-	d, err := New(Config{PDFMaxSize: int64(len(pdf)) - 1}).Classify(a, "", int64(len(pdf)), bytes.NewReader(pdf))
+	d, err := New(Config{PDFMaxSize: int64(len(pdf)) - 1}).Classify(context.Background(), a, "", int64(len(pdf)), bytes.NewReader(pdf))
 	if err != nil || d.Kind != archive.KindPDF || !d.Import {
 		t.Errorf("over the size bound: %+v, %v; want a plain pdf", d, err)
 	}
@@ -142,7 +143,7 @@ func TestPDFBounds(t *testing.T) {
 		p.pdfSlots <- struct{}{}
 	}
 	start := time.Now()
-	d, err = p.Classify(a, "", int64(len(pdf)), bytes.NewReader(pdf))
+	d, err = p.Classify(context.Background(), a, "", int64(len(pdf)), bytes.NewReader(pdf))
 	if err != nil || d.Kind != archive.KindPDF {
 		t.Errorf("readers busy: %+v, %v; want a plain pdf", d, err)
 	}
@@ -151,7 +152,7 @@ func TestPDFBounds(t *testing.T) {
 	}
 	// With a slot free again, the same file is an e-invoice.
 	<-p.pdfSlots
-	if d, _ = p.Classify(a, "", int64(len(pdf)), bytes.NewReader(pdf)); d.Kind != archive.KindZUGFeRD {
+	if d, _ = p.Classify(context.Background(), a, "", int64(len(pdf)), bytes.NewReader(pdf)); d.Kind != archive.KindZUGFeRD {
 		t.Errorf("slot free: kind %s", d.Kind)
 	}
 }
@@ -161,11 +162,11 @@ func TestPDFBounds(t *testing.T) {
 // kind other.
 func TestNotAnInvoiceXML(t *testing.T) {
 	a := connector.Attachment{Type: connector.FileAttachment, Name: "IT01234567890_FPR01.xml"}
-	d, err := New(Config{}).Classify(a, "", int64(len(fatturaPA)), strings.NewReader(fatturaPA))
+	d, err := New(Config{}).Classify(context.Background(), a, "", int64(len(fatturaPA)), strings.NewReader(fatturaPA))
 	if err != nil || d.Import || d.Reason != archive.ReasonTypeNotAllowed || !strings.Contains(d.Detail, "<FatturaElettronica>") {
 		t.Errorf("FatturaPA: %+v, %v", d, err)
 	}
-	d, _ = New(Config{AllowTypes: []string{"text/xml"}}).Classify(a, "", int64(len(fatturaPA)), strings.NewReader(fatturaPA))
+	d, _ = New(Config{AllowTypes: []string{"text/xml"}}).Classify(context.Background(), a, "", int64(len(fatturaPA)), strings.NewReader(fatturaPA))
 	if !d.Import || d.Kind != archive.KindOther {
 		t.Errorf("FatturaPA with text/xml allowed: %+v", d)
 	}
@@ -288,12 +289,15 @@ func FuzzScanAttachments(f *testing.F) {
 	f.Add(objStmPDF("factur-x.xml", "<x/>"))
 	f.Add(incrementalPDF("factur-x.xml", "<x/>"))
 	f.Add([]byte("1 0 obj << /EF << /F 2 0 R >> /F (factur-x.xml) >> endobj 2 0 obj << /Length 3 0 R /Filter [/FlateDecode /FlateDecode] >> stream\nxx\nendstream endobj 3 0 obj -5 endobj"))
+	f.Add(quadraticPDF()[:4096])
 	f.Fuzz(func(t *testing.T, in []byte) {
-		for _, a := range scanAttachments(in) {
-			if len(a.data) > maxEmbeddedXML {
-				t.Fatalf("embedded file of %d bytes", len(a.data))
+		cpuBound(t, len(in), func() {
+			for _, a := range scanAttachments(context.Background(), in) {
+				if len(a.data) > maxEmbeddedXML {
+					t.Fatalf("embedded file of %d bytes", len(a.data))
+				}
 			}
-		}
+		})
 	})
 }
 
@@ -302,7 +306,7 @@ func BenchmarkLenientScan(b *testing.B) {
 	pdf = append(bytes.Repeat([]byte("% padding with obj and 12 0 obj words\n"), 1<<15), pdf...)
 	b.SetBytes(int64(len(pdf)))
 	for b.Loop() {
-		if _, _, ok := invoiceAmong(scanAttachments(pdf)); !ok {
+		if _, _, ok := invoiceAmong(context.Background(), scanAttachments(context.Background(), pdf)); !ok {
 			b.Fatal("not found")
 		}
 	}
@@ -352,11 +356,11 @@ func TestEmbeddedFlateBomb(t *testing.T) {
 	)
 	pdf := classicPDF("1.7", objs, "")
 	start := time.Now()
-	d, err := New(Config{}).Classify(connector.Attachment{Type: connector.FileAttachment, Name: "bombe.pdf"}, "", int64(len(pdf)), bytes.NewReader(pdf))
+	d, err := New(Config{}).Classify(context.Background(), connector.Attachment{Type: connector.FileAttachment, Name: "bombe.pdf"}, "", int64(len(pdf)), bytes.NewReader(pdf))
 	if err != nil || d.Kind != archive.KindZUGFeRD {
 		t.Errorf("Classify = %+v, %v", d, err)
 	}
-	for _, a := range scanAttachments(pdf) {
+	for _, a := range scanAttachments(context.Background(), pdf) {
 		if len(a.data) > maxEmbeddedXML {
 			t.Errorf("lenient scan decoded %d bytes", len(a.data))
 		}

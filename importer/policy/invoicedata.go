@@ -117,11 +117,31 @@ const maxXMLDepth = 256
 
 type amount struct{ value, currency string }
 
+// maxFieldPath bounds the element path the walker keeps: the longest
+// path of the field tables is about 130 bytes. Below an element whose path
+// would be longer, nothing can match, so no path is built there and a
+// tag costs the same whatever the names above it.
+const maxFieldPath = 256
+
+// Bounds of the lists the walker collects: the payment accounts kept
+// for the event (more are counted as truncated), and the values waiting
+// for their pair (UBL CompanyIDs for their TaxScheme, VAT totals for the
+// currency).
+const (
+	maxInvoiceIBANs = archive.MaxInvoiceList
+	maxPending      = 16
+)
+
 type invoiceWalker struct {
 	syntax string
 	fields map[string]field
-	stack  []string
-	path   string // stack joined by "/"
+	// lens holds, for each open element, the length path had before the
+	// element was entered; path is the element names joined by "/" up to
+	// the depth beyond (0: the whole stack), where the path grew over
+	// maxFieldPath.
+	lens   []int
+	path   string
+	beyond int
 
 	cur     field // field being collected, fNone when none
 	curAttr string
@@ -133,6 +153,8 @@ type invoiceWalker struct {
 	taxes                       []amount
 	prepaid, rounding           string
 	sellerCompany, buyerCompany []string // UBL CompanyIDs waiting for their TaxScheme
+	truncated                   []string // lists cut at their bound
+	incomplete                  bool     // the reading stopped at the deadline
 }
 
 func newInvoiceWalker(syntax string) *invoiceWalker {
@@ -147,18 +169,27 @@ func newInvoiceWalker(syntax string) *invoiceWalker {
 func (w *invoiceWalker) token(tok xml.Token) bool {
 	switch t := tok.(type) {
 	case xml.StartElement:
-		if len(w.stack) >= maxXMLDepth {
+		if len(w.lens) >= maxXMLDepth {
 			return false
 		}
 		name := t.Name.Local
 		if a, ok := ciiAliases[name]; ok && w.syntax == SyntaxCII {
 			name = a
 		}
-		w.stack = append(w.stack, name)
-		w.path = strings.Join(w.stack, "/")
-		if w.cur == fNone {
+		w.lens = append(w.lens, len(w.path))
+		if w.beyond == 0 {
+			switch {
+			case len(w.path)+1+len(name) > maxFieldPath:
+				w.beyond = len(w.lens)
+			case w.path == "":
+				w.path = name
+			default:
+				w.path += "/" + name
+			}
+		}
+		if w.cur == fNone && w.beyond == 0 {
 			if f, ok := w.fields[w.path]; ok {
-				w.cur, w.curLen, w.curAttr = f, len(w.stack), ""
+				w.cur, w.curLen, w.curAttr = f, len(w.lens), ""
 				w.text.Reset()
 				for _, a := range t.Attr {
 					if a.Name.Local == "schemeID" || a.Name.Local == "currencyID" {
@@ -172,15 +203,19 @@ func (w *invoiceWalker) token(tok xml.Token) bool {
 			w.text.Write(t[:min(len(t), room)])
 		}
 	case xml.EndElement:
-		if len(w.stack) == 0 {
+		n := len(w.lens)
+		if n == 0 {
 			return false
 		}
-		if w.cur != fNone && len(w.stack) == w.curLen {
+		if w.cur != fNone && n == w.curLen {
 			w.set(w.cur, strings.ToValidUTF8(strings.TrimSpace(w.text.String()), ""), w.curAttr)
 			w.cur = fNone
 		}
-		w.stack = w.stack[:len(w.stack)-1]
-		w.path = strings.Join(w.stack, "/")
+		w.path = w.path[:w.lens[n-1]]
+		if w.beyond == n {
+			w.beyond = 0
+		}
+		w.lens = w.lens[:n-1]
 	}
 	return true
 }
@@ -229,9 +264,13 @@ func (w *invoiceWalker) set(f field, v, attr string) {
 			setOnce(&in.Buyer.VATID, v)
 		}
 	case fSellerCompanyID:
-		w.sellerCompany = append(w.sellerCompany, v)
+		if len(w.sellerCompany) < maxPending {
+			w.sellerCompany = append(w.sellerCompany, v)
+		}
 	case fBuyerCompanyID:
-		w.buyerCompany = append(w.buyerCompany, v)
+		if len(w.buyerCompany) < maxPending {
+			w.buyerCompany = append(w.buyerCompany, v)
+		}
 	case fSellerTaxScheme: // UBL: VAT is the VAT id, any other scheme (FC) the tax number
 		if n := len(w.sellerCompany); n > 0 {
 			id := w.sellerCompany[n-1]
@@ -253,7 +292,9 @@ func (w *invoiceWalker) set(f field, v, attr string) {
 	case fNet:
 		setOnce(&in.Totals.Net, v)
 	case fTax:
-		w.taxes = append(w.taxes, amount{v, attr})
+		if len(w.taxes) < maxPending {
+			w.taxes = append(w.taxes, amount{v, attr})
+		}
 	case fGross:
 		setOnce(&in.Totals.Gross, v)
 	case fPrepaid:
@@ -264,8 +305,12 @@ func (w *invoiceWalker) set(f field, v, attr string) {
 		setOnce(&in.Totals.Payable, v)
 	case fIBAN:
 		v = strings.ReplaceAll(v, " ", "")
-		if !slices.Contains(in.IBAN, v) {
+		switch {
+		case slices.Contains(in.IBAN, v):
+		case len(in.IBAN) < maxInvoiceIBANs:
 			in.IBAN = append(in.IBAN, v)
+		case !slices.Contains(w.truncated, "iban"):
+			w.truncated = append(w.truncated, "iban")
 		}
 	}
 }
@@ -287,10 +332,38 @@ func (w *invoiceWalker) result() EInvoice {
 	if in.Totals.Tax == "" && len(w.taxes) > 0 {
 		in.Totals.Tax = w.taxes[0].value
 	}
+	sanitizeInvoice(&in)
+	in.Truncated = w.truncated
 	e := EInvoice{Syntax: w.syntax, Raw: in.Guideline, Profile: ProfileName(in.Guideline)}
 	in.Checks = checkInvoice(&in, e.Profile, w.prepaid, w.rounding)
+	if w.incomplete {
+		in.Checks = append(in.Checks, archive.CheckIncomplete)
+	}
 	e.Data = &in
 	return e
+}
+
+// sanitizeInvoice makes every text of the invoice's data safe to show
+// (SanitizeText): the XML is the sender's, and a bidi override in a
+// seller's name would turn what the portal and the DMS show around.
+func sanitizeInvoice(in *archive.Invoice) {
+	for _, s := range []*string{
+		&in.Number, &in.TypeCode, &in.IssueDate, &in.DueDate, &in.Currency, &in.BuyerReference, &in.Guideline,
+		&in.Seller.Name, &in.Seller.VATID, &in.Seller.TaxNumber, &in.Buyer.Name, &in.Buyer.VATID,
+		&in.Totals.Net, &in.Totals.Tax, &in.Totals.Gross, &in.Totals.Payable,
+	} {
+		*s = SanitizeText(*s, maxFieldText)
+	}
+	ibans := in.IBAN[:0]
+	for _, v := range in.IBAN {
+		if v = SanitizeText(v, maxFieldText); v != "" && !slices.Contains(ibans, v) {
+			ibans = append(ibans, v)
+		}
+	}
+	in.IBAN = ibans
+	if len(in.IBAN) == 0 {
+		in.IBAN = nil
+	}
 }
 
 // isoDate turns CII's format 102 (YYYYMMDD) into YYYY-MM-DD; a date

@@ -3,6 +3,7 @@ package policy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +16,7 @@ import (
 // text and images without a file name are left out; files of mails
 // attached inside it, and of S/MIME parts, are taken too. An attached
 // mail without files yields none.
-func UnpackMessage(r io.Reader) ([]Part, error) {
+func UnpackMessage(ctx context.Context, r io.Reader) ([]Part, error) {
 	data, err := io.ReadAll(io.LimitReader(r, MaxSMIMESize+1))
 	if err != nil {
 		return nil, fmt.Errorf("policy: attached mail: read: %w", err)
@@ -28,7 +29,7 @@ func UnpackMessage(r io.Reader) ([]Part, error) {
 		return nil, fmt.Errorf("policy: attached mail: %w", err)
 	}
 	var parts []Part
-	if err := walkMIME(textproto.MIMEHeader(msg.Header), msg.Body, 0, &parts); err != nil {
+	if err := walkMIME(ctx, textproto.MIMEHeader(msg.Header), msg.Body, 0, &parts); err != nil {
 		return nil, err
 	}
 	return parts, nil

@@ -59,6 +59,40 @@ func SanitizeName(name, ext string) string {
 	return name
 }
 
+// SanitizeText returns a text from a document (an invoice's number, a
+// party's name) that is safe to show, as SanitizeName does for names:
+// valid UTF-8, no format characters (Unicode category Cf: bidi overrides
+// and isolates, zero-width characters, the byte order mark, …) and no
+// control characters, where tabs and line breaks become spaces; runs of
+// white space collapse to one, the ends are trimmed, and the result is
+// cut to at most limit bytes.
+func SanitizeText(s string, limit int) string {
+	var b strings.Builder
+	space := false
+	for _, r := range strings.ToValidUTF8(s, "") {
+		switch {
+		case unicode.IsSpace(r):
+			space = b.Len() > 0
+			continue
+		case unicode.IsControl(r), unicode.Is(unicode.Cf, r), r == utf8.RuneError:
+			continue
+		}
+		n := utf8.RuneLen(r)
+		if space {
+			n++
+		}
+		if b.Len()+n > limit {
+			break
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 // SanitizeExt keeps only ASCII letters and digits of an extension.
 func SanitizeExt(ext string) string {
 	ext = strings.Map(func(r rune) rune {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/mailgate/mailgate/archive"
 )
 
 func TestSanitizeName(t *testing.T) {
@@ -117,7 +119,11 @@ func FuzzDetectEInvoice(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		inv, ok := DetectEInvoice(bytes.NewReader(in))
+		var (
+			inv EInvoice
+			ok  bool
+		)
+		cpuBound(t, len(in), func() { inv, ok = DetectEInvoice(bytes.NewReader(in)) })
 		if ok != (inv.Syntax != "") {
 			t.Fatalf("ok=%v with syntax %q", ok, inv.Syntax)
 		}
@@ -132,8 +138,13 @@ func FuzzDetectEInvoice(f *testing.F) {
 		}
 		if ok {
 			b, _ := json.Marshal(inv.Data)
-			if !utf8.Valid(b) || len(inv.Data.Number) > 1024 || len(inv.Data.Seller.Name) > 1024 {
+			if !utf8.Valid(b) || len(inv.Data.Number) > 1024 || len(inv.Data.Seller.Name) > 1024 || len(inv.Data.IBAN) > archive.MaxInvoiceList {
 				t.Fatalf("data %s", b)
+			}
+			for _, r := range inv.Data.Number + inv.Data.Seller.Name + inv.Data.Buyer.Name + strings.Join(inv.Data.IBAN, "") {
+				if unicode.Is(unicode.Cf, r) || unicode.IsControl(r) {
+					t.Fatalf("format or control character %U in %s", r, b)
+				}
 			}
 		}
 	})

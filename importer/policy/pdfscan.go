@@ -3,7 +3,9 @@ package policy
 import (
 	"bytes"
 	"compress/zlib"
+	"context"
 	"io"
+	"slices"
 	"strconv"
 	"unicode/utf16"
 )
@@ -14,13 +16,22 @@ import (
 // incremental update does), opens object streams (/Type /ObjStm), and
 // follows every file specification's /EF entry to its embedded file
 // stream. It knows FlateDecode and unfiltered streams, no encryption, and
-// bounds all it decompresses.
+// bounds all it decompresses. It is linear in the file's size: an object
+// is parsed no further than the next object's header (so a string left
+// open does not run to the end of the file, once for every header), an
+// object stream's object no further than the next one's offset, each
+// offset once, and it ends with its context (the document's deadline).
 
 // Bounds of the lenient scan.
 const (
 	scanMaxObjStm = 16 << 20 // decoded bytes of one object stream
 	scanBudget    = 64 << 20 // decoded bytes of all object streams
 	scanMaxObjs   = 200000
+	// scanMaxLengths bounds the definitions of an indirect /Length tried.
+	scanMaxLengths = 8
+	// scanCtxEvery is how many objects the scan reads between looks at
+	// its deadline.
+	scanCtxEvery = 256
 )
 
 type (
@@ -56,7 +67,7 @@ func objHeaders(pdf []byte, limit int) []objHeader {
 		j := at
 		back := func(digits bool) (start int, ok bool) {
 			end := j
-			for j > 0 && (digits && isDigit(pdf[j-1]) || !digits && isPDFSpace(pdf[j-1])) {
+			for j > 0 && end-j <= 10 && (digits && isDigit(pdf[j-1]) || !digits && isPDFSpace(pdf[j-1])) {
 				j--
 			}
 			return j, j < end && end-j <= 10
@@ -89,10 +100,12 @@ type objHeader struct{ start, num, body int }
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // scanAttachments returns the embedded files the lenient scan finds, with
-// the content of those named like an e-invoice.
-func scanAttachments(pdf []byte) []attachment {
-	objs := scanObjects(pdf)
+// the content of the first named like an e-invoice whose content decodes.
+// At ctx's end it returns what it found until then.
+func scanAttachments(ctx context.Context, pdf []byte) []attachment {
+	objs := scanObjects(ctx, pdf)
 	var out []attachment
+	budget, found := scanBudget, false
 	var visit func(v any, depth int)
 	visit = func(v any, depth int) {
 		if depth > 32 {
@@ -106,11 +119,13 @@ func scanAttachments(pdf []byte) []attachment {
 					name = pdfText(t["F"])
 				}
 				a := attachment{name: name}
-				if isZUGFeRDName(name) {
+				if isZUGFeRDName(name) && !found && budget > 0 {
 					for _, k := range []pdfName{"UF", "F"} {
 						if ref, ok := ef[k].(pdfRef); ok {
 							if o, ok := objs[ref.num]; ok && o.stream != nil {
-								a.data = decodeStream(o.val, o.stream, maxEmbeddedXML)
+								a.data = decodeStream(o.val, o.stream, min(maxEmbeddedXML, budget))
+								budget -= max(len(a.data), len(o.stream))
+								found = a.data != nil
 								break
 							}
 						}
@@ -127,7 +142,11 @@ func scanAttachments(pdf []byte) []attachment {
 			}
 		}
 	}
+	n := 0
 	for _, o := range objs {
+		if n++; n%scanCtxEvery == 0 && ctx.Err() != nil {
+			break
+		}
 		visit(o.val, 0)
 	}
 	// Named e-invoices with content first.
@@ -142,37 +161,57 @@ func scanAttachments(pdf []byte) []attachment {
 
 // scanObjects finds the indirect objects, the last definition of each
 // number winning, and the objects inside object streams.
-func scanObjects(pdf []byte) map[int]pdfObj {
+func scanObjects(ctx context.Context, pdf []byte) map[int]pdfObj {
 	objs := map[int]pdfObj{}
 	pos := map[int]int{} // where each number was last defined
 	var streams []int    // object numbers of object streams
 	headers := objHeaders(pdf, scanMaxObjs)
+	// An object's value ends before the next header: a string or
+	// dictionary left open stops there instead of at the end of the file.
+	value := func(k int) (any, *pdfParser, bool) {
+		end := len(pdf)
+		if k+1 < len(headers) {
+			end = headers[k+1].start
+		}
+		p := &pdfParser{b: pdf[:end], i: min(headers[k].body, end)}
+		v, ok := p.value(0)
+		return v, p, ok
+	}
 	// Integer objects first: a stream's /Length is often one, written
-	// after the stream. Every definition is kept, and the one that ends
-	// the stream at "endstream" is taken.
+	// after the stream. The last definitions are kept, and the one that
+	// ends the stream at "endstream" is taken.
 	ints := map[int][]int{}
-	for _, h := range headers {
-		p := &pdfParser{b: pdf, i: h.body}
-		if v, ok := p.value(0); ok {
+	for k, h := range headers {
+		if k%scanCtxEvery == 0 && ctx.Err() != nil {
+			return objs
+		}
+		if v, _, ok := value(k); ok {
 			if n, ok := v.(int); ok {
-				ints[h.num] = append(ints[h.num], n)
+				l := ints[h.num]
+				if len(l) >= scanMaxLengths {
+					l = l[1:]
+				}
+				ints[h.num] = append(l, n)
 			}
 		}
 	}
 	end := 0
-	for _, h := range headers {
+	for k, h := range headers {
+		if k%scanCtxEvery == 0 && ctx.Err() != nil {
+			return objs
+		}
 		if h.start < end {
 			continue // inside the previous object's stream (an embedded PDF's objects)
 		}
 		num := h.num
-		p := &pdfParser{b: pdf, i: h.body}
-		v, ok := p.value(0)
+		v, p, ok := value(k)
 		if !ok {
 			continue
 		}
 		o := pdfObj{val: v}
 		if d, ok := v.(pdfDict); ok {
-			o.stream, end = p.stream(d, ints)
+			sp := &pdfParser{b: pdf, i: p.i} // the stream may hold what looks like headers
+			o.stream, end = sp.stream(d, ints)
 			if d["Type"] == pdfName("ObjStm") {
 				streams = append(streams, num)
 			}
@@ -181,6 +220,9 @@ func scanObjects(pdf []byte) map[int]pdfObj {
 	}
 	budget := scanBudget
 	for _, sn := range streams {
+		if ctx.Err() != nil {
+			return objs
+		}
 		o := objs[sn]
 		d, _ := o.val.(pdfDict)
 		n, _ := d["N"].(int)
@@ -190,6 +232,8 @@ func scanObjects(pdf []byte) map[int]pdfObj {
 		if data == nil || n <= 0 || first <= 0 || first > len(data) {
 			continue
 		}
+		type entry struct{ num, off int }
+		var entries []entry
 		hp := &pdfParser{b: data[:first]}
 		for range n {
 			num, ok1 := hp.value(0)
@@ -199,12 +243,41 @@ func scanObjects(pdf []byte) map[int]pdfObj {
 			if !ok1 || !ok2 || first+oo >= len(data) || oo < 0 {
 				break
 			}
-			if p, ok := pos[on]; ok && p > pos[sn] {
+			entries = append(entries, entry{on, first + oo})
+		}
+		// Each object ends where the next offset begins, and each offset
+		// is parsed once, whatever order or repetition the header claims.
+		offs := make([]int, 0, len(entries))
+		for _, e := range entries {
+			offs = append(offs, e.off)
+		}
+		slices.Sort(offs)
+		offs = slices.Compact(offs)
+		type value struct {
+			v  any
+			ok bool
+		}
+		parsed := make(map[int]value, len(offs))
+		for k, e := range entries {
+			if k%scanCtxEvery == 0 && ctx.Err() != nil {
+				return objs
+			}
+			if p, ok := pos[e.num]; ok && p > pos[sn] {
 				continue // redefined later in an incremental update
 			}
-			vp := &pdfParser{b: data, i: first + oo}
-			if v, ok := vp.value(0); ok {
-				objs[on], pos[on] = pdfObj{val: v}, pos[sn]
+			v, done := parsed[e.off]
+			if !done {
+				i, _ := slices.BinarySearch(offs, e.off)
+				end := len(data)
+				if i+1 < len(offs) {
+					end = offs[i+1]
+				}
+				vp := &pdfParser{b: data[:end], i: e.off}
+				v.v, v.ok = vp.value(0)
+				parsed[e.off] = v
+			}
+			if v.ok {
+				objs[e.num], pos[e.num] = pdfObj{val: v.v}, pos[sn]
 			}
 		}
 	}
@@ -528,7 +601,7 @@ func (p *pdfParser) stream(d pdfDict, ints map[int][]int) ([]byte, int) {
 		if n < 0 || start+n > len(p.b) {
 			continue
 		}
-		rest := bytes.TrimLeft(p.b[start+n:], " \r\n\t")
+		rest := bytes.TrimLeft(p.b[start+n:min(len(p.b), start+n+64)], " \r\n\t")
 		if bytes.HasPrefix(rest, []byte("endstream")) {
 			return p.b[start : start+n], start + n
 		}

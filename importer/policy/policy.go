@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"context"
 	"encoding/xml"
 	"fmt"
 	"image"
@@ -39,7 +40,18 @@ type Config struct {
 	// either is archived as a plain PDF.
 	PDFMaxSize int64
 	PDFTimeout time.Duration
+	// ContentTimeout is the one time bound of all the readers of a
+	// document's content (default DefaultContentTimeout): the containers
+	// (S/MIME, attached mails), the PDF readers and the XML walker. The
+	// importer sets the deadline once per attachment (Policy.Deadline)
+	// and the parts of a container share it. A document over it is
+	// decided on what was read: a plain PDF, an invoice's data marked
+	// archive.CheckIncomplete, a container taken as it is.
+	ContentTimeout time.Duration
 }
+
+// DefaultContentTimeout bounds the reading of one document's content.
+const DefaultContentTimeout = 10 * time.Second
 
 // Policy classifies attachments. It is safe for concurrent use.
 type Policy struct {
@@ -49,12 +61,14 @@ type Policy struct {
 	pdfMaxSize int64
 	pdfTimeout time.Duration
 	pdfSlots   chan struct{} // running PDF readers
+	content    time.Duration
 }
 
 // New returns a policy for cfg with defaults filled in.
 func New(cfg Config) *Policy {
 	p := &Policy{minImage: cfg.MinImageSize, saveEML: cfg.SaveEML,
-		pdfMaxSize: cfg.PDFMaxSize, pdfTimeout: cfg.PDFTimeout, pdfSlots: make(chan struct{}, pdfReaders)}
+		pdfMaxSize: cfg.PDFMaxSize, pdfTimeout: cfg.PDFTimeout, pdfSlots: make(chan struct{}, pdfReaders),
+		content: cfg.ContentTimeout}
 	if p.minImage <= 0 {
 		p.minImage = DefaultMinImageSize
 	}
@@ -63,6 +77,9 @@ func New(cfg Config) *Policy {
 	}
 	if p.pdfTimeout <= 0 {
 		p.pdfTimeout = DefaultPDFTimeout
+	}
+	if p.content <= 0 {
+		p.content = DefaultContentTimeout
 	}
 	for _, t := range cfg.AllowTypes {
 		p.allow = append(p.allow, strings.ToLower(strings.TrimSpace(t)))
@@ -83,7 +100,14 @@ type Decision struct {
 	Invoice *archive.Invoice
 	Reason  string // archive.Reason*; set when !Import
 	Detail  string // the reason in plain words
+	// Note says, for an imported document, why its content was read
+	// only in part (a bound was met); the decision stands on what was read.
+	Note string
 }
+
+// Deadline is when the reading of a document's content that starts now
+// must end (Config.ContentTimeout).
+func (p *Policy) Deadline(now time.Time) time.Time { return now.Add(p.content) }
 
 func skip(reason, detail string) Decision { return Decision{Reason: reason, Detail: detail} }
 
@@ -104,7 +128,10 @@ func (p *Policy) Precheck(a connector.Attachment) (d Decision, ok bool) {
 // cid: references of the mail's HTML body (connector.Message.BodyRefs; the
 // body itself will do), used to tell images shown in the body from
 // attached ones. rs must be positioned anywhere; Classify seeks as it needs.
-func (p *Policy) Classify(a connector.Attachment, bodyRefs string, size int64, rs io.ReadSeeker) (Decision, error) {
+// Reading the content ends with ctx (the document's deadline, see
+// Deadline): what is not read by then makes no error, only a decision on
+// less (Decision.Note says so).
+func (p *Policy) Classify(ctx context.Context, a connector.Attachment, bodyRefs string, size int64, rs io.ReadSeeker) (Decision, error) {
 	if d, ok := p.Precheck(a); ok {
 		return d, nil
 	}
@@ -137,7 +164,7 @@ func (p *Policy) Classify(a connector.Attachment, bodyRefs string, size int64, r
 		return Decision{ContentType: ct, Ext: ext, Reason: archive.ReasonDisguised,
 			Detail: fmt.Sprintf("the file is an executable (%s), whatever its name says", ct)}, nil
 	case ct == "application/pdf":
-		return p.classifyPDF(rs, size)
+		return p.classifyPDF(ctx, rs, size)
 	case isImage(ct):
 		return p.classifyImage(a, bodyRefs, size, ct, ext, rs), nil
 	case isXMLOrText(mt) || mt.Is("application/octet-stream"):
@@ -149,11 +176,15 @@ func (p *Policy) Classify(a connector.Attachment, bodyRefs string, size int64, r
 			if _, err := rs.Seek(0, io.SeekStart); err != nil {
 				return Decision{}, fmt.Errorf("policy: seek: %w", err)
 			}
-			inv, root, ok = parseEInvoice(rs)
+			inv, root, ok = parseEInvoice(ctx, rs)
 		}
 		if ok {
-			return Decision{Import: true, Kind: archive.KindXRechnung, ContentType: "application/xml", Ext: "xml",
-				Syntax: inv.Syntax, Profile: inv.Profile, Invoice: inv.Data}, nil
+			d := Decision{Import: true, Kind: archive.KindXRechnung, ContentType: "application/xml", Ext: "xml",
+				Syntax: inv.Syntax, Profile: inv.Profile, Invoice: inv.Data}
+			if slices.Contains(inv.Data.Checks, archive.CheckIncomplete) {
+				d.Note = "the invoice's data was read only in part: its reading met the document's time bound"
+			}
+			return d, nil
 		}
 		if root.Local != "" && !p.allowed(mt) {
 			// XML that is no EN 16931 invoice (FatturaPA, an order, any
@@ -173,7 +204,7 @@ func (p *Policy) Classify(a connector.Attachment, bodyRefs string, size int64, r
 		Detail: fmt.Sprintf("files of type %s are not archived", ct)}, nil
 }
 
-func (p *Policy) classifyPDF(rs io.ReadSeeker, size int64) (Decision, error) {
+func (p *Policy) classifyPDF(ctx context.Context, rs io.ReadSeeker, size int64) (Decision, error) {
 	d := Decision{Import: true, Kind: archive.KindPDF, ContentType: "application/pdf", Ext: "pdf"}
 	if _, err := rs.Seek(0, io.SeekStart); err != nil {
 		return Decision{}, fmt.Errorf("policy: seek: %w", err)
@@ -185,8 +216,10 @@ func (p *Policy) classifyPDF(rs io.ReadSeeker, size int64) (Decision, error) {
 	if !hint {
 		return d, nil
 	}
-	if inv, _, ok := p.embeddedInvoice(rs, size); ok {
+	if inv, _, ok := p.embeddedInvoice(ctx, rs, size); ok {
 		d.Kind, d.Syntax, d.Profile, d.Invoice = archive.KindZUGFeRD, inv.Syntax, inv.Profile, inv.Data
+	} else if ctx.Err() != nil {
+		d.Note = "a plain PDF: its embedded files were not read within the document's time bound"
 	}
 	return d, nil
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"context"
 	"testing"
 
 	"github.com/mailgate/mailgate/archive"
@@ -80,7 +81,7 @@ func TestClassify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := New(tt.cfg).Classify(tt.att, tt.body, int64(len(tt.content)), bytes.NewReader(tt.content))
+			got, err := New(tt.cfg).Classify(context.Background(), tt.att, tt.body, int64(len(tt.content)), bytes.NewReader(tt.content))
 			if err != nil {
 				t.Fatalf("Classify: %v", err)
 			}
@@ -104,7 +105,7 @@ func TestClassify(t *testing.T) {
 func TestZUGFeRDHintWithoutEmbeddedFile(t *testing.T) {
 	// The name in the page text is a hint only; pdfcpu finds no embedded file.
 	pdf := minimalPDF("see factur-x.xml")
-	got, err := New(Config{}).Classify(connector.Attachment{Type: connector.FileAttachment}, "", int64(len(pdf)), bytes.NewReader(pdf))
+	got, err := New(Config{}).Classify(context.Background(), connector.Attachment{Type: connector.FileAttachment}, "", int64(len(pdf)), bytes.NewReader(pdf))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +153,7 @@ func BenchmarkClassify(b *testing.B) {
 			a := connector.Attachment{Type: connector.FileAttachment, Name: "x"}
 			b.SetBytes(int64(len(content)))
 			for b.Loop() {
-				if _, err := p.Classify(a, "", int64(len(content)), bytes.NewReader(content)); err != nil {
+				if _, err := p.Classify(context.Background(), a, "", int64(len(content)), bytes.NewReader(content)); err != nil {
 					b.Fatal(err)
 				}
 			}

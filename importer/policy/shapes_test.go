@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"testing"
 
 	"github.com/mailgate/mailgate/archive"
@@ -52,7 +53,7 @@ func TestMailShapes(t *testing.T) {
 			if len(tt.content) < DefaultMinImageSize && tt.kind == archive.KindImage {
 				t.Fatalf("fixture too small: %d bytes", len(tt.content))
 			}
-			d, err := p.Classify(tt.att, tt.body, int64(len(tt.content)), bytes.NewReader(tt.content))
+			d, err := p.Classify(context.Background(), tt.att, tt.body, int64(len(tt.content)), bytes.NewReader(tt.content))
 			if err != nil {
 				t.Fatal(err)
 			}

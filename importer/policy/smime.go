@@ -3,6 +3,7 @@ package policy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -32,7 +33,14 @@ const (
 	MaxSMIMESize = 64 << 20
 	maxMIMEDepth = 8
 	maxMIMEParts = 100
+	// maxBERNodes bounds the elements of one CMS structure: a signed
+	// mail with its certificate chain has a few thousand, streamed BER
+	// content adds one per segment of about a kilobyte.
+	maxBERNodes = 1 << 18
 )
+
+// errUnpackDeadline says the unpacking met the document's deadline.
+var errUnpackDeadline = errors.New("policy: container not unpacked within the document's time bound")
 
 // ErrSMIMEEncrypted says the S/MIME container is encrypted.
 var ErrSMIMEEncrypted = errors.New("policy: s/mime: the mail is encrypted")
@@ -59,8 +67,10 @@ func IsSMIME(name, contentType string) bool {
 // UnpackSMIME returns the files inside an S/MIME container: a MIME
 // message (multipart/signed or any multipart), a CMS SignedData in DER or
 // BER, or either in base64. Body text without a file name is left out,
-// as are attached mails and signatures.
-func UnpackSMIME(r io.Reader) ([]Part, error) {
+// as are attached mails and signatures. It ends with an error at ctx's
+// end (the document's deadline); all it reads is bounded in size, depth,
+// parts and CMS elements.
+func UnpackSMIME(ctx context.Context, r io.Reader) ([]Part, error) {
 	data, err := io.ReadAll(io.LimitReader(r, MaxSMIMESize+1))
 	if err != nil {
 		return nil, fmt.Errorf("policy: s/mime: read: %w", err)
@@ -69,15 +79,18 @@ func UnpackSMIME(r io.Reader) ([]Part, error) {
 		return nil, errors.New("policy: s/mime: container too large")
 	}
 	var parts []Part
-	if err := unpackContainer(data, 0, &parts); err != nil {
+	if err := unpackContainer(ctx, data, 0, &parts); err != nil {
 		return nil, err
 	}
 	return parts, nil
 }
 
-func unpackContainer(data []byte, depth int, parts *[]Part) error {
+func unpackContainer(ctx context.Context, data []byte, depth int, parts *[]Part) error {
 	if depth > maxMIMEDepth {
 		return errors.New("policy: s/mime: nested too deep")
+	}
+	if ctx.Err() != nil {
+		return errUnpackDeadline
 	}
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) > 0 && trimmed[0] == 0x30 {
@@ -85,20 +98,23 @@ func unpackContainer(data []byte, depth int, parts *[]Part) error {
 		if err != nil {
 			return err
 		}
-		return unpackContainer(inner, depth+1, parts)
+		return unpackContainer(ctx, inner, depth+1, parts)
 	}
 	if msg, err := mail.ReadMessage(bufio.NewReader(bytes.NewReader(data))); err == nil && msg.Header.Get("Content-Type") != "" {
-		return walkMIME(textproto.MIMEHeader(msg.Header), msg.Body, depth, parts)
+		return walkMIME(ctx, textproto.MIMEHeader(msg.Header), msg.Body, depth, parts)
 	}
 	if der, err := base64.StdEncoding.DecodeString(string(bytes.Join(bytes.Fields(data), nil))); err == nil && len(der) > 0 && der[0] == 0x30 {
-		return unpackContainer(der, depth+1, parts)
+		return unpackContainer(ctx, der, depth+1, parts)
 	}
 	return errors.New("policy: s/mime: neither a MIME message nor CMS")
 }
 
-func walkMIME(h textproto.MIMEHeader, body io.Reader, depth int, parts *[]Part) error {
+func walkMIME(ctx context.Context, h textproto.MIMEHeader, body io.Reader, depth int, parts *[]Part) error {
 	if depth > maxMIMEDepth {
 		return errors.New("policy: s/mime: nested too deep")
+	}
+	if ctx.Err() != nil {
+		return errUnpackDeadline
 	}
 	ct := h.Get("Content-Type")
 	if ct == "" {
@@ -120,7 +136,7 @@ func walkMIME(h textproto.MIMEHeader, body io.Reader, depth int, parts *[]Part) 
 			if err != nil {
 				return fmt.Errorf("policy: s/mime: %s: %w", mt, err)
 			}
-			if err := walkMIME(p.Header, p, depth+1, parts); err != nil {
+			if err := walkMIME(ctx, p.Header, p, depth+1, parts); err != nil {
 				return err
 			}
 		}
@@ -137,14 +153,14 @@ func walkMIME(h textproto.MIMEHeader, body io.Reader, depth int, parts *[]Part) 
 		if err != nil {
 			return nil // not a mail after all: nothing to take from it
 		}
-		return walkMIME(textproto.MIMEHeader(msg.Header), msg.Body, depth+1, parts)
+		return walkMIME(ctx, textproto.MIMEHeader(msg.Header), msg.Body, depth+1, parts)
 	}
 	content, err := io.ReadAll(transferDecoder(h.Get("Content-Transfer-Encoding"), body))
 	if err != nil {
 		return fmt.Errorf("policy: s/mime: decode part: %w", err)
 	}
 	if mt == "application/pkcs7-mime" || mt == "application/x-pkcs7-mime" {
-		return unpackContainer(content, depth+1, parts)
+		return unpackContainer(ctx, content, depth+1, parts)
 	}
 	name := ""
 	if _, dp, err := mime.ParseMediaType(h.Get("Content-Disposition")); err == nil {
@@ -158,6 +174,13 @@ func walkMIME(h textproto.MIMEHeader, body io.Reader, depth int, parts *[]Part) 
 	}
 	if len(*parts) >= maxMIMEParts {
 		return errors.New("policy: s/mime: too many parts")
+	}
+	total := len(content)
+	for _, p := range *parts {
+		total += len(p.Content)
+	}
+	if total > MaxSMIMESize {
+		return errors.New("policy: s/mime: parts too large")
 	}
 	*parts = append(*parts, Part{Name: name, ContentType: mt, Content: content})
 	return nil
@@ -204,7 +227,8 @@ var (
 // lengths and constructed octet strings S/MIME writers stream, not only
 // DER.
 func cmsContent(b []byte) ([]byte, error) {
-	ci, _, err := berRead(b, 0)
+	budget := maxBERNodes
+	ci, _, err := berRead(b, 0, &budget)
 	if err != nil || ci.tag != 0x30 || len(ci.kids) < 2 || ci.kids[0].tag != 0x06 || ci.kids[1].tag != 0xA0 || len(ci.kids[1].kids) == 0 {
 		return nil, errors.New("policy: s/mime: not a CMS ContentInfo")
 	}
@@ -249,9 +273,13 @@ func (n berNode) octets() []byte {
 }
 
 // berRead reads one element from b and returns it and the bytes after it.
-func berRead(b []byte, depth int) (berNode, []byte, error) {
+// budget counts down the elements still allowed.
+func berRead(b []byte, depth int, budget *int) (berNode, []byte, error) {
 	if depth > 64 {
 		return berNode{}, nil, errors.New("ber: too deep")
+	}
+	if *budget--; *budget < 0 {
+		return berNode{}, nil, errors.New("ber: too many elements")
 	}
 	if len(b) < 2 {
 		return berNode{}, nil, io.ErrUnexpectedEOF
@@ -286,7 +314,7 @@ func berRead(b []byte, depth int) (berNode, []byte, error) {
 			if len(rest) >= 2 && rest[0] == 0 && rest[1] == 0 {
 				return n, rest[2:], nil
 			}
-			kid, r, err := berRead(rest, depth+1)
+			kid, r, err := berRead(rest, depth+1, budget)
 			if err != nil {
 				return berNode{}, nil, err
 			}
@@ -301,7 +329,7 @@ func berRead(b []byte, depth int) (berNode, []byte, error) {
 	if constructed {
 		rest := n.content
 		for len(rest) > 0 {
-			kid, r, err := berRead(rest, depth+1)
+			kid, r, err := berRead(rest, depth+1, budget)
 			if err != nil {
 				return berNode{}, nil, err
 			}

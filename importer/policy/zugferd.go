@@ -110,7 +110,7 @@ func pdfcpuConfig() *model.Configuration {
 // file, with a lenient scan of its objects. found is false when there is
 // none, or when the PDF is over the size or time bound: a PDF is still a
 // PDF.
-func (p *Policy) embeddedInvoice(rs io.ReadSeeker, size int64) (inv EInvoice, name string, found bool) {
+func (p *Policy) embeddedInvoice(ctx context.Context, rs io.ReadSeeker, size int64) (inv EInvoice, name string, found bool) {
 	if size > p.pdfMaxSize {
 		return EInvoice{}, "", false
 	}
@@ -123,26 +123,30 @@ func (p *Policy) embeddedInvoice(rs io.ReadSeeker, size int64) (inv EInvoice, na
 	if err != nil || int64(len(pdf)) > p.pdfMaxSize {
 		return EInvoice{}, "", false
 	}
-	aa, err := p.pdfAttachments(pdf)
-	if errors.Is(err, errPDFBound) {
+	aa, err := p.pdfAttachments(ctx, pdf)
+	if errors.Is(err, errPDFBound) || ctx.Err() != nil {
 		return EInvoice{}, "", false
 	}
 	if err == nil {
-		if inv, name, found := invoiceAmong(aa); found {
+		if inv, name, found := invoiceAmong(ctx, aa); found {
 			return inv, name, true
 		}
 	}
 	// pdfcpu could not read the file or found no invoice where the
 	// objects may still hold one (a broken name tree, a damaged xref).
-	return invoiceAmong(scanAttachments(pdf))
+	aa = scanAttachments(ctx, pdf)
+	if ctx.Err() != nil {
+		return EInvoice{}, "", false
+	}
+	return invoiceAmong(ctx, aa)
 }
 
-func invoiceAmong(aa []attachment) (EInvoice, string, bool) {
+func invoiceAmong(ctx context.Context, aa []attachment) (EInvoice, string, bool) {
 	for _, a := range aa {
 		if !isZUGFeRDName(a.name) {
 			continue
 		}
-		inv, _ := DetectEInvoice(bytes.NewReader(a.data))
+		inv, _, _ := parseEInvoice(ctx, bytes.NewReader(a.data))
 		if inv.Syntax == "" {
 			inv.Syntax = SyntaxCII
 		}
@@ -158,16 +162,21 @@ type attachment struct {
 }
 
 // pdfAttachments lists the embedded files with pdfcpu within the time
-// bound and the reader slots. errPDFBound when over the bound.
-func (p *Policy) pdfAttachments(pdf []byte) ([]attachment, error) {
+// bound, the document's deadline (ctx) and the reader slots. errPDFBound
+// when over a bound.
+func (p *Policy) pdfAttachments(ctx context.Context, pdf []byte) ([]attachment, error) {
 	timer := time.NewTimer(p.pdfTimeout)
 	defer timer.Stop()
 	select {
 	case p.pdfSlots <- struct{}{}:
 	case <-timer.C:
 		return nil, errPDFBound
+	case <-ctx.Done():
+		return nil, errPDFBound
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// The reader runs on its own context: one that overran its time goes
+	// on until pdfcpu looks at it, holding its slot, not the caller.
+	rctx, cancel := context.WithCancel(context.Background())
 	type result struct {
 		aa  []attachment
 		err error
@@ -183,15 +192,16 @@ func (p *Policy) pdfAttachments(pdf []byte) ([]attachment, error) {
 			}
 			done <- res
 		}()
-		res.aa, res.err = readAttachments(ctx, pdf)
+		res.aa, res.err = readAttachments(rctx, pdf)
 	}()
 	select {
 	case res := <-done:
 		return res.aa, res.err
 	case <-timer.C:
-		cancel() // stops pdfcpu's reading; its slot frees when it returns
-		return nil, errPDFBound
+	case <-ctx.Done():
 	}
+	cancel() // stops pdfcpu's reading; its slot frees when it returns
+	return nil, errPDFBound
 }
 
 // readAttachments reads the PDF with pdfcpu without validation and walks

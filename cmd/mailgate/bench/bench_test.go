@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"regexp"
@@ -140,7 +141,7 @@ func TestPDFParts(t *testing.T) {
 		t.Errorf("size %d, want about %d", n, docsSize)
 	}
 	// The attachment policy takes them for what they are: binary PDFs.
-	d, err := policy.New(policy.Config{}).Classify(connector.Attachment{Type: connector.FileAttachment, Name: "a.pdf", Size: int64(len(d1))},
+	d, err := policy.New(policy.Config{}).Classify(context.Background(), connector.Attachment{Type: connector.FileAttachment, Name: "a.pdf", Size: int64(len(d1))},
 		"", int64(len(d1)), bytes.NewReader(d1))
 	if err != nil || !d.Import || d.Kind != "pdf" {
 		t.Errorf("policy on a bench PDF: %+v, %v", d, err)
