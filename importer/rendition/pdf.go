@@ -184,6 +184,23 @@ func (w *writer) kv(label, value string) {
 		w.room(h)
 	}
 	y := f.GetY()
+	if y+h <= bottom {
+		// labels first, then the value: text extraction keeps each whole
+		f.SetFont("go", "", fontSmall)
+		f.SetTextColor(85, 85, 85)
+		for i, l := range ls {
+			f.SetXY(marginL, y+0.3+float64(i)*lineH)
+			f.CellFormat(labelW-2, lineH, l, "", 0, "L", false, 0, "")
+		}
+		f.SetFont("go", "", fontBody)
+		f.SetTextColor(0, 0, 0)
+		for i, l := range vs {
+			f.SetXY(marginL+labelW, y+float64(i)*lineH)
+			f.CellFormat(textW-labelW, lineH, l, "", 0, "L", false, 0, "")
+		}
+		n = 0
+		y += h - 0.8
+	}
 	for i := 0; i < n; i++ {
 		if y+lineH > bottom {
 			w.room(bottom) // forces the break
