@@ -193,9 +193,7 @@ func (m *mapper) show(n *node) string {
 			v, date = d, true
 		}
 		b.WriteString(v)
-		if n.truncated > 0 {
-			b.WriteString(" … (" + strconv.Itoa(n.truncated) + " weitere Zeichen nicht dargestellt)")
-		}
+		b.WriteString(cutNote(n.truncated))
 		if c := codeMeaning(n.name, n.text); c != "" {
 			b.WriteString(" (" + c + ")")
 		}
@@ -204,6 +202,10 @@ func (m *mapper) show(n *node) string {
 	for i := range n.attrs {
 		a := &n.attrs[i]
 		a.used = true
+		if a.cut > 0 {
+			extra = append(extra, attrLabel(a.name)+": "+a.value+cutNote(a.cut))
+			continue
+		}
 		switch {
 		case a.name == "format" && date:
 			// consumed by the date conversion
@@ -323,7 +325,7 @@ func (m *mapper) rest(n *node, rel bool) [][2]string {
 				a := &c.attrs[i]
 				if !a.used {
 					a.used = true
-					out = append(out, [2]string{where() + "/@" + a.name, a.value})
+					out = append(out, [2]string{where() + "/@" + a.name, a.value + cutNote(a.cut)})
 				}
 			}
 		}
@@ -332,4 +334,12 @@ func (m *mapper) rest(n *node, rel bool) [][2]string {
 		}
 	}
 	return out
+}
+
+// cutNote says how much of a value the bound left out.
+func cutNote(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return " … (" + strconv.Itoa(n) + " weitere Zeichen nicht dargestellt / further characters not shown)"
 }

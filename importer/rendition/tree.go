@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/text/encoding/htmlindex"
 )
@@ -47,6 +48,7 @@ const (
 // attr is one attribute of an element; used is set once the rendition shows it.
 type attr struct {
 	name, value string
+	cut         int // runes dropped beyond maxValueRunes
 	used        bool
 }
 
@@ -98,6 +100,7 @@ type frame struct {
 	n     *node
 	text  bytes.Buffer
 	seen  map[string]int
+	drop  int // runes of text not kept (beyond the bound)
 	b64   int // base64 characters (without whitespace) of a binary object
 	b64eq int // trailing '=' seen
 }
@@ -186,7 +189,7 @@ func parse(ctx context.Context, data []byte, lim limits) (*tree, error) {
 			if len(stack) > 0 {
 				parent = stack[len(stack)-1]
 				if isLine(parent.n, nm, t.syntax) {
-					if parent.seen[nm] >= lim.maxLines {
+					if parent.seen[nm] >= lim.maxLines || t.values >= lim.maxValues {
 						t.skippedLine++
 						skipDepth, skipIsLine = 1, true
 						continue
@@ -203,8 +206,8 @@ func parse(ctx context.Context, data []byte, lim limits) (*tree, error) {
 				if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
 					continue
 				}
-				v, _ := capRunes(normSpace(a.Value), lim.maxValueRunes)
-				n.attrs = append(n.attrs, attr{name: name(a.Name), value: v})
+				v, cut := capRunes(normSpace(a.Value), lim.maxValueRunes)
+				n.attrs = append(n.attrs, attr{name: name(a.Name), value: v, cut: cut})
 				t.values++
 			}
 			fr := &frame{n: n}
@@ -239,6 +242,7 @@ func parse(ctx context.Context, data []byte, lim limits) (*tree, error) {
 			s := normText(fr.text.String())
 			if s != "" {
 				n.text, n.truncated = capRunes(s, lim.maxValueRunes)
+				n.truncated += fr.drop
 				t.values++
 			}
 		case xml.CharData:
@@ -261,6 +265,8 @@ func parse(ctx context.Context, data []byte, lim limits) (*tree, error) {
 			}
 			if fr.text.Len() < 4*lim.maxValueRunes+4 {
 				fr.text.Write(tok)
+			} else {
+				fr.drop += utf8.RuneCount(tok)
 			}
 		}
 	}
