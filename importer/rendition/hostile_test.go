@@ -97,7 +97,7 @@ func TestHostileManyValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := text(t, out)
-	const head, per = 5, 5            // values of ublHead, of one line
+	const head, per = 5, 5                     // values of ublHead, of one line
 	kept := (MaxValues - head + per - 1) / per // a line starts while fewer than MaxValues are kept
 	if !strings.Contains(s, fmt.Sprintf("… %d weitere Positionen nicht dargestellt", n-kept)) {
 		t.Errorf("text lacks the note on the %d lines left out", n-kept)
