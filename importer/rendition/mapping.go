@@ -141,10 +141,13 @@ var ciiHeader = []f{
 	{"Wareneingangsmeldung", "Receiving advice reference", "BT-15", "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeDelivery/ram:ReceivingAdviceReferencedDocument/ram:IssuerAssignedID"},
 	{"Versandanzeige", "Despatch advice reference", "BT-16", "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeDelivery/ram:DespatchAdviceReferencedDocument/ram:IssuerAssignedID"},
 	{"Buchungsreferenz des Käufers", "Buyer accounting reference", "BT-19", "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:ReceivableSpecifiedTradeAccountingAccount/ram:ID"},
+	{"Art der Buchungsreferenz", "accounting account type code", "", "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:ReceivableSpecifiedTradeAccountingAccount/ram:TypeCode"},
 	{"Abrechnungszeitraum von", "Invoicing period start date", "BT-73", "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:BillingSpecifiedPeriod/ram:StartDateTime/udt:DateTimeString"},
 	{"Abrechnungszeitraum bis", "Invoicing period end date", "BT-74", "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:BillingSpecifiedPeriod/ram:EndDateTime/udt:DateTimeString"},
 	{"Vorausgegangene Rechnung", "Preceding invoice reference", "BT-25", "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:InvoiceReferencedDocument/ram:IssuerAssignedID"},
 	{"Datum der vorausgegangenen Rechnung", "Preceding invoice issue date", "BT-26", "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:InvoiceReferencedDocument/ram:FormattedIssueDateTime/qdt:DateTimeString"},
+	{"Art der vorausgegangenen Rechnung", "preceding invoice type code", "", "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:InvoiceReferencedDocument/ram:TypeCode"},
+	{"Dokumentname", "document name", "", "rsm:ExchangedDocument/ram:Name"},
 	{"Prozesskennung", "Business process type", "BT-23", "rsm:ExchangedDocumentContext/ram:BusinessProcessSpecifiedDocumentContextParameter/ram:ID"},
 	{"Spezifikationskennung", "Specification identifier", "BT-24", "rsm:ExchangedDocumentContext/ram:GuidelineSpecifiedDocumentContextParameter/ram:ID"},
 }
@@ -196,8 +199,8 @@ func build(ctx context.Context, t *tree, lim limits) (*doc, error) {
 		m.fields(inv, r, ciiHeader)
 		for _, n := range m.find(r, "rsm:ExchangedDocument/ram:IncludedNote") {
 			v := m.joined(n, "ram:Content")
-			if sc := m.joined(n, "ram:SubjectCode"); sc != "" {
-				v = "[" + sc + "] " + v
+			if sc := m.joined(n, "ram:SubjectCode", "ram:ContentCode"); sc != "" {
+				v = "[" + strings.ReplaceAll(sc, "\n", ", ") + "] " + v
 			}
 			inv.kv(label("Bemerkung zur Rechnung", "Invoice note", "BT-21/BT-22"), v)
 		}
@@ -322,6 +325,7 @@ type lineSpec struct {
 	details                                                      []f
 	allowance                                                    string
 	allowanceFields                                              []f
+	sub                                                          string // sub-lines, XRechnung's BG-DEX-01
 }
 
 var ublLine = lineSpec{
@@ -346,8 +350,10 @@ var ublLine = lineSpec{
 		{"Abrechnungszeitraum bis", "Invoice line period end date", "BT-135", "cac:InvoicePeriod/cbc:EndDate"},
 		{"Bestellposition", "Referenced purchase order line reference", "BT-132", "cac:OrderLineReference/cbc:LineID"},
 		{"Objektkennung", "Invoice line object identifier", "BT-128", "cac:DocumentReference/cbc:ID"},
+		{"Dokumentart der Objektkennung", "document type code", "", "cac:DocumentReference/cbc:DocumentTypeCode"},
 		{"Buchungsreferenz des Käufers", "Invoice line Buyer accounting reference", "BT-133", "cbc:AccountingCost"},
 	},
+	sub:       "cac:SubInvoiceLine",
 	allowance: "cac:AllowanceCharge",
 	allowanceFields: []f{
 		{"Zuschlag (true) / Nachlass (false)", "Charge indicator", "", "cbc:ChargeIndicator"},
@@ -392,7 +398,12 @@ var ciiLine = lineSpec{
 		{"Abrechnungszeitraum von", "Invoice line period start date", "BT-134", ciiLS + "ram:BillingSpecifiedPeriod/ram:StartDateTime/udt:DateTimeString"},
 		{"Abrechnungszeitraum bis", "Invoice line period end date", "BT-135", ciiLS + "ram:BillingSpecifiedPeriod/ram:EndDateTime/udt:DateTimeString"},
 		{"Objektkennung", "Invoice line object identifier", "BT-128", ciiLS + "ram:AdditionalReferencedDocument/ram:IssuerAssignedID"},
+		{"Dokumentart der Objektkennung", "document type code", "", ciiLS + "ram:AdditionalReferencedDocument/ram:TypeCode"},
+		{"Schema der Objektkennung", "Invoice line object identifier identification scheme", "BT-128-1", ciiLS + "ram:AdditionalReferencedDocument/ram:ReferenceTypeCode"},
 		{"Buchungsreferenz des Käufers", "Invoice line Buyer accounting reference", "BT-133", ciiLS + "ram:ReceivableSpecifiedTradeAccountingAccount/ram:ID"},
+		{"Art der Buchungsreferenz", "accounting account type code", "", ciiLS + "ram:ReceivableSpecifiedTradeAccountingAccount/ram:TypeCode"},
+		{"Übergeordnete Position", "parent line identifier", "", "ram:AssociatedDocumentLineDocument/ram:ParentLineID"},
+		{"Art der Position", "line status reason code", "", "ram:AssociatedDocumentLineDocument/ram:LineStatusReasonCode"},
 	},
 	allowance: ciiLS + "ram:SpecifiedTradeAllowanceCharge",
 	allowanceFields: []f{
@@ -432,65 +443,89 @@ func (m *mapper) lines(ctx context.Context, d *doc, lim limits) error {
 				return err
 			}
 		}
-		rw := row{cells: make([]string, 7)}
-		rw.cells[0] = m.joined(ln, spec.pos)
-		rw.cells[1] = m.joined(ln, spec.name)
-		var units []string
-		var qtys []string
-		for _, q := range m.find(ln, spec.qty) {
-			q.used = true
-			qtys = append(qtys, q.text)
-			for i := range q.attrs {
-				a := &q.attrs[i]
-				a.used = true
-				u := a.value
-				if a.name == "unitCode" {
-					if nm := unitNames[u]; nm != "" {
-						u += " (" + nm + ")"
-					}
-				} else {
-					u = a.name + ": " + u
-				}
-				units = append(units, u)
-			}
-		}
-		rw.cells[2] = strings.Join(qtys, "\n")
-		rw.cells[3] = strings.Join(units, "\n")
-		rw.cells[4] = m.joined(ln, spec.price)
-		rw.cells[5] = m.joined(ln, spec.net)
-		var vat []string
-		for _, c := range m.find(ln, spec.vatCat) {
-			v := m.show(c)
-			if nm := vatCategories[c.text]; nm != "" && !strings.Contains(v, nm) {
-				v += " (" + nm + ")"
-			}
-			vat = append(vat, v)
-		}
-		for _, p := range m.find(ln, spec.vatRate) {
-			vat = append(vat, m.show(p)+" %")
-		}
-		if sc := m.joined(ln, spec.vatScheme); sc != "" {
-			vat = append(vat, sc)
-		}
-		rw.cells[6] = strings.Join(vat, "\n")
-		rw.detail = m.inline(ln, spec.details)
-		for _, a := range m.find(ln, spec.allowance) {
-			parts := m.inline(a, spec.allowanceFields)
-			for _, pv := range m.rest(a, true) {
-				parts = append(parts, pv[0]+": "+pv[1])
-			}
-			rw.detail = append(rw.detail, "Nachlass/Zuschlag auf Positionsebene / Invoice line allowance or charge (BG-27, BG-28): "+strings.Join(parts, "; "))
-		}
-		for _, pv := range m.rest(ln, true) {
-			rw.detail = append(rw.detail, pv[0]+": "+pv[1])
-		}
-		tb.rows = append(tb.rows, rw)
+		tb.rows = append(tb.rows, m.lineRows(ln, spec, 0)...)
 	}
 	s.items = append(s.items, item{kind: tableItem, table: tb})
 	if t.skippedLine > 0 {
 		s.note("… " + strconv.Itoa(t.skippedLine) + " weitere Positionen nicht dargestellt (Grenze der Darstellung: " + strconv.Itoa(lim.maxLines) + " Positionen) / further invoice lines not shown")
 	}
 	return nil
+}
+
+// lineRows is the row of one invoice line, followed by the rows of its
+// sub-lines (XRechnung's cac:SubInvoiceLine, BG-DEX-01). The recursion is
+// bounded by MaxDepth, as the tree is.
+func (m *mapper) lineRows(ln *node, spec lineSpec, level int) []row {
+	rw := row{cells: make([]string, 7)}
+	rw.cells[0] = strings.Repeat("› ", level) + m.joined(ln, spec.pos)
+	rw.cells[1] = m.joined(ln, spec.name)
+	var units []string
+	var qtys []string
+	for _, q := range m.find(ln, spec.qty) {
+		q.used = true
+		qtys = append(qtys, q.text)
+		for i := range q.attrs {
+			a := &q.attrs[i]
+			a.used = true
+			u := a.value
+			if a.name == "unitCode" {
+				if nm := unitNames[u]; nm != "" {
+					u += " (" + nm + ")"
+				}
+			} else {
+				u = a.name + ": " + u
+			}
+			units = append(units, u)
+		}
+	}
+	rw.cells[2] = strings.Join(qtys, "\n")
+	rw.cells[3] = strings.Join(units, "\n")
+	rw.cells[4] = m.joined(ln, spec.price)
+	rw.cells[5] = m.joined(ln, spec.net)
+	var vat []string
+	for _, c := range m.find(ln, spec.vatCat) {
+		v := m.show(c)
+		if nm := vatCategories[c.text]; nm != "" && !strings.Contains(v, nm) {
+			v += " (" + nm + ")"
+		}
+		vat = append(vat, v)
+	}
+	for _, p := range m.find(ln, spec.vatRate) {
+		vat = append(vat, m.show(p)+" %")
+	}
+	if sc := m.joined(ln, spec.vatScheme); sc != "" {
+		vat = append(vat, sc)
+	}
+	rw.cells[6] = strings.Join(vat, "\n")
+	if level > 0 && ln.parent != nil {
+		rw.detail = append(rw.detail, "Unterposition von / sub-line of: "+m.textAt(ln.parent, spec.pos))
+	}
+	rw.detail = append(rw.detail, m.inline(ln, spec.details)...)
+	for _, a := range m.find(ln, spec.allowance) {
+		parts := m.inline(a, spec.allowanceFields)
+		for _, pv := range m.rest(a, true) {
+			parts = append(parts, pv[0]+": "+pv[1])
+		}
+		rw.detail = append(rw.detail, "Nachlass/Zuschlag auf Positionsebene / Invoice line allowance or charge (BG-27, BG-28): "+strings.Join(parts, "; "))
+	}
+	var subs []row
+	if spec.sub != "" {
+		for _, sl := range m.find(ln, spec.sub) {
+			subs = append(subs, m.lineRows(sl, spec, level+1)...)
+		}
+	}
+	for _, pv := range m.rest(ln, true) {
+		rw.detail = append(rw.detail, pv[0]+": "+pv[1])
+	}
+	return append([]row{rw}, subs...)
+}
+
+// textAt is the text at path below n as written, without marking it.
+func (m *mapper) textAt(n *node, path string) string {
+	if k := m.first(n, path); k != nil {
+		return k.text
+	}
+	return ""
 }
 
 func (m *mapper) allowances(s *section) {
@@ -623,12 +658,18 @@ func (m *mapper) payment(s *section) {
 				{"Kartennummer", "Payment card primary account number", "BT-87", "ram:ApplicableTradeSettlementFinancialCard/ram:ID"},
 				{"Karteninhaber", "Payment card holder name", "BT-88", "ram:ApplicableTradeSettlementFinancialCard/ram:CardholderName"},
 				{"Belastetes Konto (IBAN)", "Debited account identifier", "BT-91", "ram:PayerPartyDebtorFinancialAccount/ram:IBANID"},
+				{"BIC des Zahlers", "payer's bank", "", "ram:PayerSpecifiedDebtorFinancialInstitution/ram:BICID"},
 			})
 		}
 		for _, n := range m.find(set, "ram:SpecifiedTradePaymentTerms") {
 			m.fields(s, n, []f{
 				{"Zahlungsbedingungen", "Payment terms", "BT-20", "ram:Description"},
 				{"Mandatsreferenz", "Mandate reference identifier", "BT-89", "ram:DirectDebitMandateID"},
+				{"Skonto: Basisdatum", "discount basis date", "", "ram:ApplicableTradePaymentDiscountTerms/ram:BasisDateTime/udt:DateTimeString"},
+				{"Skonto: Frist", "discount period", "", "ram:ApplicableTradePaymentDiscountTerms/ram:BasisPeriodMeasure"},
+				{"Skonto: Basisbetrag", "discount basis amount", "", "ram:ApplicableTradePaymentDiscountTerms/ram:BasisAmount"},
+				{"Skonto: Prozentsatz", "discount percent", "", "ram:ApplicableTradePaymentDiscountTerms/ram:CalculationPercent"},
+				{"Skonto: Betrag", "discount amount", "", "ram:ApplicableTradePaymentDiscountTerms/ram:ActualDiscountAmount"},
 			})
 		}
 		return
@@ -652,6 +693,14 @@ func (m *mapper) payment(s *section) {
 		})
 	}
 	m.fields(s, r, []f{{"Zahlungsbedingungen", "Payment terms", "BT-20", "cac:PaymentTerms/cbc:Note"}})
+	for _, n := range m.find(r, "cac:PrepaidPayment") {
+		s.sub("Zahlung Dritter / Third party payment (BG-DEX-09)")
+		m.fields(s, n, []f{
+			{"Art der Zahlung", "Third party payment type", "BT-DEX-001", "cbc:ID"},
+			{"Betrag", "Third party payment amount", "BT-DEX-002", "cbc:PaidAmount"},
+			{"Beschreibung", "Third party payment description", "BT-DEX-003", "cbc:InstructionID"},
+		})
+	}
 }
 
 func (m *mapper) documents(s *section) {
