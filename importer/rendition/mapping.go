@@ -318,7 +318,7 @@ var lineHead = []string{
 	"USt. / VAT (BT-151, BT-152)",
 }
 
-var lineWidths = []float64{17, 49, 17, 22, 26, 26, 23}
+var lineWidths = []float64{19, 45, 16, 26, 25, 25, 24}
 
 type lineSpec struct {
 	elem, pos, name, qty, price, net, vatCat, vatRate, vatScheme string
@@ -457,8 +457,8 @@ func (m *mapper) lines(ctx context.Context, d *doc, lim limits) error {
 // bounded by MaxDepth, as the tree is.
 func (m *mapper) lineRows(ln *node, spec lineSpec, level int) []row {
 	rw := row{cells: make([]string, 7)}
-	rw.cells[0] = strings.Repeat("› ", level) + m.joined(ln, spec.pos)
-	rw.cells[1] = m.joined(ln, spec.name)
+	rw.cells[0] = m.joined(ln, spec.pos)
+	rw.cells[1] = strings.Repeat("› ", level) + m.joined(ln, spec.name)
 	var units []string
 	var qtys []string
 	for _, q := range m.find(ln, spec.qty) {
@@ -482,21 +482,21 @@ func (m *mapper) lineRows(ln *node, spec lineSpec, level int) []row {
 	rw.cells[3] = strings.Join(units, "\n")
 	rw.cells[4] = m.joined(ln, spec.price)
 	rw.cells[5] = m.joined(ln, spec.net)
-	var vat []string
+	// "S 19 % VAT" on one line, the category's meaning below
+	var vat, meaning []string
 	for _, c := range m.find(ln, spec.vatCat) {
-		v := m.show(c)
-		if nm := vatCategories[c.text]; nm != "" && !strings.Contains(v, nm) {
-			v += " (" + nm + ")"
+		vat = append(vat, m.show(c))
+		if nm := vatCategories[c.text]; nm != "" {
+			meaning = append(meaning, "("+nm+")")
 		}
-		vat = append(vat, v)
 	}
 	for _, p := range m.find(ln, spec.vatRate) {
 		vat = append(vat, m.show(p)+" %")
 	}
 	if sc := m.joined(ln, spec.vatScheme); sc != "" {
-		vat = append(vat, sc)
+		vat = append(vat, strings.ReplaceAll(sc, "\n", " "))
 	}
-	rw.cells[6] = strings.Join(vat, "\n")
+	rw.cells[6] = strings.Join(append([]string{strings.Join(vat, " ")}, meaning...), "\n")
 	if level > 0 && ln.parent != nil {
 		rw.detail = append(rw.detail, "Unterposition von / sub-line of: "+m.textAt(ln.parent, spec.pos))
 	}

@@ -132,7 +132,7 @@ func (w *writer) section(title string) {
 	f.SetFont("go", "B", 10)
 	lines := f.SplitText(title, textW-4)
 	h := float64(len(lines))*5 + 2
-	w.room(h + 3*lineH) // never a heading alone at a page's foot
+	w.room(h + 8*lineH) // never a heading alone at a page's foot: room for a table's header and a row
 	f.SetFillColor(222, 230, 242)
 	f.SetTextColor(20, 40, 80)
 	y := f.GetY()
