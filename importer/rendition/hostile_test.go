@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"runtime"
+	"runtime/metrics"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,15 +31,57 @@ func cpu(t testing.TB) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// heapPeak samples the heap's live objects until the returned func is
+// called, and that func returns the highest sample.
+func heapPeak() func() uint64 {
+	done, res := make(chan struct{}), make(chan uint64)
+	go func() {
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		var max uint64
+		for {
+			metrics.Read(s)
+			max = maxU(max, s[0].Value.Uint64())
+			select {
+			case <-done:
+				res <- max
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() uint64 { close(done); return <-res }
+}
+
+func maxU(a, b uint64) uint64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
 // bounded runs PDF on in and fails when it takes more CPU than limit.
 func bounded(t *testing.T, in []byte, limit time.Duration) ([]byte, error) {
 	t.Helper()
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	peak := heapPeak()
 	before := cpu(t)
 	out, err := PDF(context.Background(), in)
 	used := cpu(t) - before
-	t.Logf("%d bytes in: %v CPU, %d bytes out, err=%v", len(in), used.Round(time.Millisecond), len(out), err)
+	live := peak()
+	runtime.ReadMemStats(&m1)
+	alloc := m1.TotalAlloc - m0.TotalAlloc
+	t.Logf("%d bytes in: %v CPU, %d MB allocated, peak heap %d MB, %d bytes out, err=%v",
+		len(in), used.Round(time.Millisecond), alloc>>20, live>>20, len(out), err)
 	if used > limit {
 		t.Errorf("took %v CPU, bound %v", used, limit)
+	}
+	// The heap in use stays in proportion to the input (which holds it too).
+	if live > 12*uint64(len(in))+256<<20 {
+		t.Errorf("peak heap %d MB for %d MB of input", live>>20, len(in)>>20)
 	}
 	return out, err
 }
@@ -104,6 +148,21 @@ func TestHostileManyValues(t *testing.T) {
 	}
 	if !strings.Contains(s, "1 weitere Werte nicht dargestellt") {
 		t.Error("text lacks the note on the value left out after the lines")
+	}
+}
+
+// TestHostileLongName: a line's name longer than a page does not make its
+// row taller than a page; the cell points to the rest, shown below it.
+func TestHostileLongName(t *testing.T) {
+	name := strings.Repeat("Schraube ", 1000) + "ENDE" // under MaxValueRunes, over 300 lines in its cell
+	in := []byte(ublHead + `<cac:InvoiceLine><cbc:ID>1</cbc:ID><cac:Item><cbc:Name>` + name + `</cbc:Name></cac:Item></cac:InvoiceLine></Invoice>`)
+	out, err := bounded(t, in, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := squeeze(text(t, out))
+	if !strings.Contains(s, "(Fortsetzungunten)") || !strings.Contains(s, "SchraubeENDE") {
+		t.Error("the cut cell should point below, and the whole name should show there")
 	}
 }
 

@@ -181,3 +181,40 @@ func TestDeterministic(t *testing.T) {
 		t.Error("creation date should be the issue date 2024-01-31")
 	}
 }
+
+// TestEncodings: a BOM, and a declared Latin-1 or UTF-16 encoding, read
+// as the sender wrote them.
+func TestEncodings(t *testing.T) {
+	latin1 := strings.Replace(creditNote, `encoding="UTF-8"`, `encoding="ISO-8859-1"`, 1)
+	latin1 = strings.NewReplacer("Ελληνικά, čeština, €", "", "„Gipfel“", "Gipfel", "–", "-").Replace(latin1)
+	var l1 []byte
+	for _, r := range latin1 {
+		if r > 0xff {
+			t.Fatalf("fixture has %q beyond Latin-1", r)
+		}
+		l1 = append(l1, byte(r))
+	}
+	utf16 := []byte{0xff, 0xfe}
+	for _, r := range strings.Replace(ciiInvoice, `encoding="UTF-8"`, `encoding="UTF-16"`, 1) {
+		utf16 = append(utf16, byte(r), byte(r>>8)) // the fixture is in the BMP
+	}
+	for _, c := range []struct {
+		name string
+		in   []byte
+		want string
+	}{
+		{"UTF-8 with BOM", append([]byte("\xef\xbb\xbf"), creditNote...), "Müller & Söhne GmbH"},
+		{"ISO-8859-1", l1, "Müller & Söhne GmbH"},
+		{"UTF-16LE with BOM", utf16, "Rechnung Nr. CII-2024-042"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, err := PDF(context.Background(), c.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := text(t, out); !strings.Contains(s, c.want) {
+				t.Errorf("text lacks %q", c.want)
+			}
+		})
+	}
+}
