@@ -186,7 +186,21 @@ func (m *mapper) show(n *node) string {
 	date := false
 	switch {
 	case n.binary:
-		b.WriteString("eingebettete Datei / embedded file, " + strconv.Itoa(n.binarySize) + " Bytes (Base64-Inhalt nicht dargestellt)")
+		// file name and type first, then the size; the content is not shown
+		var named []string
+		for _, want := range []string{"filename", "mimeCode"} {
+			for i := range n.attrs {
+				a := &n.attrs[i]
+				if a.name == want && a.cut == 0 {
+					a.used = true
+					named = append(named, a.value)
+				}
+			}
+		}
+		if len(named) > 0 {
+			b.WriteString(strings.Join(named, ", ") + ", ")
+		}
+		b.WriteString(strconv.Itoa(n.binarySize) + " Bytes (eingebettet; Base64-Inhalt nicht dargestellt / embedded, content not shown)")
 	default:
 		v := n.text
 		if d, ok := formatDate(n); ok {
@@ -201,6 +215,9 @@ func (m *mapper) show(n *node) string {
 	var extra []string
 	for i := range n.attrs {
 		a := &n.attrs[i]
+		if n.binary && a.used {
+			continue // named above
+		}
 		a.used = true
 		if a.cut > 0 {
 			extra = append(extra, attrLabel(a.name)+": "+a.value+cutNote(a.cut))

@@ -86,16 +86,16 @@ func TestCreditNote(t *testing.T) {
 	}
 	s := text(t, out)
 	for _, want := range []string{
-		"Gutschrift Nr. GS-2024-007",    // the header's title and number
-		"29.02.2024",                    // BT-2 as DD.MM.YYYY
-		"381 (Gutschrift)",              // BT-3 with its meaning
-		"Ελληνικά, čeština, €",          // any script, by the Unicode font
-		"Müller & Söhne GmbH",           // BT-27
-		"Wanderschuh „Gipfel“",          // BT-153
-		"RE-2024-001",                   // BT-25
-		"DE02120300000000202051",        // BT-84
-		"ruecksendung.pdf",              // BT-125's file name
-		"10 Bytes (Base64-Inhalt nicht", // its decoded size, not its content
+		"Gutschrift Nr. GS-2024-007", // the header's title and number
+		"29.02.2024",                 // BT-2 as DD.MM.YYYY
+		"381 (Gutschrift)",           // BT-3 with its meaning
+		"Ελληνικά, čeština, €",       // any script, by the Unicode font
+		"Müller & Söhne GmbH",        // BT-27
+		"Wanderschuh „Gipfel“",       // BT-153
+		"RE-2024-001",                // BT-25
+		"DE02120300000000202051",     // BT-84
+		"ruecksendung.pdf",           // BT-125's file name
+		"ruecksendung.pdf, application/pdf, 10 Bytes (eingebettet", // name, type, decoded size; not the content
 		"Weitere Angaben / Further information",
 	} {
 		if !strings.Contains(s, want) {
