@@ -252,3 +252,26 @@ func TestContext(t *testing.T) {
 		}
 	}
 }
+
+// TestHostileManyAttributes: one element's attributes count against the
+// value bound too.
+func TestHostileManyAttributes(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(ublHead + "<" + strings.Repeat("N", 100000) + ">long name</" + strings.Repeat("N", 100000) + ">")
+	b.WriteString("<cbc:Note")
+	for i := 0; i < 200000; i++ {
+		fmt.Fprintf(&b, " a%d=\"%d\"", i, i)
+	}
+	b.WriteString(">x</cbc:Note></Invoice>")
+	out, err := bounded(t, []byte(b.String()), 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := text(t, out)
+	if !strings.Contains(s, "weitere Werte nicht dargestellt") {
+		t.Error("the attributes left out should be counted on the page")
+	}
+	if !strings.Contains(s, "long name") {
+		t.Error("the element with the long name should show")
+	}
+}

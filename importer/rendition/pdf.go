@@ -42,7 +42,7 @@ func render(ctx context.Context, d *doc, created time.Time) ([]byte, error) {
 	f.SetModificationDate(created)
 	f.SetProducer("mailgate rendition", true)
 	f.SetCreator("mailgate", true)
-	f.SetTitle(d.title+" "+d.number, true)
+	f.SetTitle(drawable(d.title+" "+d.number), true)
 	f.SetLang("de-DE")
 	f.AddUTF8FontFromBytes("go", "", goregular.TTF)
 	f.AddUTF8FontFromBytes("go", "B", gobold.TTF)
@@ -326,9 +326,35 @@ func align(t *table, i int) string {
 	return "L"
 }
 
+// drawable replaces what fpdf cannot draw: its Unicode fonts cover the
+// Basic Multilingual Plane only (a rune beyond it panics in fpdf), so an
+// emoji or a rare CJK character is written as its code point, "[U+1F600]".
+func drawable(s string) string {
+	ok := true
+	for _, r := range s {
+		if r > 0xffff {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r > 0xffff {
+			fmt.Fprintf(&b, "[U+%X]", r)
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
 // wrap splits text into lines that fit w mm in the current font, keeping
 // its own line breaks.
 func wrap(f *fpdf.Fpdf, text string, w float64) []string {
+	text = drawable(text)
 	var out []string
 	for _, para := range strings.Split(text, "\n") {
 		para = strings.TrimRight(para, " ")
@@ -343,6 +369,7 @@ func wrap(f *fpdf.Fpdf, text string, w float64) []string {
 
 // clip shortens a one-line text to w mm.
 func clip(f *fpdf.Fpdf, s string, w float64) string {
+	s = drawable(s)
 	if f.GetStringWidth(s) <= w {
 		return s
 	}

@@ -44,7 +44,17 @@ func PDF(ctx context.Context, xml []byte) ([]byte, error) {
 	return renderPDF(ctx, xml, defaultLimits)
 }
 
-func renderPDF(ctx context.Context, xml []byte, lim limits) ([]byte, error) {
+// ErrRender: the PDF library failed on this input (a bug to report, not
+// the sender's fault); PDF recovers such a panic into this error, so a
+// hostile mail never takes the importer down.
+var ErrRender = errors.New("rendition: rendering failed")
+
+func renderPDF(ctx context.Context, xml []byte, lim limits) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("%w: %v", ErrRender, r)
+		}
+	}()
 	if len(xml) > MaxInput {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(xml), MaxInput)
 	}

@@ -218,3 +218,16 @@ func TestEncodings(t *testing.T) {
 		})
 	}
 }
+
+// TestBeyondBMP: fpdf's fonts cover the Basic Multilingual Plane only
+// (a rune beyond it made fpdf panic); such a rune is written as its code
+// point.
+func TestBeyondBMP(t *testing.T) {
+	out, err := PDF(context.Background(), []byte(strings.Replace(creditNote, "Rücksendung", "Rücksendung 😀 𝐀", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := text(t, out); !strings.Contains(s, "Rücksendung [U+1F600] [U+1D400]") {
+		t.Error("text lacks the code points of the runes beyond the BMP")
+	}
+}

@@ -130,10 +130,14 @@ func parse(ctx context.Context, data []byte, lim limits) (*tree, error) {
 		if !ok {
 			p = prefixes[n.Space]
 		}
-		if p == "" {
-			return n.Local
+		local := n.Local
+		if len(local) > 200 { // names are not values, but come from anyone too
+			local = local[:200] + "…"
 		}
-		return p + ":" + n.Local
+		if p == "" {
+			return local
+		}
+		return p + ":" + local
 	}
 
 	t := &tree{}
@@ -209,6 +213,10 @@ func parse(ctx context.Context, data []byte, lim limits) (*tree, error) {
 			n := &node{name: nm, binary: binaryElements[nm]}
 			for _, a := range tok.Attr {
 				if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
+					continue
+				}
+				if t.values >= lim.maxValues {
+					t.skippedVals++
 					continue
 				}
 				v, cut := capRunes(normSpace(a.Value), lim.maxValueRunes)
