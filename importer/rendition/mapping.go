@@ -485,10 +485,12 @@ func (m *mapper) lineRows(ln *node, spec lineSpec, level int) []row {
 	// "S 19 % VAT" on one line, the category's meaning below
 	var vat, meaning []string
 	for _, c := range m.find(ln, spec.vatCat) {
-		vat = append(vat, m.show(c))
+		v := m.show(c)
 		if nm := vatCategories[c.text]; nm != "" {
+			v = strings.TrimSuffix(v, " ("+nm+")") // CII's ram:CategoryCode brings it along
 			meaning = append(meaning, "("+nm+")")
 		}
+		vat = append(vat, v)
 	}
 	for _, p := range m.find(ln, spec.vatRate) {
 		vat = append(vat, m.show(p)+" %")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -262,13 +263,12 @@ func (w *writer) table(t *table) error {
 		if err := w.tick(); err != nil {
 			return err
 		}
-		f.SetFont("go", "", fontBody)
-		var cols [][]string
+		var cols [][]cline
 		n := 0
 		for i, c := range r.cells {
-			cl := wrap(f, c, t.widths[i]-1.5)
+			cl := fit(f, c, t.widths[i]-1.5)
 			if len(cl) > 40 { // a hostile name: the cell says where the rest is
-				cl = append(cl[:39], "… (Fortsetzung unten)")
+				cl = append(cl[:39], cline{"… (Fortsetzung unten)", fontBody})
 				r.detail = append([]string{"Fortsetzung / continued: " + c}, r.detail...)
 			}
 			cols = append(cols, cl)
@@ -290,11 +290,13 @@ func (w *writer) table(t *table) error {
 		x := marginL
 		for i, c := range cols {
 			for j, l := range c {
+				f.SetFontSize(l.size)
 				f.SetXY(x+0.5, y+0.5+float64(j)*lineH)
-				f.CellFormat(t.widths[i]-1, lineH, l, "", 0, align(t, i), false, 0, "")
+				f.CellFormat(t.widths[i]-1, lineH, l.s, "", 0, align(t, i), false, 0, "")
 			}
 			x += t.widths[i]
 		}
+		f.SetFontSize(fontBody)
 		y += float64(n)*lineH + 0.5
 		f.SetFont("go", "", fontSmall)
 		f.SetTextColor(60, 60, 60)
@@ -349,6 +351,32 @@ func drawable(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// cline is one line of a table cell with its font size.
+type cline struct {
+	s    string
+	size float64
+}
+
+// fit lays a table cell out in w mm: a paragraph a little too wide for
+// its column is set smaller rather than broken (a number split over two
+// lines misleads), a longer one wraps.
+func fit(f *fpdf.Fpdf, text string, w float64) []cline {
+	const smallest = 6.5
+	f.SetFont("go", "", fontBody)
+	var out []cline
+	for _, para := range strings.Split(drawable(text), "\n") {
+		avail := w - 2*f.GetCellMargin()
+		if wd := f.GetStringWidth(para); wd > avail && fontBody*avail/wd >= smallest {
+			out = append(out, cline{para, math.Floor(fontBody*avail/wd*10) / 10})
+			continue
+		}
+		for _, l := range wrap(f, para, w) {
+			out = append(out, cline{l, fontBody})
+		}
+	}
+	return out
 }
 
 // wrap splits text into lines that fit w mm in the current font, keeping
