@@ -291,13 +291,27 @@ func build(ctx context.Context, t *tree, lim limits) (*doc, error) {
 	d.sections = kept
 
 	more := &section{title: "Weitere Angaben / Further information"}
+	// grouped by parent element: its path once, then each name and value
+	parent := ""
 	for i, pv := range m.rest(r, false) {
 		if i&1023 == 0 {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
 		}
-		more.kv(pv[0], pv[1])
+		p, name := pv[0], pv[0]
+		if j := strings.LastIndexByte(strings.TrimSuffix(p, "/"), '/'); j > 0 {
+			p, name = p[:j], p[j+1:]
+		} else {
+			p = ""
+		}
+		if p != parent {
+			parent = p
+			if p != "" {
+				more.sub(p)
+			}
+		}
+		more.kv(name, pv[1])
 	}
 	if t.skippedVals > 0 {
 		more.note("… " + strconv.Itoa(t.skippedVals) + " weitere Werte nicht dargestellt (Grenze der Darstellung: " + strconv.Itoa(lim.maxValues) + " Werte) / further values not shown")

@@ -149,14 +149,52 @@ func (w *writer) section(title string) {
 func (w *writer) sub(title string) {
 	f := w.f
 	f.SetFont("go", "B", fontBody)
-	w.room(3 * lineH)
+	lines := wrapPath(f, title, textW)
+	if len(lines) > 12 { // a hostile path: its start and end tell where it is
+		lines = append(append(lines[:6:6], "…"), lines[len(lines)-5:]...)
+	}
+	h := float64(len(lines)) * lineH
+	w.room(h + 2*lineH)
 	y := f.GetY() + 1
-	f.SetXY(marginL, y)
-	f.CellFormat(textW, lineH, clip(f, title, textW), "", 0, "L", false, 0, "")
+	for i, l := range lines {
+		f.SetXY(marginL, y+float64(i)*lineH)
+		f.CellFormat(textW, lineH, l, "", 0, "L", false, 0, "")
+	}
 	f.SetDrawColor(200, 200, 200)
 	f.SetLineWidth(0.2)
-	f.Line(marginL, y+lineH, pageW-marginR, y+lineH)
-	f.SetXY(marginL, y+lineH+0.8)
+	f.Line(marginL, y+h, pageW-marginR, y+h)
+	f.SetXY(marginL, y+h+0.8)
+}
+
+// wrapPath wraps like wrap, but breaks an element path after a '/'
+// rather than inside a name.
+func wrapPath(f *fpdf.Fpdf, s string, w float64) []string {
+	if !strings.HasPrefix(s, "/") || strings.ContainsAny(s, " \n") {
+		return wrap(f, s, w)
+	}
+	s = drawable(s)
+	avail := w - 2*f.GetCellMargin()
+	var out []string
+	cur := ""
+	for _, seg := range strings.SplitAfter(s, "/") {
+		if seg == "" {
+			continue
+		}
+		if cur != "" && f.GetStringWidth(cur+seg) > avail {
+			out = append(out, cur)
+			cur = ""
+		}
+		cur += seg
+		if f.GetStringWidth(cur) > avail { // one name wider than the column
+			parts := f.SplitText(cur, w)
+			out = append(out, parts[:len(parts)-1]...)
+			cur = parts[len(parts)-1]
+		}
+	}
+	if cur != "" {
+		out = append(out, cur)
+	}
+	return out
 }
 
 func (w *writer) note(text string) {
@@ -176,7 +214,7 @@ func (w *writer) note(text string) {
 func (w *writer) kv(label, value string) {
 	f := w.f
 	f.SetFont("go", "", fontSmall)
-	ls := wrap(f, label, labelW-2)
+	ls := wrapPath(f, label, labelW-2)
 	f.SetFont("go", "", fontBody)
 	vs := wrap(f, value, textW-labelW)
 	n := max(len(ls), len(vs))
