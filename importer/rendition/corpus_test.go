@@ -7,10 +7,12 @@ import (
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
+	"html"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -167,8 +169,10 @@ func extract(t testing.TB, bin string, pdf []byte, mode string) string {
 }
 
 type coverage struct {
-	files, values, onlyRaw, consumed, misses int
+	files, values, onlyRaw, consumed, misses, htmlMisses int
 }
+
+var tags = regexp.MustCompile(`<[^>]*>`)
 
 // check renders one file and reports every value missing from its text.
 func check(t *testing.T, bin, file string, c *coverage) {
@@ -182,6 +186,13 @@ func check(t *testing.T, bin, file string, c *coverage) {
 		c.misses++
 		return
 	}
+	page, err := HTML(context.Background(), data)
+	if err != nil {
+		t.Errorf("%s: HTML: %v", filepath.Base(file), err)
+		c.misses++
+		return
+	}
+	htmlText := squeeze(html.UnescapeString(tags.ReplaceAllString(string(page), " ")))
 	layout := squeeze(extract(t, bin, pdf, "-layout"))
 	raw := ""
 	vals, consumed := xmlValues(t, data)
@@ -190,6 +201,16 @@ func check(t *testing.T, bin, file string, c *coverage) {
 	for _, v := range vals {
 		c.values++
 		forms := append([]string{v.value}, v.alts...)
+		inHTML := false
+		for _, f := range forms {
+			inHTML = inHTML || strings.Contains(htmlText, squeeze(f))
+		}
+		if !inHTML {
+			c.htmlMisses++
+			if c.htmlMisses <= 20 {
+				t.Errorf("%s: %s = %q not in the HTML rendition", filepath.Base(file), v.path, v.value)
+			}
+		}
 		found := false
 		for _, f := range forms {
 			if strings.Contains(layout, squeeze(f)) {
@@ -255,10 +276,10 @@ func TestRenditionShowsEveryValue(t *testing.T) {
 		for _, f := range s.files {
 			check(t, bin, f, &c)
 		}
-		t.Logf("%s: %d files, %d values checked (%d found only in pdftotext -raw), %d date formats consumed by DD.MM.YYYY, %d misses",
-			s.name, c.files, c.values, c.onlyRaw, c.consumed, c.misses)
-		if c.misses > 0 {
-			t.Errorf("%s: %d values missing from renditions", s.name, c.misses)
+		t.Logf("%s: %d files, %d values checked (%d found only in pdftotext -raw), %d date formats consumed by DD.MM.YYYY, %d misses in the PDF, %d in the HTML",
+			s.name, c.files, c.values, c.onlyRaw, c.consumed, c.misses, c.htmlMisses)
+		if c.misses > 0 || c.htmlMisses > 0 {
+			t.Errorf("%s: %d values missing from PDF renditions, %d from HTML ones", s.name, c.misses, c.htmlMisses)
 		}
 	}
 }

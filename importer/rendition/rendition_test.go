@@ -3,6 +3,7 @@ package rendition
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -230,5 +231,31 @@ func TestBeyondBMP(t *testing.T) {
 	}
 	if s := text(t, out); !strings.Contains(s, "Rücksendung [U+1F600] [U+1D400]") {
 		t.Error("text lacks the code points of the runes beyond the BMP")
+	}
+}
+
+func TestHTML(t *testing.T) {
+	evil := strings.Replace(creditNote, "Rücksendung", `Rücksendung &lt;script&gt;alert(1)&lt;/script&gt; "x" &amp; y`, 1)
+	out, err := HTML(context.Background(), []byte(evil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(out)
+	for _, want := range []string{
+		"<title>Gutschrift GS-2024-007</title>",
+		"Rechnungsnummer / Invoice number (BT-1)", "29.02.2024", "Müller &amp; Söhne GmbH",
+		"Rücksendung &lt;script&gt;alert(1)&lt;/script&gt; &#34;x&#34; &amp; y",
+		"Ελληνικά, čeština, €", "DE02120300000000202051", "ruecksendung.pdf, application/pdf, 10 Bytes",
+		`<td class="r">50.00 EUR</td>`, "Weitere Angaben / Further information",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("HTML lacks %q", want)
+		}
+	}
+	if strings.Contains(s, "<script>") || strings.Contains(s, "SGFsbG8gV2VsdA==") {
+		t.Error("HTML carries a script or the base64 content")
+	}
+	if _, err := HTML(context.Background(), []byte("<Order/>")); !errors.Is(err, ErrNotInvoice) {
+		t.Errorf("non-invoice: err = %v", err)
 	}
 }
