@@ -22,7 +22,8 @@
 //     under its invoice line, so nothing in the XML is hidden.
 //   - render lays the sections out with fpdf in the Go fonts (Unicode),
 //     breaking pages itself so label and value columns and table rows stay
-//     aligned; tables repeat their header on every page.
+//     aligned; tables repeat their header on every page. HTML writes the
+//     same sections as one page through html/template.
 //
 // Values are shown as written (amounts are never reformatted); dates are
 // shown as DD.MM.YYYY. The output depends on the input only: the PDF's

@@ -43,5 +43,8 @@ func FuzzPDF(f *testing.F) {
 		if !bytes.HasPrefix(out, []byte("%PDF-")) || !bytes.HasSuffix(bytes.TrimSpace(out), []byte("%%EOF")) {
 			t.Fatalf("not a PDF: %q…", out[:min(len(out), 20)])
 		}
+		if page, err := HTML(context.Background(), in); err != nil || !bytes.HasPrefix(page, []byte("<!DOCTYPE html>")) {
+			t.Fatalf("PDF rendered, HTML not: %v", err)
+		}
 	})
 }
