@@ -81,8 +81,12 @@ type Decision struct {
 	// Invoice is the e-invoice's own data (kinds xrechnung and zugferd),
 	// nil when the embedded XML could not be read.
 	Invoice *archive.Invoice
-	Reason  string // archive.Reason*; set when !Import
-	Detail  string // the reason in plain words
+	// XML is the e-invoice XML embedded in a zugferd PDF, for the
+	// official rules (a string, so a Decision compares); "" for every
+	// other kind.
+	XML    string
+	Reason string // archive.Reason*; set when !Import
+	Detail string // the reason in plain words
 }
 
 func skip(reason, detail string) Decision { return Decision{Reason: reason, Detail: detail} }
@@ -186,7 +190,7 @@ func (p *Policy) classifyPDF(rs io.ReadSeeker, size int64) (Decision, error) {
 		return d, nil
 	}
 	if inv, _, ok := p.embeddedInvoice(rs, size); ok {
-		d.Kind, d.Syntax, d.Profile, d.Invoice = archive.KindZUGFeRD, inv.Syntax, inv.Profile, inv.Data
+		d.Kind, d.Syntax, d.Profile, d.Invoice, d.XML = archive.KindZUGFeRD, inv.Syntax, inv.Profile, inv.Data, string(inv.XML)
 	}
 	return d, nil
 }

@@ -146,6 +146,7 @@ func invoiceAmong(aa []attachment) (EInvoice, string, bool) {
 		if inv.Syntax == "" {
 			inv.Syntax = SyntaxCII
 		}
+		inv.XML = a.data
 		return inv, a.name, true
 	}
 	return EInvoice{}, "", false
