@@ -21,6 +21,9 @@ type job struct {
 	att       connector.Attachment
 	wholeMail bool
 	part      bool // a file from inside a container attachment (smime.go)
+	// relatedTo is, for a supporting document taken from inside an
+	// e-invoice (a part too), the invoice's document id.
+	relatedTo string
 }
 
 // mail handles every document of one mail and then post-processes it.
