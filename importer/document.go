@@ -169,7 +169,7 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	if isInvoice && j.relatedTo == "" {
 		// Before the invoice's record, so a replay of the invoice
 		// finishes them; each is once by its own record.
-		if err := p.relatedDocuments(ctx, m, mailID, id, xml, seen); err != nil {
+		if err := p.relatedDocuments(ctx, m, mailID, id, d, sp, seen); err != nil {
 			return err
 		}
 	}

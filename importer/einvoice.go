@@ -155,11 +155,18 @@ func (p *pass) storeRendition(ctx context.Context, id, name, key string, pdf []b
 // (BG-24) as documents of the mail, each announced with relatedTo the
 // invoice, in the invoice's document slot. Their ids come from their
 // content and names like any attachment's, so a replay finds them done.
-func (p *pass) relatedDocuments(ctx context.Context, m connector.Message, mailID, invoiceID string, xml []byte, seen func(id string) bool) error {
-	if xml == nil {
-		return nil
+// An XML file is read from its spool, so the supporting documents of one
+// over the validation bound are taken too (up to the parser's bound).
+func (p *pass) relatedDocuments(ctx context.Context, m connector.Message, mailID, invoiceID string, d policy.Decision, sp spooled, seen func(id string) bool) error {
+	var src io.Reader = strings.NewReader(d.XML)
+	if d.Kind == archive.KindXRechnung {
+		r := sp.Reader()
+		if _, err := r.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("importer: read %s: %w", invoiceID, err)
+		}
+		src = r
 	}
-	for i, part := range policy.InvoiceAttachments(bytes.NewReader(xml)) {
+	for i, part := range policy.InvoiceAttachments(src) {
 		j := job{part: true, relatedTo: invoiceID, att: connector.Attachment{
 			ID: invoiceID + "/bg24/" + strconv.Itoa(i), Type: connector.FileAttachment, Name: part.Name,
 			ContentType: part.ContentType, Size: int64(len(part.Content)), Content: part.Content,

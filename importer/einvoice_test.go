@@ -318,10 +318,14 @@ func TestRelatedDocumentsReal(t *testing.T) {
 	if err != nil {
 		t.Skipf("corpus not here: %v", err)
 	}
-	e := newEnv(t, connector.PostNone)
-	im := e.importer(t, "r1", withEInvoices(&verdicts{}, nil))
-	e.mb.deliver("inbox", connector.Message{InternetMessageID: "<1@x>", Subject: "01.15a", ReceivedAt: t0},
-		file("01.15a.xml", "application/xml", xml))
-	e.sync(t, im)
-	checkRelated(t, e, "01.15a.xml", "01_15_Anhang_01.pdf")
+	for _, maxXML := range []int64{0, 1 << 10} { // and over the validation bound
+		t.Run(fmt.Sprint("max ", maxXML), func(t *testing.T) {
+			e := newEnv(t, connector.PostNone)
+			im := e.importer(t, "r1", func(c *Config) { c.Validator, c.EInvoiceMaxXML = &verdicts{}, maxXML })
+			e.mb.deliver("inbox", connector.Message{InternetMessageID: "<1@x>", Subject: "01.15a", ReceivedAt: t0},
+				file("01.15a.xml", "application/xml", xml))
+			e.sync(t, im)
+			checkRelated(t, e, "01.15a.xml", "01_15_Anhang_01.pdf")
+		})
+	}
 }
