@@ -197,6 +197,17 @@ func TestEInvoiceVerdictsE2E(t *testing.T) {
 		}
 	}
 
+	if renditionMissing(t, valid) {
+		t.Log("the renderer is still the placeholder; the rendition is checked once it lands")
+	} else {
+		checkRendition(t, in, docs["valid.xml"])
+		for _, name := range []string{"RE-ZF-1.pdf", "RE-PLAIN-1.pdf", "01_15_Anhang_01.pdf"} {
+			if docs[name].Rendition != nil {
+				t.Errorf("%s: a rendition of a PDF", name)
+			}
+		}
+	}
+
 	if placeholderRules(docs["valid.xml"].Invoice.Validation) {
 		t.Skip("the rules engine is still the placeholder; the verdicts are checked once it lands")
 	}
@@ -216,10 +227,6 @@ func TestEInvoiceVerdictsE2E(t *testing.T) {
 		t.Errorf("100k-deep XML judged valid: %+v", v)
 	}
 
-	if renditionMissing(t, valid) {
-		t.Skip("the renderer is still the placeholder; the rendition is checked once it lands")
-	}
-	checkRendition(t, in, docs["valid.xml"])
 }
 
 // checkRendition requires the event's rendition stored beside the
