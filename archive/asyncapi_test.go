@@ -39,7 +39,16 @@ func publishEverything(t *testing.T) []archivetest.RawEvent {
 	}
 	must(p.Imported(ctx, "doc-1", imp))
 	imp.Document.Kind, imp.Document.Profile, imp.Document.Syntax = archive.KindXRechnung, "XRECHNUNG", "UBL"
+	valid := false
+	imp.Invoice = &archive.Invoice{Number: "RE-1", Validation: &archive.Validation{
+		Rules: []string{"EN16931-CEN 1.3.15"}, Valid: &valid, Class: archive.ValidationBusinessRule,
+		Errors:     []archive.Finding{{Rule: "BR-CO-15", Flag: "fatal", Message: "[BR-CO-15]-Invoice total amount with VAT (BT-112) = Invoice total amount without VAT (BT-109) + Invoice total VAT amount (BT-110).", Location: "/Invoice"}},
+		ErrorCount: 1, Warnings: []archive.Finding{},
+	}}
+	imp.Rendition = &archive.Rendition{Key: archive.RenditionKey(archive.Key("acme", imp.Message.ReceivedAt, imp.Document.SHA256, "xml")),
+		SHA256: imp.Document.SHA256, ContentType: "application/pdf", Size: 4242}
 	must(p.Imported(ctx, "doc-2", imp))
+	imp.Invoice, imp.Rendition = nil, nil
 	msg := imp.Message
 	must(p.Skipped(ctx, "doc-3", archive.Skipped{Customer: "acme", Connection: "conn-1", Mailbox: "rechnungen@firma.de", Message: msg,
 		Name: "logo.png", Size: 812, SHA256: imp.Document.SHA256, ContentType: "image/png", Reason: archive.ReasonSignatureLogo, Detail: "small image"}))
@@ -103,7 +112,9 @@ func TestAsyncAPICatchesDrift(t *testing.T) {
 		"iban": []any{"DE02120300000000202051"}, "guideline": "urn:cen.eu:en16931:2017#compliant#urn:xeinkauf.de:kosit:xrechnung_3.0",
 		"checks": []any{"due_before_issue"}, "duplicateInvoiceOf": "doc-0",
 	}
-	if _, err := c.Validate(imported.Subject, imported.Header, mutate(imported, func(m map[string]any) { data(m)["invoice"] = invoice }).Data); err != nil {
+	invoice["validation"] = map[string]any{"rules": []any{}, "valid": nil, "reason": "ZUGFeRD 1.0 is out of scope", "errors": []any{}, "warnings": []any{},
+		"errorCount": 0, "warningCount": 0}
+	if _, err := c.Validate(imported.Subject, imported.Header, mutate(imported, func(m map[string]any) { data(m)["invoice"] = invoice; data(m)["relatedTo"] = "doc-0" }).Data); err != nil {
 		t.Errorf("imported event with data.invoice as DESIGN.md has it: %v", err)
 	}
 	bad := map[string]archivetest.RawEvent{
@@ -117,10 +128,22 @@ func TestAsyncAPICatchesDrift(t *testing.T) {
 		"type of another channel":        mutate(imported, func(m map[string]any) { m["type"] = archive.TypeSkipped }),
 		"invoice field not in DESIGN.md": mutate(imported, func(m map[string]any) { data(m)["invoice"] = map[string]any{"number": "1", "vendor": "x"} }),
 		"invoice total as a number":      mutate(imported, func(m map[string]any) { data(m)["invoice"] = map[string]any{"totals": map[string]any{"gross": 119.0}} }),
-		"unknown skip reason":            mutate(skipped, func(m map[string]any) { data(m)["reason"] = "too_ugly" }),
-		"duplicate without duplicateOf":  mutate(skipped, func(m map[string]any) { delete(data(m), "duplicateOf") }),
-		"unknown connection state":       mutate(changed, func(m map[string]any) { data(m)["to"] = "sleeping" }),
-		"another customer in the data":   mutate(changed, func(m map[string]any) { data(m)["customer"] = "acme" }),
+		"validation without valid": mutate(imported, func(m map[string]any) {
+			delete(data(m)["invoice"].(map[string]any)["validation"].(map[string]any), "valid")
+		}),
+		"validation class unknown": mutate(imported, func(m map[string]any) {
+			data(m)["invoice"].(map[string]any)["validation"].(map[string]any)["class"] = "content"
+		}),
+		"finding without rule": mutate(imported, func(m map[string]any) {
+			delete(data(m)["invoice"].(map[string]any)["validation"].(map[string]any)["errors"].([]any)[0].(map[string]any), "rule")
+		}),
+		"rendition key not beside":      mutate(imported, func(m map[string]any) { data(m)["rendition"].(map[string]any)["key"] = "acme/rendition.pdf" }),
+		"rendition without sha256":      mutate(imported, func(m map[string]any) { delete(data(m)["rendition"].(map[string]any), "sha256") }),
+		"relatedTo a number":            mutate(imported, func(m map[string]any) { data(m)["relatedTo"] = 7 }),
+		"unknown skip reason":           mutate(skipped, func(m map[string]any) { data(m)["reason"] = "too_ugly" }),
+		"duplicate without duplicateOf": mutate(skipped, func(m map[string]any) { delete(data(m), "duplicateOf") }),
+		"unknown connection state":      mutate(changed, func(m map[string]any) { data(m)["to"] = "sleeping" }),
+		"another customer in the data":  mutate(changed, func(m map[string]any) { data(m)["customer"] = "acme" }),
 	}
 	noMsgID := imported
 	noMsgID.Header = map[string][]string{"Content-Type": {"application/cloudevents+json"}}

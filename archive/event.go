@@ -1,6 +1,9 @@
 package archive
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Event types, also the last two tokens of the NATS subject
 // mailgate.<customer>.<type-suffix>.
@@ -67,14 +70,82 @@ type Imported struct {
 	Document   DocumentInfo `json:"document"`
 	Object     ObjectRef    `json:"object"`
 	Invoice    *Invoice     `json:"invoice,omitempty"` // e-invoices only: the invoice's own data
+	// Rendition is the readable PDF stored beside an XML-only e-invoice,
+	// under the same document id; absent when none could be made.
+	Rendition *Rendition `json:"rendition,omitempty"`
+	// RelatedTo is, for a supporting document taken from inside an
+	// e-invoice (BG-24), the invoice's document id.
+	RelatedTo string `json:"relatedTo,omitempty"`
+}
+
+// Rendition is a stored readable rendering of an XML-only e-invoice.
+type Rendition struct {
+	Key         string `json:"key"`
+	SHA256      string `json:"sha256"`
+	ContentType string `json:"contentType"`
+	Size        int64  `json:"size"`
+}
+
+// RenditionKey returns the key of the rendition of the document stored
+// under key: beside it, the document's extension replaced by
+// ".rendition.pdf" (<customer>/<yyyy>/<mm>/<sha256 of the XML>.rendition.pdf).
+func RenditionKey(key string) string {
+	if i := strings.LastIndexByte(key, '.'); i > strings.LastIndexByte(key, '/') {
+		key = key[:i]
+	}
+	return key + ".rendition.pdf"
+}
+
+// Validation is the official rule sets' verdict on an e-invoice
+// ([Invoice.Validation]).
+type Validation struct {
+	Rules []string `json:"rules"` // the rule sets applied, with versions
+	// Valid is false exactly when an assertion flagged fatal fails; nil
+	// when the invoice was not judged, with Reason.
+	Valid  *bool  `json:"valid"`
+	Class  string `json:"class,omitempty"`  // ValidationFormat or ValidationBusinessRule; absent when valid
+	Reason string `json:"reason,omitempty"` // only when Valid is nil
+	// Errors are the failed fatal assertions, Warnings those flagged
+	// warning or information; each list holds at most MaxFindings, the
+	// counts tell how many there were.
+	Errors     []Finding `json:"errors"`
+	Warnings   []Finding `json:"warnings"`
+	ErrorCount int       `json:"errorCount"`
+	// WarningCount is the number of warnings before the cap.
+	WarningCount int `json:"warningCount"`
+	// Truncated is true when a list was cut at MaxFindings.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// Validation classes, after the German finance ministry's letter of
+// 15 Oct 2025.
+const (
+	ValidationFormat       = "format"
+	ValidationBusinessRule = "business_rule"
+)
+
+// Bounds of a Validation, so an event stays small: at most MaxFindings
+// errors and as many warnings, messages of at most MaxFindingMessage
+// bytes.
+const (
+	MaxFindings       = 50
+	MaxFindingMessage = 500
+)
+
+// Finding is one failed assertion, in the rule set's own words.
+type Finding struct {
+	Rule     string `json:"rule"`
+	Flag     string `json:"flag,omitempty"` // fatal, warning or information
+	Message  string `json:"message"`
+	Location string `json:"location,omitempty"`
 }
 
 // Invoice is an e-invoice's own data, read from its XML (UBL, CII, or the
 // XML embedded in a ZUGFeRD/Factur-X PDF). The json names are those of
 // DESIGN.md; each comment names the EN 16931 business term. Absent fields
 // are omitted. Amounts are decimal strings exactly as written in the XML,
-// dates YYYY-MM-DD. The data is what the XML says: mailgate runs the
-// [Invoice.Checks] listed there, not a full (KoSIT) validation.
+// dates YYYY-MM-DD. The data is what the XML says: [Invoice.Checks] are
+// mailgate's own checks; [Invoice.Validation] is the official rules' verdict.
 type Invoice struct {
 	Number         string   `json:"number,omitempty"`         // BT-1
 	TypeCode       string   `json:"typeCode,omitempty"`       // BT-3, e.g. 380 invoice, 381 credit note
@@ -91,12 +162,16 @@ type Invoice struct {
 	// the Check* constants).
 	Checks []string `json:"checks,omitempty"`
 	// DuplicateInvoiceOf is the id of an earlier document of the same
-	// customer with the same seller and invoice number in another file.
+	// customer with the same seller, invoice number and issue year in
+	// another file.
 	DuplicateInvoiceOf string `json:"duplicateInvoiceOf,omitempty"`
 	// Truncated names the lists cut at their bound (e.g. "iban": only the
 	// first MaxInvoiceList accounts are listed), so an event stays small
 	// whatever a file holds.
 	Truncated []string `json:"truncated,omitempty"`
+	// Validation is the official rule sets' verdict (EN 16931, and the
+	// XRechnung CIUS when BT-24 names it).
+	Validation *Validation `json:"validation,omitempty"`
 }
 
 // MaxInvoiceList bounds each list of [Invoice]; a list cut at it is named

@@ -128,6 +128,20 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 		return err
 	}
 
+	// An e-invoice is judged, and an XML-only one rendered, before
+	// anything is stored: both objects are stored before the event.
+	xml, xmlReason, isInvoice := p.einvoiceXML(d, sp)
+	var pdf []byte
+	if isInvoice && im.cfg.Validator != nil {
+		if d.Invoice == nil {
+			d.Invoice = &archive.Invoice{}
+		}
+		d.Invoice.Validation = p.validate(ctx, id, xml, xmlReason)
+	}
+	if d.Kind == archive.KindXRechnung {
+		pdf = p.render(ctx, id, xml, xmlReason)
+	}
+
 	key := archive.Key(p.conn.Customer, m.ReceivedAt, sha, d.Ext)
 	ref, err := im.deps.Store.Put(ctx, key, sp.Reader(), sp.Size(), sha,
 		archive.Meta{ContentType: d.ContentType, Name: name, DocumentID: id})
@@ -141,6 +155,10 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	if err := im.step("stored"); err != nil {
 		return err
 	}
+	rend, err := p.storeRendition(ctx, id, name, ref.Key, pdf)
+	if err != nil {
+		return err
+	}
 	if err := p.flagDuplicateInvoice(ctx, id, d.Invoice); err != nil {
 		return infra(componentNATS, fmt.Errorf("importer: invoice index %s: %w", id, err))
 	}
@@ -151,7 +169,7 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 			Name: name, Size: sp.Size(), SHA256: sha, ContentType: d.ContentType,
 			DeclaredContentType: a.ContentType, Kind: d.Kind, Profile: d.Profile, Syntax: d.Syntax,
 		},
-		Object: ref,
+		Object: ref, Rendition: rend, RelatedTo: j.relatedTo,
 	}
 	if !p.announced[id] {
 		if err := im.deps.Events.Imported(ctx, id, ev); err != nil {
@@ -160,6 +178,13 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	}
 	if err := im.step("published"); err != nil {
 		return err
+	}
+	if isInvoice && j.relatedTo == "" {
+		// Before the invoice's record, so a replay of the invoice
+		// finishes them; each is once by its own record.
+		if err := p.relatedDocuments(ctx, m, mailID, id, d, sp, seen); err != nil {
+			return err
+		}
 	}
 	now := im.cfg.Now()
 	// The record and the content claim are written at once; each is safe
@@ -188,7 +213,15 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	p.mu.Lock()
 	p.res.Imported++
 	p.imported++
-	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Kind: d.Kind, Profile: d.Profile, Detail: d.Note, Subject: cutText(m.Subject, maxSubject)}.withInvoice(d.Invoice))
+	h := HistoryEntry{Time: now, DocumentID: id, Name: name, Kind: d.Kind, Profile: d.Profile, Detail: d.Note, Subject: cutText(m.Subject, maxSubject),
+		From: cutText(m.From, maxSubject), ReceivedAt: m.ReceivedAt, ObjectKey: ref.Key}
+	if rend != nil {
+		h.RenditionKey = rend.Key
+	}
+	if d.Invoice != nil {
+		h = h.withValidation(d.Invoice.Validation)
+	}
+	p.history = append(p.history, h.withInvoice(d.Invoice))
 	p.mu.Unlock()
 	return nil
 }
@@ -275,7 +308,8 @@ func (p *pass) skip(ctx context.Context, m connector.Message, mailID, id, name s
 	p.mu.Lock()
 	p.res.Skipped++
 	p.skipped[d.Reason]++
-	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Reason: d.Reason, Detail: cutText(d.Detail, maxDetail), Subject: cutText(m.Subject, maxSubject)})
+	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Reason: d.Reason, Detail: cutText(d.Detail, maxDetail), Subject: cutText(m.Subject, maxSubject),
+		From: cutText(m.From, maxSubject), ReceivedAt: m.ReceivedAt})
 	p.mu.Unlock()
 	return nil
 }

@@ -145,6 +145,25 @@ type Config struct {
 	// than half of it ago is resumed by asking the stream what it
 	// announced (see backlog.Working).
 	DuplicateWindow time.Duration
+	// Validator judges every e-invoice (the XML files and the XML inside
+	// ZUGFeRD PDFs) by the official rules, for data.invoice.validation;
+	// nil judges none. One for the process (rules.Default()).
+	Validator Validator
+	// Render renders an XML-only e-invoice as a readable PDF, stored
+	// beside it and announced as data.rendition (rendition.PDF); nil
+	// renders none.
+	Render func(ctx context.Context, xml []byte) ([]byte, error)
+	// EInvoiceTimeout bounds the validation and the rendition of one
+	// document, each; default DefaultEInvoiceTimeout. EInvoiceMaxXML is
+	// the largest XML validated or rendered; default
+	// DefaultEInvoiceMaxXML.
+	EInvoiceTimeout time.Duration
+	EInvoiceMaxXML  int64
+	// Step, when set, is called after each step of the document and page
+	// flow ("stored", "rendition_stored", "published", "recorded", …);
+	// an error aborts the pass there, like a crash. It is for the crash
+	// tests of the built binary (cmd/mailgate's crashpoint build tag).
+	Step func(step string) error
 }
 
 func (c *Config) setDefaults() {
@@ -210,6 +229,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.DuplicateWindow <= 0 {
 		c.DuplicateWindow = archive.DefaultDuplicateWindow
+	}
+	if c.EInvoiceTimeout <= 0 {
+		c.EInvoiceTimeout = DefaultEInvoiceTimeout
+	}
+	if c.EInvoiceMaxXML <= 0 {
+		c.EInvoiceMaxXML = DefaultEInvoiceMaxXML
 	}
 }
 
@@ -286,6 +311,7 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*I
 		metrics: m,
 		backoff: backoff{base: time.Second, max: 30 * time.Minute, rand: rand.Float64},
 		trigger: make(chan string, 64),
+		hook:    cfg.Step,
 		held:    make(map[string]bool),
 		quietAt: make(map[string]peeked),
 	}, nil

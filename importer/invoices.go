@@ -18,8 +18,10 @@ import (
 // invoice number, through the index inv.<customer>.<hash>.
 
 // invoiceKey is the ledger key of an invoice: the seller (VAT id, else
-// name) and the invoice number, normalised, hashed so any characters
-// fit a key. ok is false when the invoice lacks a number or a seller.
+// name), the invoice number and the year of its issue date (BT-2; a
+// supplier may start its numbers again each year), normalised, hashed so
+// any characters fit a key. ok is false when the invoice lacks a number
+// or a seller; one without an issue date is keyed by the other two.
 func invoiceKey(customer string, inv *archive.Invoice) (key string, ok bool) {
 	if inv == nil {
 		return "", false
@@ -32,7 +34,11 @@ func invoiceKey(customer string, inv *archive.Invoice) (key string, ok bool) {
 	if number == "" || seller == "name:" {
 		return "", false
 	}
-	sum := sha256.Sum256([]byte(seller + "\x00" + number))
+	year := ""
+	if d := strings.TrimSpace(inv.IssueDate); len(d) >= 4 {
+		year = d[:4]
+	}
+	sum := sha256.Sum256([]byte(seller + "\x00" + number + "\x00" + year))
 	return "inv." + kvToken(customer) + "." + hex.EncodeToString(sum[:]), true
 }
 

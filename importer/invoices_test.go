@@ -13,12 +13,17 @@ import (
 // ublInvoice is a small UBL invoice with a seller, so it has an invoice
 // identity.
 func ublInvoice(number, sellerVAT, sellerName string) []byte {
+	return ublInvoiceOf(number, sellerVAT, sellerName, "2026-11-02")
+}
+
+// ublInvoiceOf is ublInvoice issued on a date (BT-2, YYYY-MM-DD).
+func ublInvoiceOf(number, sellerVAT, sellerName, issued string) []byte {
 	return fmt.Appendf(nil, `<?xml version="1.0" encoding="UTF-8"?>
 <Invoice xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
   xmlns:cac="urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
   xmlns:cbc="urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2">
   <cbc:CustomizationID>urn:cen.eu:en16931:2017#compliant#urn:xeinkauf.de:kosit:xrechnung_3.0</cbc:CustomizationID>
-  <cbc:ID>%s</cbc:ID><cbc:IssueDate>2026-11-02</cbc:IssueDate><cbc:InvoiceTypeCode>380</cbc:InvoiceTypeCode>
+  <cbc:ID>%s</cbc:ID><cbc:IssueDate>%s</cbc:IssueDate><cbc:InvoiceTypeCode>380</cbc:InvoiceTypeCode>
   <cbc:DocumentCurrencyCode>EUR</cbc:DocumentCurrencyCode>
   <cac:AccountingSupplierParty><cac:Party>
     <cac:PartyTaxScheme><cbc:CompanyID>%s</cbc:CompanyID><cac:TaxScheme><cbc:ID>VAT</cbc:ID></cac:TaxScheme></cac:PartyTaxScheme>
@@ -27,7 +32,7 @@ func ublInvoice(number, sellerVAT, sellerName string) []byte {
   <cac:LegalMonetaryTotal><cbc:TaxExclusiveAmount currencyID="EUR">100.00</cbc:TaxExclusiveAmount>
   <cbc:TaxInclusiveAmount currencyID="EUR">119.00</cbc:TaxInclusiveAmount><cbc:PayableAmount currencyID="EUR">119.00</cbc:PayableAmount></cac:LegalMonetaryTotal>
 </Invoice>
-`, number, sellerVAT, sellerName)
+`, number, issued, sellerVAT, sellerName)
 }
 
 // ciiTwin is the same invoice in CII, as a ZUGFeRD PDF embeds it: another
@@ -36,7 +41,8 @@ func ciiTwin(number, sellerVAT string) []byte {
 	return fmt.Appendf(nil, `<rsm:CrossIndustryInvoice xmlns:rsm="urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
   xmlns:ram="urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100">
   <rsm:ExchangedDocumentContext><ram:GuidelineSpecifiedDocumentContextParameter><ram:ID>urn:cen.eu:en16931:2017</ram:ID></ram:GuidelineSpecifiedDocumentContextParameter></rsm:ExchangedDocumentContext>
-  <rsm:ExchangedDocument><ram:ID>%s</ram:ID><ram:TypeCode>380</ram:TypeCode></rsm:ExchangedDocument>
+  <rsm:ExchangedDocument><ram:ID>%s</ram:ID><ram:TypeCode>380</ram:TypeCode>
+    <ram:IssueDateTime><udt:DateTimeString xmlns:udt="urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100" format="102">20261102</udt:DateTimeString></ram:IssueDateTime></rsm:ExchangedDocument>
   <rsm:SupplyChainTradeTransaction><ram:ApplicableHeaderTradeAgreement><ram:SellerTradeParty><ram:Name>Anders geschrieben GmbH</ram:Name>
     <ram:SpecifiedTaxRegistration><ram:ID schemeID="VA">%s</ram:ID></ram:SpecifiedTaxRegistration></ram:SellerTradeParty></ram:ApplicableHeaderTradeAgreement>
   </rsm:SupplyChainTradeTransaction>
@@ -117,6 +123,36 @@ func TestDuplicateInvoiceFlagged(t *testing.T) {
 	}
 }
 
+// TestDuplicateInvoiceYear: a supplier that starts its numbers again
+// each year sends no duplicate; the same number in the same year is one,
+// whatever the day.
+func TestDuplicateInvoiceYear(t *testing.T) {
+	e := newEnv(t, connector.PostNone)
+	im := e.importer(t, "r1", nil)
+	for i, issued := range []string{"2025-03-01", "2026-03-01", "2026-11-30"} {
+		e.mb.deliver("inbox", connector.Message{InternetMessageID: fmt.Sprintf("<y%d@x>", i), Subject: "Rechnung 1", ReceivedAt: t0},
+			file("1.xml", "application/xml", ublInvoiceOf("1", "DE123456789", "Müller GmbH", issued)))
+	}
+	e.sync(t, im)
+	byMail := map[string]archive.Imported{}
+	ids := map[string]string{}
+	for id, ev := range e.events.imported {
+		byMail[ev.Message.InternetMessageID] = ev
+		ids[ev.Message.InternetMessageID] = id
+	}
+	if len(byMail) != 3 {
+		t.Fatalf("%d imported, want 3", len(byMail))
+	}
+	if got := byMail["<y0@x>"].Invoice.DuplicateInvoiceOf; got != "" {
+		t.Errorf("the invoice of 2025 is flagged a duplicate of %s", got)
+	}
+	// The mails run concurrently: whichever of 2026 came second names the first.
+	a, b := byMail["<y1@x>"].Invoice.DuplicateInvoiceOf, byMail["<y2@x>"].Invoice.DuplicateInvoiceOf
+	if !(a == "" && b == ids["<y1@x>"] || b == "" && a == ids["<y2@x>"]) {
+		t.Errorf("the two invoices of 2026: duplicateInvoiceOf %q and %q, want one to name the other", a, b)
+	}
+}
+
 func TestInvoiceKey(t *testing.T) {
 	k := func(inv archive.Invoice) string {
 		key, _ := invoiceKey("acme", &inv)
@@ -134,6 +170,12 @@ func TestInvoiceKey(t *testing.T) {
 	}
 	if k(archive.Invoice{Number: "RE-1"}) != "" || k(archive.Invoice{Seller: archive.Party{Name: "A"}}) != "" {
 		t.Error("no key without number or seller")
+	}
+	if k(archive.Invoice{Number: "RE-1", IssueDate: "2025-12-31", Seller: archive.Party{Name: "A"}}) == k(archive.Invoice{Number: "RE-1", IssueDate: "2026-01-01", Seller: archive.Party{Name: "A"}}) {
+		t.Error("the issue year is part of the key")
+	}
+	if k(archive.Invoice{Number: "RE-1", IssueDate: "2026-01-01", Seller: archive.Party{Name: "A"}}) != k(archive.Invoice{Number: "RE-1", IssueDate: "2026-12-31", Seller: archive.Party{Name: "A"}}) {
+		t.Error("the issue day is not")
 	}
 	if !strings.HasPrefix(a, "inv.acme.") {
 		t.Errorf("key %q", a)

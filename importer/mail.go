@@ -25,6 +25,9 @@ type job struct {
 	// deadline ends the reading of the content (policy.Deadline): set
 	// once for an attachment, shared by the parts of a container.
 	deadline time.Time
+	// relatedTo is, for a supporting document taken from inside an
+	// e-invoice (a part too), the invoice's document id.
+	relatedTo string
 }
 
 // mail handles every document of one mail and then post-processes it.

@@ -25,6 +25,8 @@ import (
 	"github.com/mailgate/mailgate/connector"
 	"github.com/mailgate/mailgate/connector/graph"
 	"github.com/mailgate/mailgate/importer"
+	"github.com/mailgate/mailgate/importer/rendition"
+	"github.com/mailgate/mailgate/importer/rules"
 	"github.com/mailgate/mailgate/portal"
 )
 
@@ -299,6 +301,11 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 		if err := archive.CheckDir(w.SpoolDir); err != nil {
 			return nil, fmt.Errorf("spool dir %s: %w", w.SpoolDir, err)
 		}
+		// One validator for the process: the rule sets are loaded once.
+		validator, err := rules.Default()
+		if err != nil {
+			return nil, fmt.Errorf("e-invoice rules: %w", err)
+		}
 		w.Importer, err = importer.New(ctx, js, importer.Deps{
 			Connections: w.Connections,
 			Mailboxes:   mailboxes,
@@ -313,6 +320,9 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 			SpoolDir:     w.SpoolDir,
 			Logger:       log,
 			Registerer:   w.Registry,
+			Validator:    validator,
+			Render:       rendition.PDF,
+			Step:         crashStep(),
 		})
 		if err != nil {
 			return nil, err

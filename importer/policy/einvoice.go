@@ -43,6 +43,9 @@ type EInvoice struct {
 	Raw     string // the specification identifier as written
 	// Data is the invoice's own data; never nil for a detected invoice.
 	Data *archive.Invoice
+	// XML is the embedded file of a ZUGFeRD/Factur-X PDF (nil for an XML
+	// file, which is its own XML), for the official rules.
+	XML []byte
 }
 
 // DetectEInvoice reports whether r holds an XML e-invoice: a UBL Invoice or

@@ -98,8 +98,12 @@ type Decision struct {
 	// Invoice is the e-invoice's own data (kinds xrechnung and zugferd),
 	// nil when the embedded XML could not be read.
 	Invoice *archive.Invoice
-	Reason  string // archive.Reason*; set when !Import
-	Detail  string // the reason in plain words
+	// XML is the e-invoice XML embedded in a zugferd PDF, for the
+	// official rules (a string, so a Decision compares); "" for every
+	// other kind.
+	XML    string
+	Reason string // archive.Reason*; set when !Import
+	Detail string // the reason in plain words
 	// Note says, for an imported document, why its content was read
 	// only in part (a bound was met); the decision stands on what was read.
 	Note string
@@ -217,7 +221,7 @@ func (p *Policy) classifyPDF(ctx context.Context, rs io.ReadSeeker, size int64) 
 		return d, nil
 	}
 	if inv, _, ok := p.embeddedInvoice(ctx, rs, size); ok {
-		d.Kind, d.Syntax, d.Profile, d.Invoice = archive.KindZUGFeRD, inv.Syntax, inv.Profile, inv.Data
+		d.Kind, d.Syntax, d.Profile, d.Invoice, d.XML = archive.KindZUGFeRD, inv.Syntax, inv.Profile, inv.Data, string(inv.XML)
 	} else if ctx.Err() != nil {
 		d.Note = "a plain PDF: its embedded files were not read within the document's time bound"
 	}

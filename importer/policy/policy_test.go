@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/mailgate/mailgate/archive"
@@ -95,6 +96,10 @@ func TestClassify(t *testing.T) {
 				t.Errorf("Invoice = %+v for kind %s", got.Invoice, got.Kind)
 			}
 			got.Invoice = nil // the data is TestInvoiceData's
+			if tt.want.Kind == archive.KindZUGFeRD && !strings.Contains(got.XML, "CrossIndustryInvoice") {
+				t.Errorf("the embedded XML is not handed on: %q", got.XML)
+			}
+			got.XML = ""
 			if got != tt.want {
 				t.Errorf("Classify =\n %+v\nwant\n %+v", got, tt.want)
 			}

@@ -150,6 +150,7 @@ func invoiceAmong(ctx context.Context, aa []attachment) (EInvoice, string, bool)
 		if inv.Syntax == "" {
 			inv.Syntax = SyntaxCII
 		}
+		inv.XML = a.data
 		return inv, a.name, true
 	}
 	return EInvoice{}, "", false

@@ -10,10 +10,6 @@ import (
 // ContentType is the media type of a rendition.
 const ContentType = "application/pdf"
 
-// ErrNotImplemented was what the placeholder answered; PDF no longer
-// returns it. It stays for callers written against the placeholder.
-var ErrNotImplemented = errors.New("rendition: not implemented yet")
-
 // Bounds of one rendition. Mail content comes from anyone: these keep a
 // hostile file's cost bounded in time, memory and pages.
 const (

@@ -39,7 +39,7 @@ const (
 
 // Scenarios lists every scenario in the order Run runs them.
 func Scenarios() []string {
-	return []string{ScenarioDocs, ScenarioLarge, ScenarioIdle, ScenarioHuge, ScenarioPhotos, ScenarioLimits, ScenarioIdleScale, ScenarioBackfill}
+	return []string{ScenarioDocs, ScenarioLarge, ScenarioIdle, ScenarioHuge, ScenarioPhotos, ScenarioLimits, ScenarioIdleScale, ScenarioBackfill, ScenarioEInvoices}
 }
 
 // Full-size parameters (Scale 1).
@@ -147,7 +147,7 @@ func (o *Options) fill() error {
 }
 
 func (o *Options) wants(s string) bool {
-	if s == ScenarioIdleScale || s == ScenarioBackfill {
+	if s == ScenarioIdleScale || s == ScenarioBackfill || s == ScenarioEInvoices {
 		return slices.Contains(o.Only, s)
 	}
 	return len(o.Only) == 0 || slices.Contains(o.Only, s)
@@ -282,6 +282,8 @@ func Run(ctx context.Context, opts Options, w io.Writer) (*Report, error) {
 			rows, err = b.idleScaleScenario(ctx, rep)
 		case ScenarioBackfill:
 			rows, err = b.backfillScenario(ctx)
+		case ScenarioEInvoices:
+			rows, err = b.einvoiceScenario(ctx)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("bench: scenario %s: %w", s, err)
@@ -439,6 +441,11 @@ func evaluate(rep *Report) ([]Ratio, []Goal) {
 			Met:      r.RSSIncrease <= GoalHugeRSS,
 			Note:     fmt.Sprintf("process VmHWM %.0f MiB includes the in-process simulator's copy of the mails and NATS", float64(r.PeakRSS)/(1<<20)),
 		})
+	}
+	if plain, ok := find(ScenarioEInvoices, whatMailgate); ok {
+		if judged, ok := find(ScenarioEInvoices, whatJudged); ok {
+			goals = append(goals, einvoiceGoal(plain, judged))
+		}
 	}
 	if rep.Scale != nil {
 		goals = append(goals, scaleGoals(rep.Scale)...)

@@ -264,3 +264,23 @@ func TestBackfillSmall(t *testing.T) {
 		t.Error("no progress line while it ran")
 	}
 }
+
+// TestEInvoicesSmall runs the einvoices scenario small: both passes
+// import every mail, and the goal compares them.
+func TestEInvoicesSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("imports 2 × 40 mails")
+	}
+	var out strings.Builder
+	rep, err := Run(t.Context(), Options{Only: []string{ScenarioEInvoices}, Scale: 0.04, NoMinIO: true, Dir: t.TempDir()}, &out)
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != 2 || rep.Rows[0].What != whatMailgate || rep.Rows[1].What != whatJudged || rep.Rows[0].Docs != 40 || rep.Rows[1].Docs != 40 {
+		t.Fatalf("rows %+v, want a plain and a judged row of 40 documents each", rep.Rows)
+	}
+	if len(rep.Goals) != 1 || !strings.Contains(rep.Goals[0].Name, "one mail in 5 an XRechnung") || !strings.Contains(out.String(), whatJudged) {
+		t.Errorf("goals %+v", rep.Goals)
+	}
+}
