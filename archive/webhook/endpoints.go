@@ -105,8 +105,10 @@ func (s *Service) validate(customer string, r Registration) (Registration, error
 	if u.Scheme != "https" && !(s.cfg.AllowPrivate && u.Scheme == "http") {
 		return r, invalid("url must use https")
 	}
-	if ip, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil && !s.cfg.AllowPrivate && !publicAddress(ip) {
-		return r, invalid("url must not point to a private, loopback or link-local address")
+	if ip, err := netip.ParseAddr(u.Hostname()); err == nil && !s.cfg.AllowPrivate {
+		if why := deniedRange(ip); why != "" {
+			return r, invalid("url must point to a public address, not %s (%s)", ip, why)
+		}
 	}
 	if strings.EqualFold(u.Hostname(), "localhost") && !s.cfg.AllowPrivate {
 		return r, invalid("url must not point to a private, loopback or link-local address")

@@ -91,7 +91,7 @@ func New(ctx context.Context, js jetstream.JetStream, sealer Sealer, announcer A
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Service{js: js, cfg: cfg, log: cfg.Logger, now: cfg.Now, sealer: sealer, announcer: announcer, client: newClient(cfg.Timeout, cfg.AllowPrivate)}
+	s := &Service{js: js, cfg: cfg, log: cfg.Logger, now: cfg.Now, sealer: sealer, announcer: announcer, client: newClient(cfg.Timeout, cfg.AllowPrivate, nil)}
 	var err error
 	if s.stream, err = js.Stream(ctx, archive.StreamName); err != nil {
 		return nil, fmt.Errorf("webhook: stream: %w", err)
