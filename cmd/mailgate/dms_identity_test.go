@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -273,5 +276,126 @@ func TestDMSIdentityAttacker(t *testing.T) {
 	}
 	if errors.Is(ctx.Err(), context.Canceled) {
 		t.Fatal(ctx.Err())
+	}
+}
+
+// TestDMSIdentityAdmittedOnReload: a DMS identity written while the
+// embedded server runs (as `mailgate dms-credentials` writes it) is
+// refused until the identities are reloaded (what SIGHUP does), then
+// admitted with its rights only; the running clients stay connected.
+func TestDMSIdentityAdmittedOnReload(t *testing.T) {
+	cfg := &Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0"}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := startNATS(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	nc, _, err := connectNATS(t.Context(), cfg, srv.ClientURL(), "mailgate", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := newDMSIdentity(cfg.DataDir, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := natsAuth(dmsSeedFile(cfg.DataDir, "acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := nats.Connect(srv.ClientURL(), auth); err == nil {
+		c.Close()
+		t.Fatal("a DMS identity written after the start was admitted before a reload")
+	}
+	if err := reloadNATSIdentities(srv, cfg); err != nil {
+		t.Fatal(err)
+	}
+	a := connectAttacker(t, srv.ClientURL(), dmsSeedFile(cfg.DataDir, "acme"), dmsInboxPrefix("acme"))
+	a.refused("reading another customer's events", "subscription to \"mailgate.globex.>\"", func(context.Context) error {
+		_, err := a.nc.SubscribeSync("mailgate.globex.>")
+		return err
+	})
+	if !nc.IsConnected() {
+		t.Error("the service's connection was dropped by the reload")
+	}
+}
+
+// TestDMSCredentialsNATSConf: `mailgate dms-credentials C --nats-conf`
+// prints a user entry that nats-server reads back as C's DMS identity with
+// exactly dmsPermissions, for an external server's nats.conf.
+func TestDMSCredentialsNATSConf(t *testing.T) {
+	dir := t.TempDir()
+	var out, errOut strings.Builder
+	getenv := func(k string) string {
+		if k == "MAILGATE_DATA_DIR" {
+			return dir
+		}
+		return ""
+	}
+	if code := run(t.Context(), []string{"dms-credentials", "acme", "--nats-conf"}, getenv, strings.NewReader(""), &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	conf := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(conf, []byte("authorization {\n  users: [\n"+out.String()+"  ]\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	pub, err := seedPublicKey(dmsSeedFile(dir, "acme"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(opts.Nkeys) != 1 || opts.Nkeys[0].Nkey != pub {
+		t.Fatalf("users %+v, want acme's public key %s", opts.Nkeys, pub)
+	}
+	want := dmsPermissions("acme")
+	got := opts.Nkeys[0].Permissions
+	if got == nil || !slices.Equal(got.Publish.Allow, want.Publish.Allow) || !slices.Equal(got.Subscribe.Allow, want.Subscribe.Allow) {
+		t.Errorf("permissions read back %+v, want %+v", got, want)
+	}
+}
+
+// TestComposeNATSConfDMSRights: the dms_firma user of
+// deploy/nats/nats.conf, read by nats-server itself, has exactly the
+// rights of customer firma's DMS identity of the embedded server, which
+// TestDMSIdentityAttacker attacks.
+func TestComposeNATSConfDMSRights(t *testing.T) {
+	dir := t.TempDir()
+	if err := copyFile("../../deploy/nats/nats.conf", filepath.Join(dir, "nats.conf"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	auth := "MAILGATE_PASSWORD: \"a\"\nDMS_PASSWORD: \"b\"\nROUTE_PASSWORD: \"c\"\nROUTES: [\"nats-route://route:c@127.0.0.1:6222\"]\n"
+	if err := os.WriteFile(filepath.Join(dir, "auth.conf"), []byte(auth), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, u := range opts.Users {
+		switch u.Username {
+		case "mailgate":
+			if u.Permissions != nil {
+				t.Errorf("mailgate user restricted: %+v", u.Permissions)
+			}
+		case "dms_firma":
+			found = true
+			want := dmsPermissions("firma")
+			if u.Permissions == nil || u.Permissions.Publish == nil || u.Permissions.Subscribe == nil ||
+				!slices.Equal(u.Permissions.Publish.Allow, want.Publish.Allow) || !slices.Equal(u.Permissions.Subscribe.Allow, want.Subscribe.Allow) ||
+				len(u.Permissions.Publish.Deny) != 0 || len(u.Permissions.Subscribe.Deny) != 0 {
+				t.Errorf("dms_firma's rights %+v %+v, want %+v %+v", u.Permissions.Publish, u.Permissions.Subscribe, want.Publish, want.Subscribe)
+			}
+		default:
+			if u.Permissions == nil {
+				t.Errorf("user %s has every right", u.Username)
+			}
+		}
+	}
+	if !found {
+		t.Error("nats.conf has no dms_firma user")
 	}
 }
