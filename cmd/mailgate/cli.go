@@ -63,7 +63,12 @@ func connectCLI(ctx context.Context, e *env, fs *flag.FlagSet, args []string) (*
 		s.nc.Close()
 		return nil, nil, err
 	}
-	s.js = bindOnly{js}
+	s.js = js
+	if cfg.NATSCreds == "" && cfg.NATSUser == "" && fileExists(natsSeedFile(cfg.DataDir, natsRoleCLI)) {
+		// The embedded server's cli identity may not create or change
+		// streams; with the operator's own credentials the CLI may.
+		s.js = bindOnly{js}
+	}
 	return s, rest, nil
 }
 

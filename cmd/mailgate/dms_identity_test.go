@@ -183,6 +183,10 @@ func TestDMSIdentityAttacker(t *testing.T) {
 	if err != nil || len(got) != 2 || got[0] != "mailgate.acme.connection.changed" || got[1] != got[0] {
 		t.Fatalf("acme's DMS following its events: %v, got %v", err, got)
 	}
+	// Its acknowledgements count (its ack subjects are allowed).
+	if c, err := stream.Consumer(ctx, dmsConsumer("acme")); err != nil || c.CachedInfo().AckFloor.Stream == 0 || c.CachedInfo().NumAckPending != 0 {
+		t.Errorf("acme's consumer after acknowledging both: %v, %+v", err, c)
+	}
 
 	// Another customer's events.
 	for _, filter := range []string{"mailgate.globex.>", "mailgate.globex.connection.changed", "mailgate.>", "mailgate.*.>", ">"} {
