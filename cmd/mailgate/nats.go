@@ -28,6 +28,10 @@ func startNATS(cfg *Config, logger *slog.Logger) (*server.Server, error) {
 		logger.Warn("embedded nats listens beyond loopback; clients need the credentials in the data dir, and traffic is not encrypted",
 			"listen", cfg.NATSListen)
 	}
+	if old := natsSeedFile(cfg.DataDir, "subscriber"); fileExists(old) {
+		logger.Warn("the subscriber identity of earlier versions read every customer's events and is no longer admitted; give each customer's DMS its own with `mailgate dms-credentials CUSTOMER`",
+			"file", old)
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("nats: embedded server: %w", err)
