@@ -112,7 +112,7 @@ func (s *Service) validate(customer string, r Registration) (Registration, error
 	}
 	if ip, err := netip.ParseAddr(u.Hostname()); err == nil && !s.cfg.AllowPrivate {
 		if why := deniedRange(ip); why != "" {
-			return r, invalid("url must point to a public address, not %s (%s)", ip, why)
+			return r, invalid("url must not point to a private, loopback, link-local or other special-purpose address (%s: %s)", ip, why)
 		}
 	}
 	if strings.EqualFold(u.Hostname(), "localhost") && !s.cfg.AllowPrivate {
