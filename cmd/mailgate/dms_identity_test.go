@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -306,6 +307,8 @@ func TestDMSIdentityAdmittedOnReload(t *testing.T) {
 	if c, err := nats.Connect(srv.ClientURL(), auth); err == nil {
 		c.Close()
 		t.Fatal("a DMS identity written after the start was admitted before a reload")
+	} else if !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("a DMS identity before the reload: %v, want an authorization violation", err)
 	}
 	if err := reloadNATSIdentities(srv, cfg); err != nil {
 		t.Fatal(err)
@@ -317,6 +320,33 @@ func TestDMSIdentityAdmittedOnReload(t *testing.T) {
 	})
 	if !nc.IsConnected() {
 		t.Error("the service's connection was dropped by the reload")
+	}
+	// Removing the seed from the data dir and reloading revokes the
+	// identity; the DMS still holds its copy of the seed.
+	held := filepath.Join(t.TempDir(), "acme.nk")
+	if err := copyFile(dmsSeedFile(cfg.DataDir, "acme"), held, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	heldAuth, err := natsAuth(held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := nats.Connect(srv.ClientURL(), heldAuth); err != nil {
+		t.Fatalf("the held copy before the removal: %v", err)
+	} else {
+		c.Close()
+	}
+	if err := os.Remove(dmsSeedFile(cfg.DataDir, "acme")); err != nil {
+		t.Fatal(err)
+	}
+	if err := reloadNATSIdentities(srv, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := nats.Connect(srv.ClientURL(), heldAuth); err == nil {
+		c.Close()
+		t.Error("a removed DMS identity was admitted after the reload")
+	} else if !errors.Is(err, nats.ErrAuthorization) {
+		t.Errorf("a removed DMS identity: %v, want an authorization violation", err)
 	}
 }
 
