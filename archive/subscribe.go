@@ -83,21 +83,20 @@ func Subscribe(ctx context.Context, js jetstream.JetStream, cfg SubscribeConfig,
 	if err != nil {
 		return fmt.Errorf("archive: subscribe: %w", err)
 	}
-	stream, err := js.Stream(ctx, StreamName)
-	if err != nil {
-		return fmt.Errorf("archive: subscribe: stream %s: %w", StreamName, err)
-	}
+	// Consumers are looked up and created by name, without the stream's
+	// info, which an identity limited to one customer's events may not
+	// read (it names every customer's subjects).
 	if cfg.Durable != "" {
 		// The start position is fixed when a consumer is created; keep an
 		// existing durable's so an update doesn't fail over it.
-		if old, err := stream.Consumer(ctx, cfg.Durable); err == nil {
+		if old, err := js.Consumer(ctx, StreamName, cfg.Durable); err == nil {
 			oc := old.CachedInfo().Config
 			cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = oc.DeliverPolicy, oc.OptStartSeq, oc.OptStartTime
 		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return fmt.Errorf("archive: subscribe: consumer %q: %w", cfg.Durable, err)
 		}
 	}
-	cons, err := stream.CreateOrUpdateConsumer(ctx, cc)
+	cons, err := js.CreateOrUpdateConsumer(ctx, StreamName, cc)
 	if err != nil {
 		return fmt.Errorf("archive: subscribe: consumer %q: %w", cfg.Durable, err)
 	}

@@ -23,6 +23,11 @@ import (
 const (
 	EndpointsBucket  = "webhooks"
 	DeliveriesBucket = "webhook_deliveries"
+	// CursorsBucket keeps each endpoint's acknowledged floor: the stream
+	// sequence up to which every event was delivered or settled. A
+	// consumer that vanished (deleted by hand, or by an identity that
+	// should not have) is recreated from there, not at the stream's end.
+	CursorsBucket = "webhook_cursors"
 )
 
 // MaxEndpoints bounds the endpoints of one customer.
@@ -105,8 +110,10 @@ func (s *Service) validate(customer string, r Registration) (Registration, error
 	if u.Scheme != "https" && !(s.cfg.AllowPrivate && u.Scheme == "http") {
 		return r, invalid("url must use https")
 	}
-	if ip, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil && !s.cfg.AllowPrivate && !publicAddress(ip) {
-		return r, invalid("url must not point to a private, loopback or link-local address")
+	if ip, err := netip.ParseAddr(u.Hostname()); err == nil && !s.cfg.AllowPrivate {
+		if why := deniedRange(ip); why != "" {
+			return r, invalid("url must not point to a private, loopback, link-local or other special-purpose address (%s: %s)", ip, why)
+		}
 	}
 	if strings.EqualFold(u.Hostname(), "localhost") && !s.cfg.AllowPrivate {
 		return r, invalid("url must not point to a private, loopback or link-local address")
@@ -301,6 +308,9 @@ func (s *Service) Delete(ctx context.Context, customer, id string) (Endpoint, er
 	}
 	if err := s.stream.DeleteConsumer(ctx, consumerName(id)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return ep, fmt.Errorf("webhook: delete consumer %s: %w", id, err)
+	}
+	if err := s.cursors.Delete(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return ep, fmt.Errorf("webhook: delete cursor %s: %w", id, err)
 	}
 	if err := s.purgeLog(ctx, id); err != nil {
 		return ep, err

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -57,12 +58,14 @@ type Service struct {
 	stream     jetstream.Stream
 	endpoints  jetstream.KeyValue
 	deliveries jetstream.KeyValue
+	cursors    jetstream.KeyValue
 	sealer     Sealer
 	announcer  Announcer
 	client     *http.Client
 
 	delivered *prometheus.CounterVec
 	disabled  *prometheus.GaugeVec
+	foreign   *prometheus.CounterVec
 }
 
 // New opens the buckets "webhooks" and "webhook_deliveries" (deliveries are
@@ -91,7 +94,7 @@ func New(ctx context.Context, js jetstream.JetStream, sealer Sealer, announcer A
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Service{js: js, cfg: cfg, log: cfg.Logger, now: cfg.Now, sealer: sealer, announcer: announcer, client: newClient(cfg.Timeout, cfg.AllowPrivate)}
+	s := &Service{js: js, cfg: cfg, log: cfg.Logger, now: cfg.Now, sealer: sealer, announcer: announcer, client: newClient(cfg.Timeout, cfg.AllowPrivate, nil)}
 	var err error
 	if s.stream, err = js.Stream(ctx, archive.StreamName); err != nil {
 		return nil, fmt.Errorf("webhook: stream: %w", err)
@@ -108,14 +111,22 @@ func New(ctx context.Context, js jetstream.JetStream, sealer Sealer, announcer A
 	}); err != nil {
 		return nil, fmt.Errorf("webhook: bucket %s: %w", DeliveriesBucket, err)
 	}
+	if s.cursors, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: CursorsBucket, Description: "mailgate webhook acknowledged floors", Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+	}); err != nil {
+		return nil, fmt.Errorf("webhook: bucket %s: %w", CursorsBucket, err)
+	}
 	s.delivered = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "mailgate", Name: "webhook_deliveries_total", Help: "Webhook delivery attempts by endpoint and result (delivered, failed).",
 	}, []string{"customer", "endpoint", "result"})
 	s.disabled = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "mailgate", Name: "webhook_endpoint_disabled", Help: "1 for a webhook endpoint disabled after failing for 3 days, 0 for an active one.",
 	}, []string{"customer", "endpoint"})
+	s.foreign = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mailgate", Name: "webhook_foreign_events_total", Help: "Events another customer's, dropped before delivery to an endpoint (its consumer was tampered with).",
+	}, []string{"customer", "endpoint"})
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.delivered, s.disabled} {
+		for _, c := range []prometheus.Collector{s.delivered, s.disabled, s.foreign} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("webhook: metrics: %w", err)
 			}
@@ -138,6 +149,15 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer func() { _ = w.Stop() }()
 	running := map[string]jetstream.ConsumeContext{}
+	gone := make(chan string, 64)
+	start := func(ep Endpoint) {
+		cc, err := s.consume(ctx, ep, gone)
+		if err != nil {
+			s.log.ErrorContext(ctx, "webhook: consume", "endpoint_id", ep.ID, "err", err)
+			return
+		}
+		running[ep.ID] = cc
+	}
 	customers := map[string]string{} // endpoint → customer, for its metric series
 	stop := func(id string) {
 		if cc, ok := running[id]; ok {
@@ -158,6 +178,25 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case e, open = <-w.Updates():
+		case id := <-gone:
+			// The consumer was deleted under a running endpoint: make it
+			// again from the endpoint's cursor.
+			if _, ok := running[id]; !ok {
+				continue
+			}
+			stop(id)
+			st, _, err := s.load(ctx, id)
+			if errors.Is(err, ErrNotFound) {
+				continue // removed; the watch says so too
+			}
+			if err != nil {
+				s.log.ErrorContext(ctx, "webhook: endpoint", "endpoint_id", id, "err", err)
+				continue
+			}
+			if st.State == StateActive {
+				start(st.Endpoint)
+			}
+			continue
 		}
 		if !open {
 			// The watch ended under us (NATS went away): watch again
@@ -200,17 +239,121 @@ func (s *Service) Run(ctx context.Context) error {
 		if _, ok := running[id]; ok {
 			continue
 		}
-		cons, err := s.stream.CreateOrUpdateConsumer(ctx, s.consumerConfig(st.Endpoint))
+		start(st.Endpoint)
+	}
+}
+
+// consume opens ep's consumer (recreating it from the endpoint's cursor
+// when it vanished) and delivers from it. gone hears of the endpoint when
+// its consumer is deleted under it.
+func (s *Service) consume(ctx context.Context, ep Endpoint, gone chan<- string) (jetstream.ConsumeContext, error) {
+	cons, err := s.openConsumer(ctx, ep)
+	if err != nil {
+		return nil, err
+	}
+	return cons.Consume(func(msg jetstream.Msg) { s.handle(ctx, ep.ID, cons, msg) },
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				select {
+				case gone <- ep.ID:
+				default: // Run has heard already
+				}
+			}
+		}))
+}
+
+// openConsumer returns ep's durable consumer. An existing one keeps its
+// start position (JetStream fixes it at creation). A missing one is made
+// again from the endpoint's acknowledged floor, so the events published
+// while it was gone are delivered, once; without a floor (nothing settled
+// yet) from the endpoint's registration.
+func (s *Service) openConsumer(ctx context.Context, ep Endpoint) (jetstream.Consumer, error) {
+	cc := s.consumerConfig(ep)
+	old, err := s.stream.Consumer(ctx, cc.Durable)
+	switch {
+	case err == nil:
+		oc := old.CachedInfo().Config
+		cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = oc.DeliverPolicy, oc.OptStartSeq, oc.OptStartTime
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		floor, err := s.cursor(ctx, ep.ID)
 		if err != nil {
-			s.log.ErrorContext(ctx, "webhook: consumer", "endpoint_id", id, "err", err)
-			continue
+			return nil, err
 		}
-		cc, err := cons.Consume(func(msg jetstream.Msg) { s.handle(ctx, id, msg) })
+		if floor > 0 {
+			cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, floor+1
+		} else {
+			created := ep.CreatedAt
+			cc.DeliverPolicy, cc.OptStartTime = jetstream.DeliverByStartTimePolicy, &created
+		}
+		s.log.WarnContext(ctx, "webhook: consumer missing, recreated from the endpoint's cursor",
+			"endpoint_id", ep.ID, "customer", ep.Customer, "after_seq", floor)
+	default:
+		return nil, fmt.Errorf("webhook: consumer %s: %w", ep.ID, err)
+	}
+	cons, err := s.stream.CreateOrUpdateConsumer(ctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: consumer %s: %w", ep.ID, err)
+	}
+	return cons, nil
+}
+
+// cursor is endpoint id's acknowledged floor, 0 when none is kept.
+func (s *Service) cursor(ctx context.Context, id string) (uint64, error) {
+	e, err := s.cursors.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("webhook: cursor %s: %w", id, err)
+	}
+	n, err := strconv.ParseUint(string(e.Value()), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("webhook: cursor %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// settled confirms a settled message with the server, then keeps the
+// consumer's acknowledged floor as the endpoint's cursor. A failure only
+// means a recreated consumer would start a little earlier: deliveries are
+// at least once, and receivers tell repeats by webhook-id.
+func (s *Service) settled(ctx context.Context, id string, cons jetstream.Consumer) {
+	info, err := cons.Info(ctx)
+	if err != nil {
+		s.log.WarnContext(ctx, "webhook: consumer info for the cursor", "endpoint_id", id, "err", err)
+		return
+	}
+	floor := info.AckFloor.Stream
+	for {
+		old, rev, err := uint64(0), uint64(0), error(nil)
+		e, gerr := s.cursors.Get(ctx, id)
+		switch {
+		case gerr == nil:
+			rev = e.Revision()
+			old, err = strconv.ParseUint(string(e.Value()), 10, 64)
+		case !errors.Is(gerr, jetstream.ErrKeyNotFound):
+			err = gerr
+		}
 		if err != nil {
-			s.log.ErrorContext(ctx, "webhook: consume", "endpoint_id", id, "err", err)
-			continue
+			s.log.WarnContext(ctx, "webhook: cursor", "endpoint_id", id, "err", err)
+			return
 		}
-		running[id] = cc
+		if floor <= old {
+			return
+		}
+		val := []byte(strconv.FormatUint(floor, 10))
+		if rev == 0 {
+			_, err = s.cursors.Create(ctx, id, val)
+		} else {
+			_, err = s.cursors.Update(ctx, id, val, rev)
+		}
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			s.log.WarnContext(ctx, "webhook: cursor", "endpoint_id", id, "err", err)
+			return
+		}
 	}
 }
 
@@ -236,11 +379,26 @@ func (s *Service) rewatch(ctx context.Context) (jetstream.KeyWatcher, error) {
 type eventHead struct {
 	ID   string `json:"id"`
 	Type string `json:"type"`
+	Data struct {
+		Customer string `json:"customer"`
+	} `json:"data"`
+}
+
+// subjectCustomer is the customer token of an event subject
+// (mailgate.<customer>.…), "" for another subject.
+func subjectCustomer(subject string) string {
+	parts := strings.SplitN(subject, ".", 3)
+	if len(parts) < 3 || parts[0] != "mailgate" {
+		return ""
+	}
+	return parts[1]
 }
 
 // handle delivers one event to one endpoint and acknowledges it, or asks
-// for it again after the backoff.
-func (s *Service) handle(ctx context.Context, id string, msg jetstream.Msg) {
+// for it again after the backoff. An event of another customer than the
+// endpoint's, by subject or by content, is never delivered: only a
+// consumer changed behind mailgate's back hands one over.
+func (s *Service) handle(ctx context.Context, id string, cons jetstream.Consumer, msg jetstream.Msg) {
 	st, _, err := s.load(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		_ = msg.Term() // deleted; its consumer goes next
@@ -250,14 +408,21 @@ func (s *Service) handle(ctx context.Context, id string, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(s.cfg.RetryMin)
 		return
 	}
-	if st.SubjectFilter != "" && !subjectMatches(st.SubjectFilter, msg.Subject()) {
-		_ = msg.Ack()
-		return
-	}
 	var head eventHead
 	if err := json.Unmarshal(msg.Data(), &head); err != nil || head.ID == "" {
 		s.log.ErrorContext(ctx, "webhook: undecodable event", "endpoint_id", id, "subject", msg.Subject(), "err", err)
-		_ = msg.Term()
+		s.settle(ctx, id, cons, msg.Term)
+		return
+	}
+	if subjectCustomer(msg.Subject()) != st.Customer || head.Data.Customer != st.Customer {
+		s.foreign.WithLabelValues(st.Customer, id).Inc()
+		s.log.ErrorContext(ctx, "webhook: event of another customer dropped; the endpoint's consumer was changed",
+			"endpoint_id", id, "customer", st.Customer, "subject", msg.Subject(), "event_id", head.ID)
+		s.settle(ctx, id, cons, msg.Term)
+		return
+	}
+	if st.SubjectFilter != "" && !subjectMatches(st.SubjectFilter, msg.Subject()) {
+		s.settle(ctx, id, cons, msg.Ack)
 		return
 	}
 	meta, err := msg.Metadata()
@@ -267,7 +432,7 @@ func (s *Service) handle(ctx context.Context, id string, msg jetstream.Msg) {
 	}
 	d := s.attempt(ctx, st, head, msg.Subject(), meta.Sequence.Stream, msg.Data())
 	if d.Status == Delivered {
-		_ = msg.Ack()
+		s.settle(ctx, id, cons, func() error { return msg.DoubleAck(ctx) })
 		if !st.FailingSince.IsZero() {
 			_, _ = s.update(ctx, id, func(ep *Endpoint) bool { ep.FailingSince = time.Time{}; return true })
 		}
@@ -288,6 +453,16 @@ func (s *Service) handle(ctx context.Context, id string, msg jetstream.Msg) {
 		return
 	}
 	_ = msg.NakWithDelay(s.backoff(int(meta.NumDelivered)))
+}
+
+// settle acknowledges or terminates a message and moves the endpoint's
+// cursor.
+func (s *Service) settle(ctx context.Context, id string, cons jetstream.Consumer, how func() error) {
+	if err := how(); err != nil {
+		s.log.WarnContext(ctx, "webhook: settle", "endpoint_id", id, "err", err)
+		return
+	}
+	s.settled(ctx, id, cons)
 }
 
 // backoff is the delay before attempt n+1: RetryMin doubled per attempt up

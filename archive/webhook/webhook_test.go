@@ -361,7 +361,7 @@ func TestNoPrivateAddresses(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hit = true }))
 	defer srv.Close()
 	// "localhost" resolves to loopback only when dialled.
-	_, err := newClient(time.Second, false).Get(strings.Replace(srv.URL, "127.0.0.1", "localhost", 1))
+	_, err := newClient(time.Second, false, nil).Get(strings.Replace(srv.URL, "127.0.0.1", "localhost", 1))
 	if !errors.Is(err, ErrForbiddenAddress) || hit {
 		t.Errorf("dial to localhost: %v (hit %v), want ErrForbiddenAddress", err, hit)
 	}
@@ -370,7 +370,7 @@ func TestNoPrivateAddresses(t *testing.T) {
 	defer target.Close()
 	redirect := httptest.NewServer(http.RedirectHandler(target.URL, http.StatusFound))
 	defer redirect.Close()
-	resp, err := newClient(time.Second, true).Get(redirect.URL)
+	resp, err := newClient(time.Second, true, nil).Get(redirect.URL)
 	if err != nil || resp.StatusCode != http.StatusFound || hit {
 		t.Errorf("redirect: %v %v, followed %v", resp, err, hit)
 	}

@@ -58,10 +58,16 @@ func connectCLI(ctx context.Context, e *env, fs *flag.FlagSet, args []string) (*
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot reach NATS at %s (is `mailgate serve` running, or MAILGATE_NATS_URL set?): %w", redactURL(url), err)
 	}
-	s.js, err = jetstream.New(s.nc)
+	js, err := jetstream.New(s.nc)
 	if err != nil {
 		s.nc.Close()
 		return nil, nil, err
+	}
+	s.js = js
+	if cfg.NATSCreds == "" && cfg.NATSUser == "" && fileExists(natsSeedFile(cfg.DataDir, natsRoleCLI)) {
+		// The embedded server's cli identity may not create or change
+		// streams; with the operator's own credentials the CLI may.
+		s.js = bindOnly{js}
 	}
 	return s, rest, nil
 }
@@ -439,4 +445,51 @@ func printResult(e *env, r controlResult) error {
 		return fmt.Errorf("connection is %s: %s", c.State, c.LastError)
 	}
 	return nil
+}
+
+// bindOnly is the CLI's JetStream: it opens the streams and buckets that
+// `mailgate serve` creates and never creates or changes one, which the
+// embedded server's cli identity may not do (cliPermissions). The
+// packages' constructors ask for create-or-update; for the CLI that means
+// "bind to the existing one".
+type bindOnly struct{ jetstream.JetStream }
+
+func (b bindOnly) bindKV(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	kv, err := b.KeyValue(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("KV bucket %s does not exist yet (start `mailgate serve` once): %w", bucket, err)
+	}
+	return kv, err
+}
+
+func (b bindOnly) bindStream(ctx context.Context, name string) (jetstream.Stream, error) {
+	s, err := b.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("stream %s does not exist yet (start `mailgate serve` once): %w", name, err)
+	}
+	return s, err
+}
+
+func (b bindOnly) CreateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	return b.bindKV(ctx, cfg.Bucket)
+}
+
+func (b bindOnly) UpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	return b.bindKV(ctx, cfg.Bucket)
+}
+
+func (b bindOnly) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	return b.bindKV(ctx, cfg.Bucket)
+}
+
+func (b bindOnly) CreateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	return b.bindStream(ctx, cfg.Name)
+}
+
+func (b bindOnly) UpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	return b.bindStream(ctx, cfg.Name)
+}
+
+func (b bindOnly) CreateOrUpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	return b.bindStream(ctx, cfg.Name)
 }

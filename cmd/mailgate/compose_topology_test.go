@@ -133,7 +133,7 @@ func bigInvoicePDF(number string, size int, seed uint64) []byte {
 //   - attachments above 1 MiB (1.5 to 8 MB) are imported exactly once, also
 //     across a rolling restart of both importers (docs/deployment.md);
 //   - the compose healthchecks (mailgate healthcheck) pass;
-//   - the DMS user reads the events and nothing else;
+//   - the DMS user of customer firma reads its events and nothing else;
 //   - the cluster refuses clients without credentials, and nodes without
 //     the route password.
 func TestComposeTopology(t *testing.T) {
@@ -575,7 +575,7 @@ func TestComposeTopology(t *testing.T) {
 
 	// The DMS user reads the document events and nothing else.
 	dmsErrs := make(chan error, 16)
-	dms, err := nats.Connect(in.natsURL, nats.UserInfo("dms", readSecret("nats-dms-password")), nats.CustomInboxPrefix("_INBOX_dms"),
+	dms, err := nats.Connect(in.natsURL, nats.UserInfo("dms_firma", readSecret("nats-dms-password")), nats.CustomInboxPrefix(dmsInboxPrefix("firma")),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
 			case dmsErrs <- err:
@@ -589,13 +589,10 @@ func TestComposeTopology(t *testing.T) {
 	djs, _ := jetstream.New(dms)
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	stream, err := djs.Stream(dctx, "MAILGATE")
+	cons, err := djs.CreateOrUpdateConsumer(dctx, "MAILGATE", jetstream.ConsumerConfig{
+		Durable: dmsConsumer("firma"), FilterSubject: "mailgate.firma.document.>", AckPolicy: jetstream.AckNonePolicy})
 	if err != nil {
-		t.Fatalf("the DMS user cannot see the stream: %v", err)
-	}
-	cons, err := stream.OrderedConsumer(dctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mailgate.*.document.>"}})
-	if err != nil {
-		t.Fatalf("the DMS user cannot consume the stream: %v", err)
+		t.Fatalf("the DMS user cannot consume its customer's events: %v", err)
 	}
 	read := 0
 	for read < want {

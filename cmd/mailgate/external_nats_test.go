@@ -235,19 +235,15 @@ func TestExternalNATSCredentials(t *testing.T) {
 	}
 }
 
-// dmsPermissions are the README's permissions for a DMS subscriber on an
-// external NATS, the same as the embedded server's subscriber identity.
-var dmsPermissions = subscriberPermissions()
-
 // TestExternalNATSSubscriberPermissions runs the README's example: mailgate
-// and a DMS with its own nkey and the permissions above. The DMS receives
+// and a DMS of customer firma with its own nkey and dmsPermissions. The DMS receives
 // events and cannot read mailgate's state or call the control service.
 func TestExternalNATSSubscriberPermissions(t *testing.T) {
 	caFile, cert := testCA(t)
 	mgSeed, mgPub := nkeyUser(t)
 	dmsSeed, dmsPub := nkeyUser(t)
 	url := runExternalNATS(t, cert, func(o *server.Options) {
-		o.Nkeys = []*server.NkeyUser{{Nkey: mgPub}, {Nkey: dmsPub, Permissions: dmsPermissions}}
+		o.Nkeys = []*server.NkeyUser{{Nkey: mgPub}, {Nkey: dmsPub, Permissions: dmsPermissions("firma")}}
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -271,7 +267,7 @@ func TestExternalNATSSubscriberPermissions(t *testing.T) {
 	dmsAuth, _ := natsAuth(dmsSeed)
 	// Refused requests surface as timeouts; the violations themselves
 	// arrive asynchronously.
-	dms, err := nats.Connect(url, dmsAuth, nats.RootCAs(caFile), nats.CustomInboxPrefix(subscriberInboxPrefix),
+	dms, err := nats.Connect(url, dmsAuth, nats.RootCAs(caFile), nats.CustomInboxPrefix(dmsInboxPrefix("firma")),
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	if err != nil {
 		t.Fatal(err)
@@ -282,7 +278,7 @@ func TestExternalNATSSubscriberPermissions(t *testing.T) {
 	sctx, scancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- archive.Subscribe(sctx, djs, archive.SubscribeConfig{Durable: "dms"}, func(_ context.Context, d *archive.Delivery) error {
+		done <- archive.Subscribe(sctx, djs, archive.SubscribeConfig{Durable: dmsConsumer("firma"), Customer: "firma", Types: []string{archive.TypeConnectionChanged}}, func(_ context.Context, d *archive.Delivery) error {
 			select {
 			case got <- d.Event:
 			default:

@@ -32,6 +32,7 @@ Usage:
   mailgate connections add-app --customer C --tenant T --client-id ID --client-secret-file F|- --mailbox ADDRESS
                               [--backfill new|since|all] [--since YYYY-MM-DD] [--post move|mark_read|category|none] [--folder F] [--category C]
   mailgate archive tail [--customer C] [--since TIME|--seq N] | get ID [-o FILE]
+  mailgate dms-credentials CUSTOMER [--nats-conf]         the NATS identity of a customer's DMS (its events only)
   mailgate bench
   mailgate healthcheck [URL]                            exit 0 when URL (default: /readyz of MAILGATE_HTTP_ADDR) answers 200
   mailgate version
@@ -68,18 +69,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return 2
 	}
 	cmds := map[string]func(context.Context, *env, []string) error{
-		"serve":       cmdServe,
-		"demo":        cmdDemo,
-		"sim":         cmdSim,
-		"users":       cmdUsers,
-		"apikeys":     cmdAPIKeys,
-		"tenants":     cmdTenants,
-		"webhooks":    cmdWebhooks,
-		"connections": cmdConnections,
-		"archive":     cmdArchive,
-		"bench":       cmdBench,
-		"healthcheck": cmdHealthcheck,
-		"version":     cmdVersion,
+		"serve":           cmdServe,
+		"demo":            cmdDemo,
+		"sim":             cmdSim,
+		"users":           cmdUsers,
+		"apikeys":         cmdAPIKeys,
+		"tenants":         cmdTenants,
+		"webhooks":        cmdWebhooks,
+		"connections":     cmdConnections,
+		"archive":         cmdArchive,
+		"bench":           cmdBench,
+		"healthcheck":     cmdHealthcheck,
+		"version":         cmdVersion,
+		"dms-credentials": cmdDMSCredentials,
 	}
 	switch args[0] {
 	case "help", "-h", "--help":

@@ -20,6 +20,35 @@ import (
 // a power cut, not only a process kill. It admits only the identities whose
 // credentials it keeps in the data directory (see natsauth.go).
 func startNATS(cfg *Config, logger *slog.Logger) (*server.Server, error) {
+	opts, err := embeddedOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if !isLoopbackHost(opts.Host) {
+		logger.Warn("embedded nats listens beyond loopback; clients need the credentials in the data dir, and traffic is not encrypted",
+			"listen", cfg.NATSListen)
+	}
+	if old := natsSeedFile(cfg.DataDir, "subscriber"); fileExists(old) {
+		logger.Warn("the subscriber identity of earlier versions read every customer's events and is no longer admitted; give each customer's DMS its own with `mailgate dms-credentials CUSTOMER`",
+			"file", old)
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("nats: embedded server: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("nats: embedded server on %s did not become ready (is the port in use by another mailgate?)", cfg.NATSListen)
+	}
+	logger.Info("embedded nats started", "url", srv.ClientURL(), "store_dir", opts.StoreDir, "credentials_dir", natsAuthDir(cfg.DataDir),
+		"dms_identities", len(opts.Nkeys)-len(natsRoles))
+	return srv, nil
+}
+
+// embeddedOptions are the embedded server's options, with the identities
+// the data directory holds now.
+func embeddedOptions(cfg *Config) (*server.Options, error) {
 	host, portStr, err := net.SplitHostPort(cfg.NATSListen)
 	if err != nil {
 		return nil, fmt.Errorf("nats: listen %q: %w", cfg.NATSListen, err)
@@ -35,11 +64,11 @@ func startNATS(cfg *Config, logger *slog.Logger) (*server.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !isLoopbackHost(host) {
-		logger.Warn("embedded nats listens beyond loopback; clients need the credentials in the data dir, and traffic is not encrypted",
-			"listen", cfg.NATSListen)
+	dms, err := dmsPublicKeys(cfg.DataDir)
+	if err != nil {
+		return nil, err
 	}
-	opts := &server.Options{
+	return &server.Options{
 		ServerName: "mailgate",
 		Host:       host,
 		Port:       port,
@@ -48,19 +77,24 @@ func startNATS(cfg *Config, logger *slog.Logger) (*server.Server, error) {
 		SyncAlways: true,
 		NoSigs:     true,
 		NoLog:      true,
-		Nkeys:      embeddedUsers(pubs),
-	}
-	srv, err := server.NewServer(opts)
+		Nkeys:      embeddedUsers(pubs, dms),
+	}, nil
+}
+
+// reloadNATSIdentities makes the running embedded server admit the
+// identities the data directory holds now (a DMS identity written by
+// `mailgate dms-credentials` since the start, or one removed).
+func reloadNATSIdentities(srv *server.Server, cfg *Config) error {
+	opts, err := embeddedOptions(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("nats: embedded server: %w", err)
+		return err
 	}
-	go srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		srv.Shutdown()
-		return nil, fmt.Errorf("nats: embedded server on %s did not become ready (is the port in use by another mailgate?)", cfg.NATSListen)
+	// The port the server actually listens on, if it chose one.
+	opts.Port = srv.Addr().(*net.TCPAddr).Port
+	if err := srv.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("nats: reload identities: %w", err)
 	}
-	logger.Info("embedded nats started", "url", srv.ClientURL(), "store_dir", opts.StoreDir, "credentials_dir", natsAuthDir(cfg.DataDir))
-	return srv, nil
+	return nil
 }
 
 // connectNATS connects to url with the operator's credentials and TLS

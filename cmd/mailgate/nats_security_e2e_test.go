@@ -45,6 +45,10 @@ func cliConnect(t *testing.T, natsURL, dataDir string) *nats.Conn {
 func TestNATSAuthEndToEnd(t *testing.T) {
 	bin := mailgateBinary(t)
 	dataDir := t.TempDir()
+	// The demo customer's DMS identity, as an operator creates it.
+	if out := runCLI(t, bin, []string{"MAILGATE_DATA_DIR=" + dataDir}, "dms-credentials", demoCustomer); !strings.Contains(out, dmsConsumer(demoCustomer)) {
+		t.Errorf("dms-credentials printed:\n%s", out)
+	}
 	_, base, password, _, natsURL := startDemo(t, bin, dataDir)
 	if !strings.HasPrefix(natsURL, "nats://127.0.0.1:") {
 		t.Errorf("embedded NATS listens at %s, want loopback", natsURL)
@@ -178,16 +182,16 @@ func TestNATSAuthEndToEnd(t *testing.T) {
 		}
 	})
 
-	// The local subscriber's identity follows events (the connect above
-	// published connection.changed) and reaches nothing else.
-	t.Run("subscriber only follows events", func(t *testing.T) {
-		auth, err := nats.NkeyOptionFromSeed(filepath.Join(dataDir, "nats-auth", "subscriber.nk"))
+	// The demo customer's DMS identity follows its events (the connect
+	// above published connection.changed) and reaches nothing else.
+	t.Run("dms identity only follows its events", func(t *testing.T) {
+		auth, err := nats.NkeyOptionFromSeed(dmsSeedFile(dataDir, demoCustomer))
 		if err != nil {
 			t.Fatal(err)
 		}
 		var mu sync.Mutex
 		var asyncErrs []string
-		nc, err := nats.Connect(natsURL, auth, nats.CustomInboxPrefix("_INBOX_dms"), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		nc, err := nats.Connect(natsURL, auth, nats.CustomInboxPrefix(dmsInboxPrefix(demoCustomer)), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			mu.Lock()
 			defer mu.Unlock()
 			asyncErrs = append(asyncErrs, err.Error())
@@ -200,7 +204,7 @@ func TestNATSAuthEndToEnd(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		defer cancel()
 		var got string
-		err = archive.Subscribe(ctx, js, archive.SubscribeConfig{Durable: "local-dms"}, func(_ context.Context, d *archive.Delivery) error {
+		err = archive.Subscribe(ctx, js, archive.SubscribeConfig{Durable: dmsConsumer(demoCustomer), Customer: demoCustomer, Types: []string{archive.TypeConnectionChanged}}, func(_ context.Context, d *archive.Delivery) error {
 			got = d.Event.Type
 			cancel()
 			return nil

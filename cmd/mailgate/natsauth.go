@@ -5,29 +5,34 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/mailgate/mailgate/archive"
 )
 
 // The embedded NATS server admits only the identities whose nkey seeds it
-// generates into the data directory on first start: one for the mailgate
-// processes, one for the CLI and local tools on the same host, and one for
-// a local archive subscriber (a DMS), which may only follow events. The
-// server itself keeps only the public keys; whoever can read a seed file
-// can connect as that identity, so the directory is 0700 and the files
-// 0600, readable by the operator's account alone.
+// keeps in the data directory: one for the mailgate processes and one for
+// the CLI and local tools on the same host, both generated on first start,
+// and one per customer for that customer's DMS, written by
+// `mailgate dms-credentials CUSTOMER` (see dms.go). The server itself keeps
+// only the public keys; whoever can read a seed file can connect as that
+// identity, so the directory is 0700 and the files 0600, readable by the
+// operator's account alone. There is no identity that follows every
+// customer's events but mailgate's own.
 const (
-	natsRoleService    = "mailgate"   // serve and demo
-	natsRoleCLI        = "cli"        // CLI commands and other local tools
-	natsRoleSubscriber = "subscriber" // a local DMS following events, such as archive/example/subscriber
+	natsRoleService = "mailgate" // serve and demo
+	natsRoleCLI     = "cli"      // CLI commands and other local tools
 )
 
-// natsRoles are the identities of the embedded server.
-var natsRoles = []string{natsRoleService, natsRoleCLI, natsRoleSubscriber}
+// natsRoles are the identities of the embedded server generated at start.
+var natsRoles = []string{natsRoleService, natsRoleCLI}
 
 // natsAuthDir is where the embedded server's credentials live.
 func natsAuthDir(dataDir string) string { return filepath.Join(dataDir, "nats-auth") }
@@ -51,28 +56,39 @@ func ensureNATSCredentials(dataDir string) (map[string]string, error) {
 	pubs := make(map[string]string)
 	for _, role := range natsRoles {
 		path := natsSeedFile(dataDir, role)
-		seed, err := os.ReadFile(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			seed, err = newSeedFile(path)
-		}
+		pub, err := seedPublicKey(path, true)
 		if err != nil {
 			return nil, fmt.Errorf("nats credentials %s: %w", role, err)
-		}
-		if err := os.Chmod(path, 0o600); err != nil {
-			return nil, fmt.Errorf("nats credentials %s: %w", role, err)
-		}
-		kp, err := nkeys.ParseDecoratedNKey(seed)
-		if err != nil {
-			return nil, fmt.Errorf("nats credentials %s: %s is not an nkey seed file: %w", role, path, err)
-		}
-		pub, err := kp.PublicKey()
-		kp.Wipe()
-		if err != nil || !nkeys.IsValidPublicUserKey(pub) {
-			return nil, fmt.Errorf("nats credentials %s: %s does not hold a user seed", role, path)
 		}
 		pubs[role] = pub
 	}
 	return pubs, nil
+}
+
+// seedPublicKey reads the user nkey seed at path, creating it first when
+// create and it is missing, makes it 0600 and returns its public key.
+func seedPublicKey(path string, create bool) (string, error) {
+	seed, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && create {
+		seed, err = newSeedFile(path)
+	}
+	if err != nil {
+		return "", err
+	}
+	defer clear(seed)
+	if err := os.Chmod(path, 0o600); err != nil {
+		return "", err
+	}
+	kp, err := nkeys.ParseDecoratedNKey(seed)
+	if err != nil {
+		return "", fmt.Errorf("%s is not an nkey seed file: %w", path, err)
+	}
+	pub, err := kp.PublicKey()
+	kp.Wipe()
+	if err != nil || !nkeys.IsValidPublicUserKey(pub) {
+		return "", fmt.Errorf("%s does not hold a user seed", path)
+	}
+	return pub, nil
 }
 
 // newSeedFile writes a new user nkey seed to path, mode 0600, failing if
@@ -105,47 +121,95 @@ func newSeedFile(path string) ([]byte, error) {
 	return content, nil
 }
 
-// embeddedUsers are the identities the embedded server admits. The
-// service may do anything. The CLI may use JetStream (state and events)
-// and call the control service, but not answer it: it may not subscribe
-// to the control subjects, so no local tool can stand in for the portal
-// or read another caller's request. The subscriber may only follow the
-// MAILGATE stream with its own consumers: no state, no control service.
-func embeddedUsers(pubs map[string]string) []*server.NkeyUser {
-	return []*server.NkeyUser{
+// embeddedUsers are the identities the embedded server admits: the
+// service, which may do anything; the CLI (cliPermissions); and each
+// customer's DMS (dmsPermissions), keyed by customer in dms.
+func embeddedUsers(pubs, dms map[string]string) []*server.NkeyUser {
+	users := []*server.NkeyUser{
 		{Nkey: pubs[natsRoleService]},
-		{Nkey: pubs[natsRoleCLI], Permissions: &server.Permissions{
-			Subscribe: &server.SubjectPermission{Deny: []string{controlSubject + ".>", "$SRV.>"}},
+		{Nkey: pubs[natsRoleCLI], Permissions: cliPermissions()},
+	}
+	for _, customer := range slices.Sorted(maps.Keys(dms)) {
+		users = append(users, &server.NkeyUser{Nkey: dms[customer], Permissions: dmsPermissions(customer)})
+	}
+	return users
+}
+
+// cliPermissions let the CLI use JetStream (state and events) and call
+// the control service, but not answer it: it may not subscribe to the
+// control subjects, so no local tool can stand in for the portal or read
+// another caller's request. Nor may it create, change, delete or purge a
+// stream (a stream on "mailgatectl.>" would record the operator's sealed
+// requests; purging KV "control" would forget which were answered), write
+// to KV "control", or remove messages from a stream: the CLI binds to the
+// buckets `mailgate serve` creates (bindOnly). A replayed control request
+// therefore always meets its id in KV "control".
+func cliPermissions() *server.Permissions {
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Deny: []string{
+			"$JS.API.STREAM.CREATE.>",
+			"$JS.API.STREAM.UPDATE.>",
+			"$JS.API.STREAM.DELETE.>",
+			"$JS.API.STREAM.PURGE.>",
+			"$JS.API.STREAM.MSG.DELETE.>",
+			"$JS.API.STREAM.RESTORE.>",
+			"$JS.API.STREAM.SNAPSHOT.>",
+			"$JS.API.STREAM.PEER.REMOVE.>",
+			"$JS.API.STREAM.LEADER.STEPDOWN.>",
+			"$JS.API.META.LEADER.STEPDOWN",
+			"$JS.API.SERVER.REMOVE",
+			"$JS.API.ACCOUNT.PURGE.>",
+			"$KV." + controlBucket + ".>",
 		}},
-		{Nkey: pubs[natsRoleSubscriber], Permissions: subscriberPermissions()},
+		Subscribe: &server.SubjectPermission{Deny: []string{controlSubject + ".>", "$SRV.>"}},
 	}
 }
 
-// subscriberInboxPrefix is the inbox prefix a subscriber must use
+// dmsInboxPrefix is the inbox prefix customer's DMS must use
 // (nats.CustomInboxPrefix): it may subscribe to its own replies only, not
-// to "_INBOX.>", where it could read the replies to other clients' requests,
-// such as mailgate's reads of its KV buckets.
-const subscriberInboxPrefix = "_INBOX_dms"
+// to "_INBOX.>", where it could read the replies to other clients'
+// requests, such as mailgate's reads of its KV buckets, nor to another
+// customer's DMS's.
+func dmsInboxPrefix(customer string) string { return "_INBOX_dms." + customer }
 
-// subscriberPermissions let a client follow the MAILGATE stream with a
-// durable or ephemeral consumer and nothing else. They are the dms user's
-// of deploy/nats/nats.conf, and README's nats-server example gives a DMS
-// the same.
-func subscriberPermissions() *server.Permissions {
+// dmsConsumer is the one consumer customer's DMS may create and use on the
+// stream MAILGATE. NATS permissions are on subjects and a consumer's name
+// is one subject token, matched whole: a DMS allowed consumers of any name
+// could pull from, acknowledge, update or delete mailgate's own consumers
+// (the webhook dispatcher's) and other customers' by naming them. So each
+// DMS has a name of its own, which no other identity but mailgate's may
+// use, and mailgate's consumers are out of every DMS's reach.
+func dmsConsumer(customer string) string { return "dms_" + customer }
+
+// dmsPermissions let customer's DMS follow its own customer's events on
+// the stream MAILGATE with its own consumer and nothing else:
+//   - create (or change, or recreate from any position) the consumer
+//     dmsConsumer(customer) only through the API subject that carries the
+//     filter, and only with one filter under "mailgate.<customer>.>": the
+//     server refuses a request whose filter differs from the subject's, and
+//     one with several filters; the forms without a filter in the subject
+//     ($JS.API.CONSUMER.CREATE.MAILGATE[.<name>], the legacy
+//     $JS.API.CONSUMER.DURABLE.CREATE) are not allowed;
+//   - look the consumer up, pull from it, acknowledge its messages and
+//     delete it;
+//   - receive replies on its own inbox prefix only.
+//
+// No stream info (its subject counts name other customers), no message or
+// direct get, no KV bucket (sealed tokens, users, sessions), no
+// publishing of events or control requests. deploy/nats/nats.conf's dms
+// users and `mailgate dms-credentials --nats-conf` give a DMS the same.
+func dmsPermissions(customer string) *server.Permissions {
+	name := dmsConsumer(customer)
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: []string{
 			"$JS.API.INFO",
-			"$JS.API.STREAM.INFO.MAILGATE",
-			"$JS.API.CONSUMER.CREATE.MAILGATE",
-			"$JS.API.CONSUMER.CREATE.MAILGATE.>",
-			"$JS.API.CONSUMER.DURABLE.CREATE.MAILGATE.>",
-			"$JS.API.CONSUMER.INFO.MAILGATE.>",
-			"$JS.API.CONSUMER.DELETE.MAILGATE.>",
-			"$JS.API.CONSUMER.MSG.NEXT.MAILGATE.>",
-			"$JS.ACK.MAILGATE.>",
-			"$JS.FC.MAILGATE.>",
+			"$JS.API.CONSUMER.CREATE." + archive.StreamName + "." + name + ".mailgate." + customer + ".>",
+			"$JS.API.CONSUMER.INFO." + archive.StreamName + "." + name,
+			"$JS.API.CONSUMER.MSG.NEXT." + archive.StreamName + "." + name,
+			"$JS.API.CONSUMER.DELETE." + archive.StreamName + "." + name,
+			"$JS.ACK." + archive.StreamName + "." + name + ".>",
 		}},
-		Subscribe: &server.SubjectPermission{Allow: []string{subscriberInboxPrefix + ".>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{dmsInboxPrefix(customer) + ".>"}},
 	}
 }
 

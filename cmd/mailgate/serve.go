@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -117,6 +119,31 @@ func (m *Main) Run(ctx context.Context) error {
 			srv.WaitForShutdown()
 		}()
 		natsURL = srv.ClientURL()
+		// SIGHUP admits the DMS identities written since the start.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		reloaded := make(chan struct{})
+		hctx, hcancel := context.WithCancel(ctx)
+		go func() {
+			defer close(reloaded)
+			for {
+				select {
+				case <-hctx.Done():
+					return
+				case <-hup:
+					if err := reloadNATSIdentities(srv, cfg); err != nil {
+						log.Error("nats identities not reloaded", "err", err)
+					} else {
+						log.Info("nats identities reloaded")
+					}
+				}
+			}
+		}()
+		defer func() {
+			signal.Stop(hup)
+			hcancel()
+			<-reloaded
+		}()
 	}
 	nc, js, err := connectNATS(ctx, cfg, natsURL, "mailgate-"+cfg.Role, log)
 	if err != nil {

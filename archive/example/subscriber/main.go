@@ -13,14 +13,15 @@
 // without -s3-endpoint, -archive-dir names mailgate's directory archive.
 //
 // NATS requires authentication. Against the embedded server of a `mailgate
-// serve` on the same host, use the subscriber credential it generated into
-// its data directory (readable by the account mailgate runs as), which may
-// follow events and nothing else:
+// serve` on the same host, use the DMS identity of your customer, which
+// `mailgate dms-credentials firma` writes into the data directory (readable
+// by the account mailgate runs as) and which may follow that customer's
+// events with the consumer dms_firma and nothing else:
 //
-//	go run ./archive/example/subscriber -nats nats://127.0.0.1:4222 \
-//	    -creds ./mailgate-data/nats-auth/subscriber.nk -archive-dir ./mailgate-data/archive
+//	go run ./archive/example/subscriber -nats nats://127.0.0.1:4222 -customer firma -durable dms_firma \
+//	    -creds ./mailgate-data/nats-auth/dms/firma.nk -archive-dir ./mailgate-data/archive
 //
-// (-creds defaults to that file when it exists). Against an external NATS,
+// Against an external NATS,
 // -creds names the .creds file (user JWT and seed) or nkey seed file your
 // NATS operator issued for the DMS, and -ca the CA that signed the server's
 // TLS certificate.
@@ -58,14 +59,14 @@ func main() {
 func run(log *slog.Logger) error {
 	var (
 		natsURL    = flag.String("nats", nats.DefaultURL, "NATS server URL")
-		durable    = flag.String("durable", "dms-inbox", "durable consumer name (keeps the position across restarts)")
+		durable    = flag.String("durable", "dms-inbox", "durable consumer name (keeps the position across restarts); a DMS identity's is dms_<customer>")
 		customer   = flag.String("customer", "", "only this customer (default all)")
 		inbox      = flag.String("inbox", "./inbox", "where documents are copied to")
 		archiveDir = flag.String("archive-dir", "./mailgate-data/archive", "mailgate's directory archive (when -s3-endpoint is empty)")
 		s3Endpoint = flag.String("s3-endpoint", "", "S3 endpoint host:port")
 		s3Bucket   = flag.String("s3-bucket", "mailgate", "S3 bucket")
 		s3Secure   = flag.Bool("s3-secure", false, "use HTTPS for S3")
-		creds      = flag.String("creds", "./mailgate-data/nats-auth/subscriber.nk", "NATS .creds file or nkey seed file; none if it does not exist")
+		creds      = flag.String("creds", "", "NATS .creds file or nkey seed file (a DMS identity: MAILGATE_DATA_DIR/nats-auth/dms/<customer>.nk)")
 		caFile     = flag.String("ca", "", "CA certificate file that verifies the NATS server's TLS certificate")
 	)
 	flag.Parse()
@@ -94,9 +95,13 @@ func run(log *slog.Logger) error {
 	}
 
 	// Replies come to an inbox of the subscriber's own: mailgate's NATS
-	// lets a DMS subscribe to _INBOX_dms.> only, never to the replies of
-	// other clients under _INBOX.>.
-	opts := []nats.Option{nats.Name("dms-subscriber"), nats.MaxReconnects(-1), nats.CustomInboxPrefix("_INBOX_dms")}
+	// lets customer C's DMS subscribe to _INBOX_dms.C.> only, never to the
+	// replies of other clients under _INBOX.> or of another customer's DMS.
+	prefix := "_INBOX_dms"
+	if *customer != "" {
+		prefix += "." + *customer
+	}
+	opts := []nats.Option{nats.Name("dms-subscriber"), nats.MaxReconnects(-1), nats.CustomInboxPrefix(prefix)}
 	if auth, err := natsAuth(*creds); err != nil {
 		return err
 	} else if auth != nil {
