@@ -144,7 +144,11 @@ type connectData struct {
 func (d connectData) Err(field string) bool { return slices.Contains(d.Errors, "form."+field) }
 
 func (s *Server) connectForm(w http.ResponseWriter, r *http.Request, _ *sessionUser) {
-	s.render(w, r, http.StatusOK, "connect", "connect.title", connectData{Form: defaultConnectForm()})
+	f := defaultConnectForm()
+	// The demo's simulated tenant has one invoice mailbox; a real user's
+	// field starts empty, with a placeholder that is clearly one.
+	f.Mailbox = s.cfg.DemoMailbox
+	s.render(w, r, http.StatusOK, "connect", "connect.title", connectData{Form: f})
 }
 
 // connectStart validates the form and sends the browser to Microsoft
@@ -161,18 +165,14 @@ func (s *Server) connectStart(w http.ResponseWriter, r *http.Request, u *session
 	case "delegated":
 		wz := wizard{Kind: "connect", Form: f, Req: connector.NewAuthRequest()}
 		s.putWizard(ctx, wz)
-		http.Redirect(w, r, s.deps.Identity.AuthCodeURL(wz.Req, loginHint(u, f.Mailbox)), http.StatusSeeOther)
+		http.Redirect(w, r, s.deps.Identity.AuthCodeURL(wz.Req, loginHint(u)), http.StatusSeeOther)
 	case "admin":
 		// First the administrator signs in at the tenant's own endpoint;
 		// the verified id_token's tid is the proof of the tenant. The admin
 		// consent follows for exactly that tenant.
 		wz := wizard{Kind: "admin_signin", Form: f, Req: connector.NewAuthRequest()}
 		s.putWizard(ctx, wz)
-		hint := ""
-		if strings.Contains(u.Name, "@") {
-			hint = u.Name
-		}
-		http.Redirect(w, r, s.deps.Identity.SignInURL(tenantOf(f), wz.Req, hint), http.StatusSeeOther)
+		http.Redirect(w, r, s.deps.Identity.SignInURL(tenantOf(f), wz.Req, loginHint(u)), http.StatusSeeOther)
 	case "app":
 		c := f.connection(u, s.now())
 		c.TenantID, c.ClientID = f.Tenant, f.ClientID
@@ -187,13 +187,16 @@ func (s *Server) connectStart(w http.ResponseWriter, r *http.Request, u *session
 	}
 }
 
-// loginHint suggests the account to sign in with: the portal user when the
-// name is an address, else the mailbox.
-func loginHint(u *sessionUser, mailbox string) string {
+// loginHint suggests the account to sign in with: the portal user's own
+// account when the portal knows it (a name that is an address, as SSO
+// users' are), else nothing. Never the mailbox: a shared mailbox cannot
+// sign in (AADSTS50034), and the person signing in is someone with access
+// to it.
+func loginHint(u *sessionUser) string {
 	if strings.Contains(u.Name, "@") {
 		return u.Name
 	}
-	return mailbox
+	return ""
 }
 
 // tenantOf is the tenant for admin consent: as entered, else the mailbox's
@@ -283,7 +286,7 @@ func (s *Server) connectCallback(w http.ResponseWriter, r *http.Request, u *sess
 		// delegated sign-in can succeed.
 		next := wizard{Kind: wz.ReconnectKind(), Form: wz.Form, Req: connector.NewAuthRequest(), ReconnectID: wz.ReconnectID}
 		s.putWizard(ctx, next)
-		http.Redirect(w, r, s.deps.Identity.AuthCodeURL(next.Req, loginHint(u, wz.Form.Mailbox)), http.StatusSeeOther)
+		http.Redirect(w, r, s.deps.Identity.AuthCodeURL(next.Req, loginHint(u)), http.StatusSeeOther)
 	default:
 		consent, err := s.deps.Identity.Exchange(ctx, q.Get("code"), wz.Req)
 		if err != nil {

@@ -206,7 +206,7 @@ func (s *Server) reconnect(w http.ResponseWriter, r *http.Request, u *sessionUse
 		s.putWizard(ctx, wz)
 		hint := c.ConsentedBy
 		if hint == "" {
-			hint = loginHint(u, c.Mailbox)
+			hint = loginHint(u)
 		}
 		http.Redirect(w, r, s.deps.Identity.AuthCodeURL(wz.Req, hint), http.StatusSeeOther)
 	case c.Mode == connector.AppOnly && len(c.ClientSecret) == 0:

@@ -36,6 +36,9 @@ type Config struct {
 	// DemoRedeem lets the code page redeem the code as the DMS would, so a
 	// newcomer can finish the demo without a DMS. Never in production.
 	DemoRedeem bool
+	// DemoMailbox pre-fills the connect wizard's mailbox (the demo's
+	// simulated invoice mailbox); empty outside the demo.
+	DemoMailbox string
 	// IdentityOrigin is the identity platform's origin (scheme://host of
 	// MAILGATE_LOGIN_URL), where the connect wizard's form redirects: the
 	// only place besides the portal that the CSP's form-action allows.

@@ -354,6 +354,7 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 			IdentityOrigin: cfg.LoginURL,
 			OIDC:           oidc,
 			DemoRedeem:     cfg.Demo,
+			DemoMailbox:    demoMailbox(cfg),
 			TrustedProxies: cfg.TrustedProxies,
 			Logger:         log,
 			Registerer:     w.Registry,
