@@ -175,7 +175,8 @@ func (p *pass) document(ctx context.Context, m connector.Message, mailID string,
 	p.mu.Lock()
 	p.res.Imported++
 	p.imported++
-	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Kind: d.Kind, Profile: d.Profile, Subject: m.Subject}.withInvoice(d.Invoice))
+	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Kind: d.Kind, Profile: d.Profile, Subject: m.Subject,
+		From: m.From, ReceivedAt: m.ReceivedAt, ObjectKey: ref.Key}.withInvoice(d.Invoice))
 	p.mu.Unlock()
 	return nil
 }
@@ -262,7 +263,8 @@ func (p *pass) skip(ctx context.Context, m connector.Message, mailID, id, name s
 	p.mu.Lock()
 	p.res.Skipped++
 	p.skipped[d.Reason]++
-	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Reason: d.Reason, Detail: d.Detail, Subject: m.Subject})
+	p.history = append(p.history, HistoryEntry{Time: now, DocumentID: id, Name: name, Reason: d.Reason, Detail: d.Detail, Subject: m.Subject,
+		From: m.From, ReceivedAt: m.ReceivedAt})
 	p.mu.Unlock()
 	return nil
 }

@@ -234,6 +234,7 @@ type Importer struct {
 	log     *slog.Logger
 	policy  *policy.Policy
 	ledger  *ledger
+	history *history
 	metrics *metrics
 	backoff backoff
 	trigger chan string
@@ -264,11 +265,16 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*I
 	if err != nil {
 		return nil, err
 	}
+	h, err := openHistory(ctx, js, cfg.Replicas)
+	if err != nil {
+		return nil, err
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
 	return &Importer{
+		history: h,
 		cfg:  cfg,
 		deps: deps,
 		log:  cfg.Logger,
