@@ -275,9 +275,9 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*I
 	}
 	return &Importer{
 		history: h,
-		cfg:  cfg,
-		deps: deps,
-		log:  cfg.Logger,
+		cfg:     cfg,
+		deps:    deps,
+		log:     cfg.Logger,
 		policy: policy.New(policy.Config{
 			MinImageSize: cfg.Policy.MinImageSize,
 			AllowTypes:   cfg.Policy.AllowTypes,
