@@ -161,6 +161,9 @@ func (s *Server) connectStart(w http.ResponseWriter, r *http.Request, u *session
 		s.render(w, r, http.StatusBadRequest, "connect", "connect.title", connectData{Form: f, Errors: errs})
 		return
 	}
+	if s.refuseDuplicate(w, r, u, f.Mailbox) {
+		return
+	}
 	switch f.Mode {
 	case "delegated":
 		wz := wizard{Kind: "connect", Form: f, Req: connector.NewAuthRequest()}
@@ -474,6 +477,11 @@ func (wz wizard) ReconnectKind() string {
 // access token of a delegated consent (optional) serves the test.
 func (s *Server) createAndIssue(w http.ResponseWriter, r *http.Request, u *sessionUser, c connector.Connection, consent ...connector.Consent) {
 	ctx := r.Context()
+	// Checked again after the sign-in: another tab may have connected the
+	// mailbox meanwhile.
+	if s.refuseDuplicate(w, r, u, c.Mailbox) {
+		return
+	}
 	c, err := s.deps.Connections.Create(ctx, c)
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("create connection: %w", err))
@@ -499,6 +507,39 @@ func (s *Server) createAndIssue(w http.ResponseWriter, r *http.Request, u *sessi
 	s.metrics.connects.WithLabelValues("code_issued").Inc()
 	log.InfoContext(ctx, "connection pending, code issued", "mailbox", c.Mailbox, "mode", c.Mode)
 	http.Redirect(w, r, "/connections/"+url.PathEscape(c.ID)+"/code", http.StatusSeeOther)
+}
+
+// refuseDuplicate answers the request and reports true when the customer
+// already has a connection of mailbox that is not deleted: two connections
+// of one mailbox would race for the same mail. The page names the one that
+// exists, links to it and offers to reconnect it.
+func (s *Server) refuseDuplicate(w http.ResponseWriter, r *http.Request, u *sessionUser, mailbox string) bool {
+	cs, err := s.ownConnections(r.Context(), u.Customer)
+	if err != nil {
+		s.fail(w, r, err)
+		return true
+	}
+	i := slices.IndexFunc(cs, func(c connector.Connection) bool { return strings.EqualFold(c.Mailbox, mailbox) })
+	if i < 0 {
+		return false
+	}
+	c := cs[i]
+	p := s.pageFor(r)
+	m := messageData{
+		Title:      "duplicate.title",
+		Paragraphs: []string{p.T("duplicate.body", c.Mailbox, p.T("state."+string(c.State)), p.Date(c.CreatedAt))},
+		Links:      []link{{Href: "/connections/" + url.PathEscape(c.ID), Label: "duplicate.open"}},
+	}
+	if c.State == connector.StatePending {
+		m.Paragraphs = append(m.Paragraphs, p.T("duplicate.pending"))
+		m.Links = append(m.Links, link{Href: "/connections/" + url.PathEscape(c.ID) + "/code", Label: "detail.show_code"})
+	} else {
+		m.Paragraphs = append(m.Paragraphs, p.T("duplicate.reconnect_help"))
+		m.Forms = []postForm{{Action: "/connections/" + url.PathEscape(c.ID) + "/reconnect", Label: "duplicate.reconnect"}}
+	}
+	s.log.InfoContext(r.Context(), "second connection of a mailbox refused", "connection_id", c.ID, "user", u.Name)
+	s.message(w, r, http.StatusConflict, m)
+	return true
 }
 
 // issueCode issues a one-time code for c and keeps it in the session for

@@ -348,6 +348,8 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 			Audit:       w.Publisher,
 			Trigger:     trigger,
 			Webhooks:    w.Webhooks,
+			History:     statusAdapter{statuses},
+			Documents:   w.Store,
 		}, portal.Config{
 			PublicURL:      cfg.PublicURL,
 			ConnectGroup:   cfg.ConnectGroup,
@@ -355,6 +357,7 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 			OIDC:           oidc,
 			DemoRedeem:     cfg.Demo,
 			DemoMailbox:    demoMailbox(cfg),
+			TimeZone:       cfg.TimeZone,
 			TrustedProxies: cfg.TrustedProxies,
 			Logger:         log,
 			Registerer:     w.Registry,
