@@ -166,6 +166,12 @@ type Documents interface {
 	Get(ctx context.Context, key string) (io.ReadCloser, archive.Info, error)
 }
 
+// Events reads a customer's events after a stream sequence, for the pull
+// feed (*archive.Feed).
+type Events interface {
+	Read(ctx context.Context, customer string, after uint64, limit int, wait time.Duration) ([]archive.FeedEvent, error)
+}
+
 // Audit records actions that do not change a connection's state
 // (*archive.Publisher). State changes are published by the store itself.
 type Audit interface {
@@ -178,7 +184,7 @@ type Trigger interface {
 }
 
 // Deps are the collaborators of the portal. Statuses, Audit, Trigger,
-// Webhooks, History and Documents may be nil.
+// Webhooks, History, Documents and Events may be nil.
 type Deps struct {
 	Identity    Identity
 	Connections Connections
@@ -194,4 +200,6 @@ type Deps struct {
 	History History
 	// Documents serves downloads of imported documents; nil: none.
 	Documents Documents
+	// Events serves the pull feed GET /api/v1/events; nil: none.
+	Events Events
 }

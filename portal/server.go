@@ -226,6 +226,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/connections/{id}", s.api(s.apiGet))
 	mux.HandleFunc("POST /api/v1/connections/{id}/test", s.api(s.apiTest))
 	mux.HandleFunc("DELETE /api/v1/connections/{id}", s.api(s.apiDelete))
+	mux.HandleFunc("GET /api/v1/events", s.api(s.apiEvents))
 	mux.HandleFunc("GET /api/v1/openapi.json", s.openAPIDoc)
 	mux.HandleFunc("POST /api/v1/webhooks", s.webhooks(s.apiWebhookCreate))
 	mux.HandleFunc("GET /api/v1/webhooks", s.webhooks(s.apiWebhookList))

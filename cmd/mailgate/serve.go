@@ -350,6 +350,7 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 			Webhooks:    w.Webhooks,
 			History:     statusAdapter{statuses},
 			Documents:   w.Store,
+			Events:      archive.NewFeed(js),
 		}, portal.Config{
 			PublicURL:      cfg.PublicURL,
 			ConnectGroup:   cfg.ConnectGroup,
