@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/archive/archivetest"
+	"github.com/mailgate/mailgate/connector"
 )
 
 // The history keeps each connection's entries apart, in order, once per
@@ -50,5 +51,45 @@ func TestHistoryPerConnection(t *testing.T) {
 	}
 	if none, err := h.read(ctx, "con_c"); err != nil || len(none) != 0 {
 		t.Errorf("con_c: %v %+v", err, none)
+	}
+}
+
+// A pass writes every import and skip to the connection's history with
+// the mail's sender and arrival, and an import's object key; a second
+// pass over the same mail adds nothing.
+func TestPassWritesHistory(t *testing.T) {
+	e := newEnv(t, connector.PostNone)
+	want := deliverMix(t, e.mb, 40)
+	im := e.importer(t, "r1", nil)
+	e.sync(t, im)
+	r, err := NewStatusReader(t.Context(), e.js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := r.History(t.Context(), e.conn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skipped := 0
+	for _, n := range want.reasons {
+		skipped += n
+	}
+	if len(h) != want.imported+skipped {
+		t.Fatalf("%d history entries, want %d imports and %d skips", len(h), want.imported, skipped)
+	}
+	for _, en := range h {
+		if en.From != "billing@sender.example" || en.ReceivedAt.IsZero() || en.Subject == "" {
+			t.Errorf("entry %s lacks the mail's sender, arrival or subject: %+v", en.DocumentID, en)
+		}
+		if (en.Reason == "") != (en.ObjectKey != "") {
+			t.Errorf("entry %s: reason %q, object key %q", en.DocumentID, en.Reason, en.ObjectKey)
+		}
+		if en.ObjectKey != "" && e.store.meta[en.ObjectKey].DocumentID != en.DocumentID {
+			t.Errorf("entry %s points at object %s of another document", en.DocumentID, en.ObjectKey)
+		}
+	}
+	e.sync(t, im)
+	if again, err := r.History(t.Context(), e.conn.ID); err != nil || len(again) != len(h) {
+		t.Errorf("after a second pass: %d entries, %v", len(again), err)
 	}
 }
