@@ -262,6 +262,7 @@ type Importer struct {
 	log     *slog.Logger
 	policy  *policy.Policy
 	ledger  *ledger
+	history *history
 	metrics *metrics
 	backoff backoff
 	trigger chan string
@@ -292,14 +293,19 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*I
 	if err != nil {
 		return nil, err
 	}
+	h, err := openHistory(ctx, js, cfg.Replicas)
+	if err != nil {
+		return nil, err
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
 	return &Importer{
-		cfg:  cfg,
-		deps: deps,
-		log:  cfg.Logger,
+		history: h,
+		cfg:     cfg,
+		deps:    deps,
+		log:     cfg.Logger,
 		policy: policy.New(policy.Config{
 			MinImageSize: cfg.Policy.MinImageSize,
 			AllowTypes:   cfg.Policy.AllowTypes,

@@ -12,7 +12,10 @@ import (
 // StatusReader reads what the importers recorded — per-connection status
 // and the ledger of documents — without running an importer, for the portal
 // role and the CLI.
-type StatusReader struct{ ledger *ledger }
+type StatusReader struct {
+	ledger  *ledger
+	history *history
+}
 
 // NewStatusReader opens the importer's buckets for reading. replicas is the
 // NATS replica count the buckets are created with if they don't exist yet.
@@ -21,7 +24,17 @@ func NewStatusReader(ctx context.Context, js jetstream.JetStream, replicas int) 
 	if err != nil {
 		return nil, err
 	}
-	return &StatusReader{ledger: l}, nil
+	h, err := openHistory(ctx, js, replicas)
+	if err != nil {
+		return nil, err
+	}
+	return &StatusReader{ledger: l, history: h}, nil
+}
+
+// History returns a connection's import history, oldest first: its newest
+// MaxHistory imports and skips.
+func (r *StatusReader) History(ctx context.Context, connectionID string) ([]HistoryEntry, error) {
+	return r.history.read(ctx, connectionID)
 }
 
 // Status returns the persisted status of a connection; a connection never

@@ -320,6 +320,7 @@ func (im *Importer) flushStatus(ctx context.Context, p *pass, edit func(*Status)
 		st.Skipped += n
 	}
 	st.add(p.history)
+	entries := p.history
 	if p.hasBackfill {
 		st.Backfill = p.backfill
 	}
@@ -337,6 +338,9 @@ func (im *Importer) flushStatus(ctx context.Context, p *pass, edit func(*Status)
 	}
 	p.imported, p.skipped, p.history = 0, make(map[string]int64), nil
 	p.mu.Unlock()
+	if err := im.history.append(ctx, p.conn.ID, entries); err != nil {
+		im.log.Warn("importer: write history", "connection_id", p.conn.ID, "error", err)
+	}
 	if edit != nil {
 		edit(&st)
 	}

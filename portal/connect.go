@@ -144,7 +144,11 @@ type connectData struct {
 func (d connectData) Err(field string) bool { return slices.Contains(d.Errors, "form."+field) }
 
 func (s *Server) connectForm(w http.ResponseWriter, r *http.Request, _ *sessionUser) {
-	s.render(w, r, http.StatusOK, "connect", "connect.title", connectData{Form: defaultConnectForm()})
+	f := defaultConnectForm()
+	// The demo's simulated tenant has one invoice mailbox; a real user's
+	// field starts empty, with a placeholder that is clearly one.
+	f.Mailbox = s.cfg.DemoMailbox
+	s.render(w, r, http.StatusOK, "connect", "connect.title", connectData{Form: f})
 }
 
 // connectStart validates the form and sends the browser to Microsoft
@@ -157,22 +161,21 @@ func (s *Server) connectStart(w http.ResponseWriter, r *http.Request, u *session
 		s.render(w, r, http.StatusBadRequest, "connect", "connect.title", connectData{Form: f, Errors: errs})
 		return
 	}
+	if s.refuseDuplicate(w, r, u, f.Mailbox) {
+		return
+	}
 	switch f.Mode {
 	case "delegated":
 		wz := wizard{Kind: "connect", Form: f, Req: connector.NewAuthRequest()}
 		s.putWizard(ctx, wz)
-		http.Redirect(w, r, s.deps.Identity.AuthCodeURL(wz.Req, loginHint(u, f.Mailbox)), http.StatusSeeOther)
+		http.Redirect(w, r, s.deps.Identity.AuthCodeURL(wz.Req, loginHint(u)), http.StatusSeeOther)
 	case "admin":
 		// First the administrator signs in at the tenant's own endpoint;
 		// the verified id_token's tid is the proof of the tenant. The admin
 		// consent follows for exactly that tenant.
 		wz := wizard{Kind: "admin_signin", Form: f, Req: connector.NewAuthRequest()}
 		s.putWizard(ctx, wz)
-		hint := ""
-		if strings.Contains(u.Name, "@") {
-			hint = u.Name
-		}
-		http.Redirect(w, r, s.deps.Identity.SignInURL(tenantOf(f), wz.Req, hint), http.StatusSeeOther)
+		http.Redirect(w, r, s.deps.Identity.SignInURL(tenantOf(f), wz.Req, loginHint(u)), http.StatusSeeOther)
 	case "app":
 		c := f.connection(u, s.now())
 		c.TenantID, c.ClientID = f.Tenant, f.ClientID
@@ -187,13 +190,16 @@ func (s *Server) connectStart(w http.ResponseWriter, r *http.Request, u *session
 	}
 }
 
-// loginHint suggests the account to sign in with: the portal user when the
-// name is an address, else the mailbox.
-func loginHint(u *sessionUser, mailbox string) string {
+// loginHint suggests the account to sign in with: the portal user's own
+// account when the portal knows it (a name that is an address, as SSO
+// users' are), else nothing. Never the mailbox: a shared mailbox cannot
+// sign in (AADSTS50034), and the person signing in is someone with access
+// to it.
+func loginHint(u *sessionUser) string {
 	if strings.Contains(u.Name, "@") {
 		return u.Name
 	}
-	return mailbox
+	return ""
 }
 
 // tenantOf is the tenant for admin consent: as entered, else the mailbox's
@@ -283,7 +289,7 @@ func (s *Server) connectCallback(w http.ResponseWriter, r *http.Request, u *sess
 		// delegated sign-in can succeed.
 		next := wizard{Kind: wz.ReconnectKind(), Form: wz.Form, Req: connector.NewAuthRequest(), ReconnectID: wz.ReconnectID}
 		s.putWizard(ctx, next)
-		http.Redirect(w, r, s.deps.Identity.AuthCodeURL(next.Req, loginHint(u, wz.Form.Mailbox)), http.StatusSeeOther)
+		http.Redirect(w, r, s.deps.Identity.AuthCodeURL(next.Req, loginHint(u)), http.StatusSeeOther)
 	default:
 		consent, err := s.deps.Identity.Exchange(ctx, q.Get("code"), wz.Req)
 		if err != nil {
@@ -471,6 +477,11 @@ func (wz wizard) ReconnectKind() string {
 // access token of a delegated consent (optional) serves the test.
 func (s *Server) createAndIssue(w http.ResponseWriter, r *http.Request, u *sessionUser, c connector.Connection, consent ...connector.Consent) {
 	ctx := r.Context()
+	// Checked again after the sign-in: another tab may have connected the
+	// mailbox meanwhile.
+	if s.refuseDuplicate(w, r, u, c.Mailbox) {
+		return
+	}
 	c, err := s.deps.Connections.Create(ctx, c)
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("create connection: %w", err))
@@ -496,6 +507,39 @@ func (s *Server) createAndIssue(w http.ResponseWriter, r *http.Request, u *sessi
 	s.metrics.connects.WithLabelValues("code_issued").Inc()
 	log.InfoContext(ctx, "connection pending, code issued", "mailbox", c.Mailbox, "mode", c.Mode)
 	http.Redirect(w, r, "/connections/"+url.PathEscape(c.ID)+"/code", http.StatusSeeOther)
+}
+
+// refuseDuplicate answers the request and reports true when the customer
+// already has a connection of mailbox that is not deleted: two connections
+// of one mailbox would race for the same mail. The page names the one that
+// exists, links to it and offers to reconnect it.
+func (s *Server) refuseDuplicate(w http.ResponseWriter, r *http.Request, u *sessionUser, mailbox string) bool {
+	cs, err := s.ownConnections(r.Context(), u.Customer)
+	if err != nil {
+		s.fail(w, r, err)
+		return true
+	}
+	i := slices.IndexFunc(cs, func(c connector.Connection) bool { return strings.EqualFold(c.Mailbox, mailbox) })
+	if i < 0 {
+		return false
+	}
+	c := cs[i]
+	p := s.pageFor(r)
+	m := messageData{
+		Title:      "duplicate.title",
+		Paragraphs: []string{p.T("duplicate.body", c.Mailbox, p.T("state."+string(c.State)), p.Date(c.CreatedAt))},
+		Links:      []link{{Href: "/connections/" + url.PathEscape(c.ID), Label: "duplicate.open"}},
+	}
+	if c.State == connector.StatePending {
+		m.Paragraphs = append(m.Paragraphs, p.T("duplicate.pending"))
+		m.Links = append(m.Links, link{Href: "/connections/" + url.PathEscape(c.ID) + "/code", Label: "detail.show_code"})
+	} else {
+		m.Paragraphs = append(m.Paragraphs, p.T("duplicate.reconnect_help"))
+		m.Forms = []postForm{{Action: "/connections/" + url.PathEscape(c.ID) + "/reconnect", Label: "duplicate.reconnect"}}
+	}
+	s.log.InfoContext(r.Context(), "second connection of a mailbox refused", "connection_id", c.ID, "user", u.Name)
+	s.message(w, r, http.StatusConflict, m)
+	return true
 }
 
 // issueCode issues a one-time code for c and keeps it in the session for

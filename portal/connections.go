@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,8 @@ type detailData struct {
 	SecretDays int    // days until an app secret expires when ≤ 30, else -1
 	SecretGone bool   // the app secret has expired
 	Flash      string
+	Log        importLog
+	LogErr     bool // the history could not be read
 }
 
 // backfillRefresh is how often the connection page reloads itself while a
@@ -79,6 +82,23 @@ func (s *Server) showConnection(w http.ResponseWriter, r *http.Request, u *sessi
 			}
 		}
 	}
+	entries, err := s.historyOf(ctx, c.ID, d.Status)
+	if err != nil {
+		s.log.WarnContext(ctx, "history", "connection_id", c.ID, "err", err)
+		d.LogErr = true
+	}
+	var parked []ParkedMail
+	if d.Status != nil {
+		parked = d.Status.ParkedMails
+	}
+	q := r.URL.Query()
+	outcome := q.Get("outcome")
+	if !slices.Contains(logOutcomes, outcome) {
+		outcome = ""
+	}
+	pageNo, _ := strconv.Atoi(q.Get("page"))
+	d.Log = buildLog("/connections/"+url.PathEscape(c.ID), entries, parked, strings.TrimSpace(q.Get("q")), outcome, pageNo)
+	d.Log.Downloads = s.deps.Documents != nil
 	switch c.State {
 	case connector.StateNeedsConsent:
 		d.Advice = needsConsentAdvice(c)
@@ -206,7 +226,7 @@ func (s *Server) reconnect(w http.ResponseWriter, r *http.Request, u *sessionUse
 		s.putWizard(ctx, wz)
 		hint := c.ConsentedBy
 		if hint == "" {
-			hint = loginHint(u, c.Mailbox)
+			hint = loginHint(u)
 		}
 		http.Redirect(w, r, s.deps.Identity.AuthCodeURL(wz.Req, hint), http.StatusSeeOther)
 	case c.Mode == connector.AppOnly && len(c.ClientSecret) == 0:
@@ -333,6 +353,13 @@ type messageData struct {
 	Code       string // Microsoft's error code, shown small
 	AdminURL   string
 	Links      []link
+	Forms      []postForm // buttons that post (with the form token)
+}
+
+// postForm is a button that posts to Action.
+type postForm struct {
+	Action string
+	Label  string // catalogue key
 }
 
 type link struct {
@@ -346,7 +373,14 @@ func (s *Server) message(w http.ResponseWriter, r *http.Request, status int, m m
 
 // tr translates a key for the request's language.
 func (s *Server) tr(r *http.Request, key string) string {
-	return page{cat: catalogue[language(r)]}.T(key)
+	return s.pageFor(r).T(key)
+}
+
+// pageFor is the request's language and zone, for words and dates put
+// together in a handler.
+func (s *Server) pageFor(r *http.Request) page {
+	lang := language(r)
+	return page{Lang: lang, cat: catalogue[lang], loc: s.cfg.TimeZone}
 }
 
 // needsConsentAdvice is what a person does about a connection in

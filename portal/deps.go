@@ -2,6 +2,7 @@ package portal
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -152,6 +153,25 @@ type Finding struct {
 	Message string
 }
 
+// History reads a connection's import history, oldest first
+// (*importer.StatusReader behind cmd/mailgate's adapter): the import log's
+// rows. Bounded by the importer (importer.MaxHistory per connection).
+type History interface {
+	History(ctx context.Context, connectionID string) ([]HistoryEntry, error)
+}
+
+// Documents reads stored documents for a download through the portal
+// (archive.Store). An unknown key is an error wrapping archive.ErrNotFound.
+type Documents interface {
+	Get(ctx context.Context, key string) (io.ReadCloser, archive.Info, error)
+}
+
+// Events reads a customer's events after a stream sequence, for the pull
+// feed (*archive.Feed).
+type Events interface {
+	Read(ctx context.Context, customer string, after uint64, limit int, wait time.Duration) ([]archive.FeedEvent, error)
+}
+
 // Audit records actions that do not change a connection's state
 // (*archive.Publisher). State changes are published by the store itself.
 type Audit interface {
@@ -163,8 +183,8 @@ type Trigger interface {
 	Trigger(connectionID string)
 }
 
-// Deps are the collaborators of the portal. Statuses, Audit, Trigger and
-// Webhooks may be nil.
+// Deps are the collaborators of the portal. Statuses, Audit, Trigger,
+// Webhooks, History, Documents and Events may be nil.
 type Deps struct {
 	Identity    Identity
 	Connections Connections
@@ -176,4 +196,10 @@ type Deps struct {
 	Audit       Audit
 	Trigger     Trigger
 	Webhooks    Webhooks // nil: no webhook API
+	// History feeds the import log; nil: ConnectionStatus.Recent.
+	History History
+	// Documents serves downloads of imported documents; nil: none.
+	Documents Documents
+	// Events serves the pull feed GET /api/v1/events; nil: none.
+	Events Events
 }

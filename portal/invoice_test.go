@@ -28,7 +28,7 @@ func TestDetailPageShowsInvoice(t *testing.T) {
 	c := e.connection(customerA, connector.StateActive)
 	r := e.loggedIn("alice").get("/connections/" + c.ID)
 	for _, want := range []string{
-		"Invoice RE-2026-04711", html.EscapeString("Müller & Söhne <GmbH>"), "1487.50 EUR", "Archive (ZIP, RAR, …), not unpacked",
+		"Invoice RE-2026-04711", html.EscapeString("Müller & Söhne <GmbH>"), "€1,487.50", "Archive (ZIP, RAR, …), not unpacked",
 	} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("detail page lacks %q", want)

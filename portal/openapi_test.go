@@ -247,6 +247,18 @@ func TestOpenAPIContract(t *testing.T) {
 	call("DELETE", "/api/v1/webhooks/"+id, key, nil, 200)
 	call("GET", "/api/v1/webhooks/"+id, key, nil, 404)
 
+	// The pull feed, with the event published above.
+	e.srv.deps.Events = archive.NewFeed(e.js)
+	feed := call("GET", "/api/v1/events?limit=10", key, nil, 200)
+	if evs, _ := feed["events"].([]any); len(evs) != 1 {
+		t.Errorf("feed: %v, want the one event", feed)
+	}
+	call("GET", "/api/v1/events?after="+fmt.Sprint(feed["cursor"])+"&wait=10ms", key, nil, 200)
+	call("GET", "/api/v1/events?after=x", key, nil, 400)
+	call("GET", "/api/v1/events?limit=5000", key, nil, 400)
+	call("GET", "/api/v1/events?wait=2h", key, nil, 400)
+	call("GET", "/api/v1/events", "", nil, 401)
+
 	// Every documented operation answered successfully at least once.
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {

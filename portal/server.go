@@ -36,6 +36,12 @@ type Config struct {
 	// DemoRedeem lets the code page redeem the code as the DMS would, so a
 	// newcomer can finish the demo without a DMS. Never in production.
 	DemoRedeem bool
+	// DemoMailbox pre-fills the connect wizard's mailbox (the demo's
+	// simulated invoice mailbox); empty outside the demo.
+	DemoMailbox string
+	// TimeZone is where the viewers of German pages are: their times are
+	// shown in it. nil: Europe/Berlin. English pages show UTC.
+	TimeZone *time.Location
 	// IdentityOrigin is the identity platform's origin (scheme://host of
 	// MAILGATE_LOGIN_URL), where the connect wizard's form redirects: the
 	// only place besides the portal that the CSP's form-action allows.
@@ -106,6 +112,13 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*S
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.TimeZone == nil {
+		loc, err := time.LoadLocation("Europe/Berlin")
+		if err != nil {
+			return nil, fmt.Errorf("portal: time zone: %w", err)
+		}
+		cfg.TimeZone = loc
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -187,6 +200,7 @@ func (s *Server) routes() http.Handler {
 	web.HandleFunc("GET /connections", s.member(s.listConnections))
 	web.HandleFunc("GET /connections/{id}", s.member(s.showConnection))
 	web.HandleFunc("GET /connections/{id}/code", s.member(s.showCode))
+	web.HandleFunc("GET /connections/{id}/documents/{doc}", s.member(s.download))
 	web.HandleFunc("POST /connections/{id}/code", s.member(s.reissueCode))
 	web.HandleFunc("POST /connections/{id}/pause", s.member(s.pause))
 	web.HandleFunc("POST /connections/{id}/resume", s.member(s.resume))
@@ -212,6 +226,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/connections/{id}", s.api(s.apiGet))
 	mux.HandleFunc("POST /api/v1/connections/{id}/test", s.api(s.apiTest))
 	mux.HandleFunc("DELETE /api/v1/connections/{id}", s.api(s.apiDelete))
+	mux.HandleFunc("GET /api/v1/events", s.api(s.apiEvents))
 	mux.HandleFunc("GET /api/v1/openapi.json", s.openAPIDoc)
 	mux.HandleFunc("POST /api/v1/webhooks", s.webhooks(s.apiWebhookCreate))
 	mux.HandleFunc("GET /api/v1/webhooks", s.webhooks(s.apiWebhookList))

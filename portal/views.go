@@ -35,15 +35,9 @@ type views struct {
 func parseViews() (*views, error) {
 	v := &views{byName: map[string]*template.Template{}}
 	funcs := template.FuncMap{
-		"date": func(t time.Time) string {
-			if t.IsZero() {
-				return "–"
-			}
-			return t.UTC().Format("2006-01-02 15:04 UTC")
-		},
-		"day":       func(t time.Time) string { return t.UTC().Format("2006-01-02") },
 		"iso":       func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"groupCode": groupCode,
+		"deref":     func(b *bool) bool { return b != nil && *b },
 		"field":     func(key string) string { return strings.TrimPrefix(key, "form.") },
 		"percent": func(a, b int) int {
 			if b <= 0 {
@@ -87,6 +81,7 @@ type page struct {
 	Webhooks   bool // the webhook pages exist
 	Data       any
 	cat        map[string]string
+	loc        *time.Location // the viewers' time zone (German pages)
 }
 
 // T translates a catalogue key; with args the entry is a fmt format. An
@@ -105,8 +100,9 @@ func (p page) T(key string, args ...any) string {
 	return s
 }
 
-// N writes a count with the page language's thousands separator.
-func (p page) N(n int) string {
+// N writes a count (any integer type) with the page language's
+// thousands separator.
+func (p page) N(n any) string {
 	tag := textlang.English
 	if p.Lang == "de" {
 		tag = textlang.German
@@ -141,7 +137,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, view
 	p := page{
 		Lang: lang, OtherLang: other, Path: r.URL.Path, TitleKey: titleKey,
 		User: s.currentUser(r.Context()), Group: s.cfg.ConnectGroup, DemoRedeem: s.cfg.DemoRedeem,
-		SSO: s.sso != nil, Webhooks: s.deps.Webhooks != nil, Data: data, cat: catalogue[lang],
+		SSO: s.sso != nil, Webhooks: s.deps.Webhooks != nil, Data: data, cat: catalogue[lang], loc: s.cfg.TimeZone,
 	}
 	p.CSRF = s.csrfToken(r.Context())
 	if p.User != nil {

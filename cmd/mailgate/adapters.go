@@ -83,8 +83,27 @@ func (s statusAdapter) Status(ctx context.Context, id string) (portal.Connection
 			NextRetry: pm.NextRetry, LastError: pm.LastError, GaveUp: pm.GaveUp,
 		})
 	}
-	for _, h := range st.Recent {
-		out.Recent = append(out.Recent, portal.HistoryEntry{
+	// A backfill's pass runs long; its last committed page is its last sync.
+	if st.Backfill.UpdatedAt.After(out.LastSync) {
+		out.LastSync = st.Backfill.UpdatedAt
+	}
+	out.Recent = historyEntries(st.Recent)
+	return out, nil
+}
+
+// History is the connection's import history for the portal's import log.
+func (s statusAdapter) History(ctx context.Context, id string) ([]portal.HistoryEntry, error) {
+	h, err := s.r.History(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return historyEntries(h), nil
+}
+
+func historyEntries(in []importer.HistoryEntry) []portal.HistoryEntry {
+	out := make([]portal.HistoryEntry, 0, len(in))
+	for _, h := range in {
+		out = append(out, portal.HistoryEntry{
 			Time: h.Time, DocumentID: h.DocumentID, Name: h.Name, Kind: h.Kind, Profile: h.Profile,
 			Reason: h.Reason, Detail: h.Detail, Subject: h.Subject,
 			InvoiceNumber: h.InvoiceNumber, Seller: h.Seller, Gross: h.Gross, Currency: h.Currency,
@@ -92,7 +111,7 @@ func (s statusAdapter) Status(ctx context.Context, id string) (portal.Connection
 			Valid: h.Valid, ErrorCount: h.ErrorCount, Findings: findings(h.Findings),
 		})
 	}
-	return out, nil
+	return out
 }
 
 func findings(in []importer.HistoryFinding) []portal.Finding {

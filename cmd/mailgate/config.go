@@ -59,6 +59,8 @@ type Config struct {
 	Workers        int
 	RetryFor       time.Duration
 	LogLevel       string
+	// TimeZone is the zone the portal's German pages show times in.
+	TimeZone *time.Location
 	// MetricsAddr is where /metrics is served, never on the portal's
 	// listener (the metrics name customers and connections); empty: not
 	// served.
@@ -169,6 +171,11 @@ func settings() []setting {
 		{name: "WEBHOOK_ALLOW_PRIVATE", def: "false", usage: "allow webhook endpoints on plain http and private, loopback or link-local addresses", set: func(c *Config, v string) error {
 			b, err := strconv.ParseBool(v)
 			c.WebhookAllowPrivate = b
+			return err
+		}},
+		{name: "TIMEZONE", def: "Europe/Berlin", usage: "time zone of the times on the portal's German pages (an IANA name)", set: func(c *Config, v string) error {
+			loc, err := time.LoadLocation(v)
+			c.TimeZone = loc
 			return err
 		}},
 		{name: "LOG_LEVEL", def: "info", usage: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},

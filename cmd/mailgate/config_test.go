@@ -276,3 +276,25 @@ func TestSecretsNotFromFlags(t *testing.T) {
 		t.Errorf("secrets from env and files: %v %+v", err, cfg)
 	}
 }
+
+// TestConfigTimeZone: the portal's German pages show times in
+// MAILGATE_TIMEZONE, Europe/Berlin unless set; a zone that does not exist
+// is refused with the variable's name.
+func TestConfigTimeZone(t *testing.T) {
+	cfg, err := load(t, validEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TimeZone == nil || cfg.TimeZone.String() != "Europe/Berlin" {
+		t.Errorf("default zone %v, want Europe/Berlin", cfg.TimeZone)
+	}
+	env := validEnv()
+	env["MAILGATE_TIMEZONE"] = "America/New_York"
+	if cfg, err = load(t, env); err != nil || cfg.TimeZone.String() != "America/New_York" {
+		t.Errorf("MAILGATE_TIMEZONE=America/New_York: %v %v", cfg.TimeZone, err)
+	}
+	env["MAILGATE_TIMEZONE"] = "Mars/Olympus_Mons"
+	if _, err := load(t, env); err == nil || !strings.Contains(err.Error(), "MAILGATE_TIMEZONE") {
+		t.Errorf("an unknown zone: %v", err)
+	}
+}

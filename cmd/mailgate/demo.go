@@ -206,3 +206,12 @@ func randomWord() string {
 	}
 	return string(b[:4]) + "-" + string(b[4:8]) + "-" + string(b[8:])
 }
+
+// demoMailbox is the mailbox the connect wizard starts with: the
+// simulated tenant's invoice mailbox in the demo, none otherwise.
+func demoMailbox(cfg *Config) string {
+	if cfg.Demo {
+		return graphtest.DefaultMailbox
+	}
+	return ""
+}

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	_ "time/tzdata" // MAILGATE_TIMEZONE works in images without a zone database
 )
 
 const usage = `mailgate — mailbox import gateway for document management

@@ -7,12 +7,15 @@ package samples
 
 import (
 	"bytes"
+	"encoding/xml"
 	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
 	"image/png"
+	"math"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/mailgate/mailgate/connector/graphtest"
@@ -38,13 +41,27 @@ var senders = []struct{ name, addr, company string }{
 	{"IT-Service Weber", "billing@it-weber.example", "IT-Service Weber e.K."},
 }
 
+// totals splits a gross amount into the net amount and the 19 % VAT the
+// rules compute from it (BR-CO-17: the VAT is the net times the rate,
+// rounded to the cent), in cents; gross is net + VAT, which may differ from
+// the amount asked for by a cent.
+func totals(amount float64) (net, tax, gross int64) {
+	cents := int64(math.Round(amount * 100))
+	net = int64(math.Round(float64(cents) / 1.19))
+	tax = (net*19 + 50) / 100
+	return net, tax, net + tax
+}
+
+// eur writes cents as a decimal with two places, as e-invoices carry it.
+func eur(cents int64) string { return fmt.Sprintf("%d.%02d", cents/100, cents%100) }
+
 // InvoicePDF renders invoice number n of a sender as a one-page PDF.
 func InvoicePDF(company, number string, amount float64, date time.Time) []byte {
 	return pdf(invoiceLines(company, number, amount, date))
 }
 
 func invoiceLines(company, number string, amount float64, date time.Time) []string {
-	net := amount / 1.19
+	net, tax, gross := totals(amount)
 	return []string{
 		"Rechnung " + number,
 		company,
@@ -54,9 +71,9 @@ func invoiceLines(company, number string, amount float64, date time.Time) []stri
 		"Rechnungsdatum: " + date.Format("02.01.2006"),
 		"Leistungszeitraum: " + date.AddDate(0, -1, 0).Format("01/2006"),
 		"",
-		fmt.Sprintf("Nettobetrag:        %10.2f €", net),
-		fmt.Sprintf("Umsatzsteuer 19 %%:  %10.2f €", amount-net),
-		fmt.Sprintf("Rechnungsbetrag:    %10.2f €", amount),
+		fmt.Sprintf("Nettobetrag:        %10s €", eur(net)),
+		fmt.Sprintf("Umsatzsteuer 19 %%:  %10s €", eur(tax)),
+		fmt.Sprintf("Rechnungsbetrag:    %10s €", eur(gross)),
 		"",
 		"Zahlbar innerhalb von 14 Tagen ohne Abzug.",
 		"IBAN DE02 1203 0000 0000 2020 51",
@@ -68,34 +85,89 @@ func ZUGFeRDPDF(company, number string, amount float64, date time.Time) []byte {
 	return pdf(invoiceLines(company, number, amount, date), embedded{name: "factur-x.xml", subtype: "text/xml", data: CII(company, number, amount, date)})
 }
 
-// XRechnung renders a UBL invoice in the XRechnung 3.0 profile.
+// The parties of the samples' e-invoices besides the seller's name.
+const (
+	sampleSellerVAT = "DE123456789"
+	sampleIBAN      = "DE02120300000000202051"
+	sampleBuyer     = "Firma Beispiel GmbH"
+	sampleLeitweg   = "04011000-12345-67"
+)
+
+// XRechnung renders a complete UBL invoice in the XRechnung 3.0 profile
+// that passes the official EN 16931 and XRechnung rules: seller and buyer
+// with names, addresses and electronic addresses, the seller's contact
+// and VAT id, a line, the VAT breakdown, totals, payment terms and a SEPA
+// transfer (samples_test checks it with the official rules when Java and
+// Saxon are at hand).
 func XRechnung(company, number string, amount float64, date time.Time) []byte {
-	net := amount / 1.19
+	net, tax, gross := totals(amount)
+	n, t, g := eur(net), eur(tax), eur(gross)
+	esc := xmlText
+	from, to := period(date)
 	return []byte(fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?>
 <ubl:Invoice xmlns:ubl="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
   xmlns:cac="urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
   xmlns:cbc="urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2">
   <cbc:CustomizationID>urn:cen.eu:en16931:2017#compliant#urn:xeinkauf.de:kosit:xrechnung_3.0</cbc:CustomizationID>
   <cbc:ProfileID>urn:fdc:peppol.eu:2017:poacc:billing:01:1.0</cbc:ProfileID>
-  <cbc:ID>%s</cbc:ID>
-  <cbc:IssueDate>%s</cbc:IssueDate>
+  <cbc:ID>%[1]s</cbc:ID>
+  <cbc:IssueDate>%[2]s</cbc:IssueDate>
+  <cbc:DueDate>%[3]s</cbc:DueDate>
   <cbc:InvoiceTypeCode>380</cbc:InvoiceTypeCode>
   <cbc:DocumentCurrencyCode>EUR</cbc:DocumentCurrencyCode>
-  <cbc:BuyerReference>04011000-12345-67</cbc:BuyerReference>
-  <cac:AccountingSupplierParty><cac:Party><cac:PartyName><cbc:Name>%s</cbc:Name></cac:PartyName></cac:Party></cac:AccountingSupplierParty>
-  <cac:AccountingCustomerParty><cac:Party><cac:PartyName><cbc:Name>Firma Beispiel GmbH</cbc:Name></cac:PartyName></cac:Party></cac:AccountingCustomerParty>
-  <cac:TaxTotal><cbc:TaxAmount currencyID="EUR">%.2f</cbc:TaxAmount></cac:TaxTotal>
+  <cbc:BuyerReference>%[9]s</cbc:BuyerReference>
+  <cac:InvoicePeriod><cbc:StartDate>%[13]s</cbc:StartDate><cbc:EndDate>%[14]s</cbc:EndDate></cac:InvoicePeriod>
+  <cac:AccountingSupplierParty><cac:Party>
+    <cbc:EndpointID schemeID="EM">rechnung@lieferant.example</cbc:EndpointID>
+    <cac:PartyName><cbc:Name>%[4]s</cbc:Name></cac:PartyName>
+    <cac:PostalAddress><cbc:StreetName>Musterstraße 12</cbc:StreetName><cbc:CityName>Musterstadt</cbc:CityName><cbc:PostalZone>12345</cbc:PostalZone><cac:Country><cbc:IdentificationCode>DE</cbc:IdentificationCode></cac:Country></cac:PostalAddress>
+    <cac:PartyTaxScheme><cbc:CompanyID>%[10]s</cbc:CompanyID><cac:TaxScheme><cbc:ID>VAT</cbc:ID></cac:TaxScheme></cac:PartyTaxScheme>
+    <cac:PartyLegalEntity><cbc:RegistrationName>%[4]s</cbc:RegistrationName></cac:PartyLegalEntity>
+    <cac:Contact><cbc:Name>Buchhaltung</cbc:Name><cbc:Telephone>+49 30 1234567</cbc:Telephone><cbc:ElectronicMail>rechnung@lieferant.example</cbc:ElectronicMail></cac:Contact>
+  </cac:Party></cac:AccountingSupplierParty>
+  <cac:AccountingCustomerParty><cac:Party>
+    <cbc:EndpointID schemeID="EM">rechnungen@firma.example</cbc:EndpointID>
+    <cac:PostalAddress><cbc:StreetName>Beispielweg 1</cbc:StreetName><cbc:CityName>Beispielstadt</cbc:CityName><cbc:PostalZone>54321</cbc:PostalZone><cac:Country><cbc:IdentificationCode>DE</cbc:IdentificationCode></cac:Country></cac:PostalAddress>
+    <cac:PartyLegalEntity><cbc:RegistrationName>%[11]s</cbc:RegistrationName></cac:PartyLegalEntity>
+  </cac:Party></cac:AccountingCustomerParty>
+  <cac:PaymentMeans><cbc:PaymentMeansCode>58</cbc:PaymentMeansCode><cbc:PaymentID>%[1]s</cbc:PaymentID><cac:PayeeFinancialAccount><cbc:ID>%[12]s</cbc:ID></cac:PayeeFinancialAccount></cac:PaymentMeans>
+  <cac:PaymentTerms><cbc:Note>Zahlbar innerhalb von 14 Tagen ohne Abzug.</cbc:Note></cac:PaymentTerms>
+  <cac:TaxTotal>
+    <cbc:TaxAmount currencyID="EUR">%[6]s</cbc:TaxAmount>
+    <cac:TaxSubtotal><cbc:TaxableAmount currencyID="EUR">%[5]s</cbc:TaxableAmount><cbc:TaxAmount currencyID="EUR">%[6]s</cbc:TaxAmount><cac:TaxCategory><cbc:ID>S</cbc:ID><cbc:Percent>19</cbc:Percent><cac:TaxScheme><cbc:ID>VAT</cbc:ID></cac:TaxScheme></cac:TaxCategory></cac:TaxSubtotal>
+  </cac:TaxTotal>
   <cac:LegalMonetaryTotal>
-    <cbc:TaxExclusiveAmount currencyID="EUR">%.2f</cbc:TaxExclusiveAmount>
-    <cbc:PayableAmount currencyID="EUR">%.2f</cbc:PayableAmount>
+    <cbc:LineExtensionAmount currencyID="EUR">%[5]s</cbc:LineExtensionAmount>
+    <cbc:TaxExclusiveAmount currencyID="EUR">%[5]s</cbc:TaxExclusiveAmount>
+    <cbc:TaxInclusiveAmount currencyID="EUR">%[7]s</cbc:TaxInclusiveAmount>
+    <cbc:PayableAmount currencyID="EUR">%[7]s</cbc:PayableAmount>
   </cac:LegalMonetaryTotal>
+  <cac:InvoiceLine>
+    <cbc:ID>1</cbc:ID>
+    <cbc:InvoicedQuantity unitCode="C62">1</cbc:InvoicedQuantity>
+    <cbc:LineExtensionAmount currencyID="EUR">%[5]s</cbc:LineExtensionAmount>
+    <cac:Item><cbc:Name>Leistungen %[8]s</cbc:Name><cac:ClassifiedTaxCategory><cbc:ID>S</cbc:ID><cbc:Percent>19</cbc:Percent><cac:TaxScheme><cbc:ID>VAT</cbc:ID></cac:TaxScheme></cac:ClassifiedTaxCategory></cac:Item>
+    <cac:Price><cbc:PriceAmount currencyID="EUR">%[5]s</cbc:PriceAmount></cac:Price>
+  </cac:InvoiceLine>
 </ubl:Invoice>
-`, number, date.Format("2006-01-02"), company, amount-net, net, amount))
+`, esc(number), date.Format("2006-01-02"), date.AddDate(0, 0, 14).Format("2006-01-02"), esc(company), n, t, g,
+		date.AddDate(0, -1, 0).Format("01/2006"), sampleLeitweg, sampleSellerVAT, sampleBuyer, sampleIBAN,
+		from.Format("2006-01-02"), to.Format("2006-01-02")))
 }
 
-// CII renders a UN/CEFACT Cross Industry Invoice (EN 16931 profile), the XML
-// inside ZUGFeRD and Factur-X PDFs.
+// period is the month before date, the samples' invoicing period (BG-14).
+func period(date time.Time) (from, to time.Time) {
+	first := time.Date(date.Year(), date.Month(), 1, 0, 0, 0, 0, time.UTC)
+	return first.AddDate(0, -1, 0), first.AddDate(0, 0, -1)
+}
+
+// CII renders a complete UN/CEFACT Cross Industry Invoice in the EN 16931
+// profile, the XML inside ZUGFeRD and Factur-X PDFs, that passes the
+// official EN 16931 rules.
 func CII(company, number string, amount float64, date time.Time) []byte {
+	net, tax, gross := totals(amount)
+	n, t, g := eur(net), eur(tax), eur(gross)
+	from, to := period(date)
 	return []byte(fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?>
 <rsm:CrossIndustryInvoice xmlns:rsm="urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
   xmlns:ram="urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
@@ -104,18 +176,60 @@ func CII(company, number string, amount float64, date time.Time) []byte {
     <ram:GuidelineSpecifiedDocumentContextParameter><ram:ID>urn:cen.eu:en16931:2017</ram:ID></ram:GuidelineSpecifiedDocumentContextParameter>
   </rsm:ExchangedDocumentContext>
   <rsm:ExchangedDocument>
-    <ram:ID>%s</ram:ID><ram:TypeCode>380</ram:TypeCode>
-    <ram:IssueDateTime><udt:DateTimeString format="102">%s</udt:DateTimeString></ram:IssueDateTime>
+    <ram:ID>%[1]s</ram:ID><ram:TypeCode>380</ram:TypeCode>
+    <ram:IssueDateTime><udt:DateTimeString format="102">%[2]s</udt:DateTimeString></ram:IssueDateTime>
   </rsm:ExchangedDocument>
   <rsm:SupplyChainTradeTransaction>
-    <ram:ApplicableHeaderTradeAgreement><ram:SellerTradeParty><ram:Name>%s</ram:Name></ram:SellerTradeParty></ram:ApplicableHeaderTradeAgreement>
+    <ram:IncludedSupplyChainTradeLineItem>
+      <ram:AssociatedDocumentLineDocument><ram:LineID>1</ram:LineID></ram:AssociatedDocumentLineDocument>
+      <ram:SpecifiedTradeProduct><ram:Name>Leistungen %[8]s</ram:Name></ram:SpecifiedTradeProduct>
+      <ram:SpecifiedLineTradeAgreement><ram:NetPriceProductTradePrice><ram:ChargeAmount>%[5]s</ram:ChargeAmount></ram:NetPriceProductTradePrice></ram:SpecifiedLineTradeAgreement>
+      <ram:SpecifiedLineTradeDelivery><ram:BilledQuantity unitCode="C62">1</ram:BilledQuantity></ram:SpecifiedLineTradeDelivery>
+      <ram:SpecifiedLineTradeSettlement>
+        <ram:ApplicableTradeTax><ram:TypeCode>VAT</ram:TypeCode><ram:CategoryCode>S</ram:CategoryCode><ram:RateApplicablePercent>19</ram:RateApplicablePercent></ram:ApplicableTradeTax>
+        <ram:SpecifiedTradeSettlementLineMonetarySummation><ram:LineTotalAmount>%[5]s</ram:LineTotalAmount></ram:SpecifiedTradeSettlementLineMonetarySummation>
+      </ram:SpecifiedLineTradeSettlement>
+    </ram:IncludedSupplyChainTradeLineItem>
+    <ram:ApplicableHeaderTradeAgreement>
+      <ram:BuyerReference>%[9]s</ram:BuyerReference>
+      <ram:SellerTradeParty>
+        <ram:Name>%[4]s</ram:Name>
+        <ram:PostalTradeAddress><ram:PostcodeCode>12345</ram:PostcodeCode><ram:LineOne>Musterstraße 12</ram:LineOne><ram:CityName>Musterstadt</ram:CityName><ram:CountryID>DE</ram:CountryID></ram:PostalTradeAddress>
+        <ram:SpecifiedTaxRegistration><ram:ID schemeID="VA">%[10]s</ram:ID></ram:SpecifiedTaxRegistration>
+      </ram:SellerTradeParty>
+      <ram:BuyerTradeParty>
+        <ram:Name>%[11]s</ram:Name>
+        <ram:PostalTradeAddress><ram:PostcodeCode>54321</ram:PostcodeCode><ram:LineOne>Beispielweg 1</ram:LineOne><ram:CityName>Beispielstadt</ram:CityName><ram:CountryID>DE</ram:CountryID></ram:PostalTradeAddress>
+      </ram:BuyerTradeParty>
+    </ram:ApplicableHeaderTradeAgreement>
+    <ram:ApplicableHeaderTradeDelivery/>
     <ram:ApplicableHeaderTradeSettlement>
+      <ram:PaymentReference>%[1]s</ram:PaymentReference>
       <ram:InvoiceCurrencyCode>EUR</ram:InvoiceCurrencyCode>
-      <ram:SpecifiedTradeSettlementHeaderMonetarySummation><ram:GrandTotalAmount>%.2f</ram:GrandTotalAmount></ram:SpecifiedTradeSettlementHeaderMonetarySummation>
+      <ram:SpecifiedTradeSettlementPaymentMeans><ram:TypeCode>58</ram:TypeCode><ram:PayeePartyCreditorFinancialAccount><ram:IBANID>%[12]s</ram:IBANID></ram:PayeePartyCreditorFinancialAccount></ram:SpecifiedTradeSettlementPaymentMeans>
+      <ram:ApplicableTradeTax><ram:CalculatedAmount>%[6]s</ram:CalculatedAmount><ram:TypeCode>VAT</ram:TypeCode><ram:BasisAmount>%[5]s</ram:BasisAmount><ram:CategoryCode>S</ram:CategoryCode><ram:RateApplicablePercent>19</ram:RateApplicablePercent></ram:ApplicableTradeTax>
+      <ram:BillingSpecifiedPeriod><ram:StartDateTime><udt:DateTimeString format="102">%[13]s</udt:DateTimeString></ram:StartDateTime><ram:EndDateTime><udt:DateTimeString format="102">%[14]s</udt:DateTimeString></ram:EndDateTime></ram:BillingSpecifiedPeriod>
+      <ram:SpecifiedTradePaymentTerms><ram:Description>Zahlbar innerhalb von 14 Tagen ohne Abzug.</ram:Description><ram:DueDateDateTime><udt:DateTimeString format="102">%[3]s</udt:DateTimeString></ram:DueDateDateTime></ram:SpecifiedTradePaymentTerms>
+      <ram:SpecifiedTradeSettlementHeaderMonetarySummation>
+        <ram:LineTotalAmount>%[5]s</ram:LineTotalAmount>
+        <ram:TaxBasisTotalAmount>%[5]s</ram:TaxBasisTotalAmount>
+        <ram:TaxTotalAmount currencyID="EUR">%[6]s</ram:TaxTotalAmount>
+        <ram:GrandTotalAmount>%[7]s</ram:GrandTotalAmount>
+        <ram:DuePayableAmount>%[7]s</ram:DuePayableAmount>
+      </ram:SpecifiedTradeSettlementHeaderMonetarySummation>
     </ram:ApplicableHeaderTradeSettlement>
   </rsm:SupplyChainTradeTransaction>
 </rsm:CrossIndustryInvoice>
-`, number, date.Format("20060102"), company, amount))
+`, xmlText(number), date.Format("20060102"), date.AddDate(0, 0, 14).Format("20060102"), xmlText(company), n, t, g,
+		date.AddDate(0, -1, 0).Format("01/2006"), sampleLeitweg, sampleSellerVAT, sampleBuyer, sampleIBAN,
+		from.Format("20060102"), to.Format("20060102")))
+}
+
+// xmlText escapes s for XML character data.
+func xmlText(s string) string {
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
 }
 
 // Logo is a small PNG as mail signatures carry it.
