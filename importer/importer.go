@@ -88,6 +88,10 @@ type Events interface {
 	AnnouncedSince(ctx context.Context, customer string, since time.Time) (map[string]bool, error)
 }
 
+// DefaultRetryFor is how long a failing mail is retried by default before
+// it is given up: three days, longer than Microsoft's own outages.
+const DefaultRetryFor = 72 * time.Hour
+
 // PolicyConfig says which attachments become documents.
 type PolicyConfig struct {
 	MinImageSize     int64    // smallest image archived; default 10 KiB
@@ -96,8 +100,8 @@ type PolicyConfig struct {
 	SaveEML          bool     // archive mails without attachments and attached mails as .eml
 	MaxAttempts      int      // tries of a failing mail before it is given up (recorded as failed); default 5
 	// RetryFor is how long a failing mail is retried at least before it
-	// is given up, so an outage (503s for half an hour) never uses up its
-	// attempts; default 1h.
+	// is given up, so an outage (attachment downloads failing for a day in
+	// Exchange Online) never uses up its attempts; default DefaultRetryFor.
 	RetryFor time.Duration
 }
 
@@ -178,7 +182,7 @@ func (c *Config) setDefaults() {
 		c.Policy.MaxAttempts = 5
 	}
 	if c.Policy.RetryFor <= 0 {
-		c.Policy.RetryFor = time.Hour
+		c.Policy.RetryFor = DefaultRetryFor
 	}
 	if c.SpoolMemory <= 0 {
 		c.SpoolMemory = 1 << 20

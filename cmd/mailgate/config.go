@@ -160,7 +160,7 @@ func settings() []setting {
 			c.Workers = n
 			return err
 		}},
-		{name: "RETRY_FOR", def: "1h", usage: "how long a mail that keeps failing is retried (with backoff, at least 5 tries) before it is given up and announced as failed", set: func(c *Config, v string) error {
+		{name: "RETRY_FOR", def: "72h", usage: "how long a mail that keeps failing is retried (with backoff, at least 5 tries, at least hourly) before it is given up and announced as failed", set: func(c *Config, v string) error {
 			d, err := time.ParseDuration(v)
 			c.RetryFor = d
 			return err
