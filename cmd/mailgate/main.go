@@ -81,17 +81,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		"healthcheck": cmdHealthcheck,
 		"version":     cmdVersion,
 	}
-	switch args[0] {
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
+	if isHelpArg(args[0]) {
+		// `mailgate help users` is `mailgate users --help`.
+		if len(args) < 2 {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		args = []string{args[1], "--help"}
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "mailgate: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
-	err := cmd(ctx, e, args[1:])
+	done, err := checkGroup(e, args[0], args[1:])
+	if !done {
+		err = cmd(ctx, e, args[1:])
+	}
 	switch {
 	case err == nil:
 		return 0
