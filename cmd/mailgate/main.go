@@ -44,7 +44,7 @@ Run "mailgate COMMAND --help" for a command's flags.
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	code := runEnv(ctx, os.Args[1:], &env{getenv: os.Getenv, environ: os.Environ(), stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr})
 	stop()
 	os.Exit(code)
 }
@@ -52,7 +52,8 @@ func main() {
 // env bundles what a command may touch of its process, so tests can run
 // commands in-process.
 type env struct {
-	getenv func(string) string
+	getenv  func(string) string
+	environ []string // KEY=VALUE, to refuse unknown MAILGATE_* names; nil in tests that run in-process
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
@@ -62,7 +63,11 @@ type env struct {
 var errUsage = errors.New("usage")
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
-	e := &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	return runEnv(ctx, args, &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr})
+}
+
+func runEnv(ctx context.Context, args []string, e *env) int {
+	stdout, stderr := e.stdout, e.stderr
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2

@@ -30,12 +30,15 @@ import (
 
 func cmdServe(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "serve")
-	cfg, _, err := loadConfig(fs, args, e.getenv)
+	cfg, _, err := loadConfig(fs, args, e.getenv, e.environ)
 	if err != nil {
 		return configError(e, err)
 	}
 	if err := cfg.Validate(); err != nil {
 		return configError(e, err)
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(e.stderr, "mailgate: config: warning:", w)
 	}
 	m := &Main{Config: cfg, Logger: newLogger(e.stderr, cfg.LogLevel)}
 	m.Ready = func(addr, natsURL string) {
