@@ -54,9 +54,9 @@ func main() {
 type env struct {
 	getenv  func(string) string
 	environ []string // KEY=VALUE, to refuse unknown MAILGATE_* names; nil in tests that run in-process
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	stdin   io.Reader
+	stdout  io.Writer
+	stderr  io.Writer
 }
 
 // errUsage marks an error whose message has already been printed with usage.
