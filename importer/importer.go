@@ -121,6 +121,11 @@ type Config struct {
 	Logger            *slog.Logger
 	// Registerer receives the metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// Probe, if set, checks the operator's infrastructure from outside a
+	// pass (what readiness checks) and answers the failing components by
+	// ComponentDisk, ComponentStorage, ComponentNATS; a scrape of
+	// mailgate_infrastructure_up calls it.
+	Probe func(ctx context.Context) map[string]error
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// After waits for a duration (backoff between retries); default
@@ -272,7 +277,7 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*I
 	if err != nil {
 		return nil, err
 	}
-	return &Importer{
+	im := &Importer{
 		cfg:  cfg,
 		deps: deps,
 		log:  cfg.Logger,
@@ -287,7 +292,13 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*I
 		trigger: make(chan string, 64),
 		held:    make(map[string]bool),
 		quietAt: make(map[string]peeked),
-	}, nil
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(newInfraUpCollector(im)); err != nil {
+			return nil, fmt.Errorf("importer: metrics: %w", err)
+		}
+	}
+	return im, nil
 }
 
 // Trigger asks Run to poll the connection soon (after redeem, "poll now").
