@@ -387,8 +387,12 @@ func (s *Server) acquire(clientID, mailboxID, address string) (release func(), r
 	}
 	return func() {
 		s.mu.Lock()
-		defer s.mu.Unlock()
 		l.inFlight--
 		s.inFlight[address]--
+		released := s.onRelease
+		s.mu.Unlock()
+		if released != nil {
+			released()
+		}
 	}, 0, "", ""
 }
