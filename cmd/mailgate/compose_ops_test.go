@@ -118,7 +118,7 @@ func TestComposeOperations(t *testing.T) {
 		}
 	}
 
-	// TLS in front: Caddy serves MAILGATE_DOMAIN and proxies the portal,
+	// TLS in front: Caddy serves PORTAL_DOMAIN and proxies the portal,
 	// whose public URL is that address and which trusts Caddy's network.
 	caddy, ok := f.Services["caddy"]
 	if !ok {
@@ -130,11 +130,11 @@ func TestComposeOperations(t *testing.T) {
 	caddyfile := read("deploy/caddy/Caddyfile")
 	portal := f.Services["portal"]
 	_, portalPort, _ := net.SplitHostPort(portal.Environment["MAILGATE_HTTP_ADDR"])
-	if !strings.Contains(caddyfile, "{$MAILGATE_DOMAIN} {") || !strings.Contains(caddyfile, "reverse_proxy portal:"+portalPort) {
-		t.Errorf("deploy/caddy/Caddyfile does not serve {$MAILGATE_DOMAIN} by proxying portal:%s:\n%s", portalPort, caddyfile)
+	if !strings.Contains(caddyfile, "{$PORTAL_DOMAIN} {") || !strings.Contains(caddyfile, "reverse_proxy portal:"+portalPort) {
+		t.Errorf("deploy/caddy/Caddyfile does not serve {$PORTAL_DOMAIN} by proxying portal:%s:\n%s", portalPort, caddyfile)
 	}
-	domain := caddy.Environment["MAILGATE_DOMAIN"]
-	if !strings.HasPrefix(domain, "${MAILGATE_DOMAIN") || portal.Environment["MAILGATE_PUBLIC_URL"] != "https://"+domain {
+	domain := caddy.Environment["PORTAL_DOMAIN"]
+	if !strings.HasPrefix(domain, "${PORTAL_DOMAIN") || portal.Environment["MAILGATE_PUBLIC_URL"] != "https://"+domain {
 		t.Errorf("portal: MAILGATE_PUBLIC_URL %q, caddy's domain %q; want https:// + the same", portal.Environment["MAILGATE_PUBLIC_URL"], domain)
 	}
 	if portal.Environment["MAILGATE_TRUSTED_PROXIES"] == "" || !strings.Contains(read("docker-compose.yml"), "subnet: "+portal.Environment["MAILGATE_TRUSTED_PROXIES"]) {

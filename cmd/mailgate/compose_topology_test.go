@@ -376,7 +376,7 @@ func TestComposeTopology(t *testing.T) {
 	// The services' environment: the compose file's, with the container
 	// paths under each service's root, the service names as loopback
 	// addresses, and only the Microsoft endpoints added (the simulator).
-	vars := map[string]string{"MAILGATE_MS_CLIENT_ID": graphtest.DefaultClientID, "MAILGATE_DOMAIN": "mailgate.example.com"}
+	vars := map[string]string{"MAILGATE_MS_CLIENT_ID": graphtest.DefaultClientID, "PORTAL_DOMAIN": "mailgate.example.com"}
 	serviceEnv := func(name, dir, httpAddr string) []string {
 		var env []string
 		for k, v := range f.Services[name].Environment {
