@@ -35,8 +35,12 @@ pw() { openssl rand -hex 24; }
 pw | new nats-mailgate-password 444
 pw | new nats-dms-password 400
 pw | new nats-route-password 400
-echo mailgate | new minio-root-user 444
-pw | new minio-root-password 444
+echo minio-admin | new minio-root-user 400
+pw | new minio-root-password 400
+# mailgate's own S3 user, made by deploy/minio/init.sh (compose service
+# minio-init) with a policy for its bucket only.
+echo mailgate-s3 | new mailgate-s3-access-key 444
+pw | new mailgate-s3-secret-key 444
 openssl rand -base64 32 | new mailgate-secret-key 444
 if [ -n "${MAILGATE_MS_CLIENT_SECRET:-}" ]; then
 	printf '%s\n' "$MAILGATE_MS_CLIENT_SECRET" | new ms-client-secret 444

@@ -13,7 +13,13 @@ import (
 )
 
 // Infrastructure components whose faults are the operator's, never an
-// item's or a customer's.
+// item's or a customer's; the keys of Config.Probe's answer.
+const (
+	ComponentNATS    = componentNATS
+	ComponentStorage = componentStorage
+	ComponentDisk    = componentDisk
+)
+
 const (
 	componentNATS    = "nats"    // the ledger, the connection store, event publishing
 	componentStorage = "storage" // the document store (S3, directory)
@@ -131,6 +137,14 @@ func (f *faults) clear(components ...string) []string {
 	return cleared
 }
 
+// has reports whether component has a fault.
+func (f *faults) has(component string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.byCmp[component]
+	return ok
+}
+
 // err describes the current faults, nil when there are none.
 func (f *faults) err() error {
 	f.mu.Lock()
@@ -156,7 +170,6 @@ func (im *Importer) Fault() error { return im.faults.err() }
 func (im *Importer) infraFault(c connector.Connection, err error) {
 	component := infraComponent(err)
 	im.metrics.infraErrors.WithLabelValues(component).Inc()
-	im.metrics.infraUp.WithLabelValues(component).Set(0)
 	if im.faults.set(component, err, im.cfg.Now()) {
 		im.log.Error("importer: infrastructure fault, imports wait until it is fixed",
 			"component", component, "connection_id", c.ID, "error", err)
@@ -166,7 +179,6 @@ func (im *Importer) infraFault(c connector.Connection, err error) {
 // infraRecovered clears the faults of components that worked again.
 func (im *Importer) infraRecovered(components ...string) {
 	for _, c := range im.faults.clear(components...) {
-		im.metrics.infraUp.WithLabelValues(c).Set(1)
 		im.log.Info("importer: infrastructure recovered, imports go on", "component", c)
 	}
 }

@@ -88,6 +88,10 @@ type Events interface {
 	AnnouncedSince(ctx context.Context, customer string, since time.Time) (map[string]bool, error)
 }
 
+// DefaultRetryFor is how long a failing mail is retried by default before
+// it is given up: three days, longer than Microsoft's own outages.
+const DefaultRetryFor = 72 * time.Hour
+
 // PolicyConfig says which attachments become documents.
 type PolicyConfig struct {
 	MinImageSize     int64    // smallest image archived; default 10 KiB
@@ -96,8 +100,8 @@ type PolicyConfig struct {
 	SaveEML          bool     // archive mails without attachments and attached mails as .eml
 	MaxAttempts      int      // tries of a failing mail before it is given up (recorded as failed); default 5
 	// RetryFor is how long a failing mail is retried at least before it
-	// is given up, so an outage (503s for half an hour) never uses up its
-	// attempts; default 1h.
+	// is given up, so an outage (attachment downloads failing for a day in
+	// Exchange Online) never uses up its attempts; default DefaultRetryFor.
 	RetryFor time.Duration
 	// ContentTimeout bounds the reading of one attachment's content, its
 	// parts' included (policy.Config.ContentTimeout); default 10s.
@@ -120,6 +124,11 @@ type Config struct {
 	Logger            *slog.Logger
 	// Registerer receives the metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// Probe, if set, checks the operator's infrastructure from outside a
+	// pass (what readiness checks) and answers the failing components by
+	// ComponentDisk, ComponentStorage, ComponentNATS; a scrape of
+	// mailgate_infrastructure_up calls it.
+	Probe func(ctx context.Context) map[string]error
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// After waits for a duration (backoff between retries); default
@@ -200,7 +209,7 @@ func (c *Config) setDefaults() {
 		c.Policy.MaxAttempts = 5
 	}
 	if c.Policy.RetryFor <= 0 {
-		c.Policy.RetryFor = time.Hour
+		c.Policy.RetryFor = DefaultRetryFor
 	}
 	if c.SpoolMemory <= 0 {
 		c.SpoolMemory = 1 << 20
@@ -301,7 +310,7 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*I
 	if err != nil {
 		return nil, err
 	}
-	return &Importer{
+	im := &Importer{
 		history: h,
 		cfg:     cfg,
 		deps:    deps,
@@ -320,7 +329,13 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*I
 		hook:    cfg.Step,
 		held:    make(map[string]bool),
 		quietAt: make(map[string]peeked),
-	}, nil
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(newInfraUpCollector(im)); err != nil {
+			return nil, fmt.Errorf("importer: metrics: %w", err)
+		}
+	}
+	return im, nil
 }
 
 // Trigger asks Run to poll the connection soon (after redeem, "poll now").

@@ -1,7 +1,9 @@
 package importer
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -25,7 +27,6 @@ type metrics struct {
 	parked      prometheus.Counter
 	givenUp     prometheus.Counter
 	infraErrors *prometheus.CounterVec
-	infraUp     *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -68,13 +69,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		infraErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "mailgate", Name: "infrastructure_errors_total", Help: "Passes ended by a fault of the operator's infrastructure, by component (disk, storage, nats).",
 		}, []string{"component"}),
-		infraUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "mailgate", Name: "infrastructure_up", Help: "0 while the importer meets a fault of the component (disk, storage, nats), else 1.",
-		}, []string{"component"}),
 	}
 	for _, c := range []string{componentDisk, componentStorage, componentNATS} {
 		m.infraErrors.WithLabelValues(c)
-		m.infraUp.WithLabelValues(c).Set(1)
 	}
 	// Known label values start at zero, so dashboards and alerts see the
 	// series before the first skip or error.
@@ -90,10 +87,42 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.imported, m.skipped, m.duration, m.errors, m.lag, m.pollDelay, m.replicas, m.owned, m.parked, m.givenUp, m.infraErrors, m.infraUp} {
+	for _, c := range []prometheus.Collector{m.imported, m.skipped, m.duration, m.errors, m.lag, m.pollDelay, m.replicas, m.owned, m.parked, m.givenUp, m.infraErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("importer: metrics: %w", err)
 		}
 	}
 	return m, nil
+}
+
+// infraUpCollector reports mailgate_infrastructure_up at scrape time: 0
+// for a component while a pass met a fault of it that no success has
+// cleared, or while Config.Probe finds it failing, so the metric agrees
+// with readiness even when no pass runs.
+type infraUpCollector struct {
+	im   *Importer
+	desc *prometheus.Desc
+}
+
+func newInfraUpCollector(im *Importer) *infraUpCollector {
+	return &infraUpCollector{im: im, desc: prometheus.NewDesc("mailgate_infrastructure_up",
+		"0 while the importer meets a fault of the component (disk, storage, nats) or readiness finds it failing, else 1.", []string{"component"}, nil)}
+}
+
+func (c *infraUpCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *infraUpCollector) Collect(ch chan<- prometheus.Metric) {
+	var probed map[string]error
+	if c.im.cfg.Probe != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		probed = c.im.cfg.Probe(ctx)
+		cancel()
+	}
+	for _, comp := range []string{componentDisk, componentStorage, componentNATS} {
+		v := 1.0
+		if c.im.faults.has(comp) || probed[comp] != nil {
+			v = 0
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, comp)
+	}
 }

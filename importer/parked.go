@@ -199,13 +199,18 @@ func (p *pass) park(ctx context.Context, m connector.Message, cause error) error
 	return nil
 }
 
+// maxRetryGap caps the wait between two tries of a parked mail: over a
+// horizon of days (an Exchange Online outage lasts a day) a mail is still
+// tried at least hourly, so it is in within the hour of the fix.
+const maxRetryGap = time.Hour
+
 // retryBackoff spaces a parked mail's retries: doubling from a 120th of
-// RetryFor (1 s to 30 s) up to half of it (at most 30 minutes), jittered;
-// with the default hour, 30 s, 1, 2, 4, 8, 16, 30, 30 … minutes.
+// RetryFor (1 s to 30 s) up to half of it (at most maxRetryGap), jittered;
+// with the default 72 hours, 30 s, 1, 2, 4, 8, 16, 32, 60, 60 … minutes.
 func (im *Importer) retryBackoff() backoff {
 	horizon := im.cfg.Policy.RetryFor
 	base := min(max(horizon/120, time.Second), 30*time.Second)
-	return backoff{base: base, max: min(max(horizon/2, base), 30*time.Minute), rand: im.backoff.rand}
+	return backoff{base: base, max: min(max(horizon/2, base), maxRetryGap), rand: im.backoff.rand}
 }
 
 func parkedCount(b *backlog) int {

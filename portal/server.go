@@ -426,8 +426,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Ready != nil {
 		if err := s.cfg.Ready(r.Context()); err != nil {
 			s.log.WarnContext(r.Context(), "not ready", "err", err)
+			// One line per problem, as the operator must fix them.
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("not ready\n"))
+			_, _ = w.Write([]byte("not ready\n" + err.Error() + "\n"))
 			return
 		}
 	}

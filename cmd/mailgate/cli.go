@@ -39,7 +39,7 @@ func (s *cliState) Close() {
 // connectCLI parses the common flags (fs may carry the command's own) and
 // connects to NATS, failing fast with a hint when no mailgate is running.
 func connectCLI(ctx context.Context, e *env, fs *flag.FlagSet, args []string) (*cliState, []string, error) {
-	cfg, rest, err := loadConfig(fs, args, e.getenv)
+	cfg, rest, err := loadConfig(fs, args, e.getenv, e.environ)
 	if err != nil {
 		return nil, nil, configError(e, err)
 	}

@@ -25,6 +25,8 @@ type composeService struct {
 	Build       any               `yaml:"build"`
 	User        string            `yaml:"user"`
 	Command     []string          `yaml:"command"`
+	Entrypoint  []string          `yaml:"entrypoint"`
+	Ports       []string          `yaml:"ports"`
 	Environment map[string]string `yaml:"environment"`
 	Volumes     []string          `yaml:"volumes"`
 	Secrets     []composeSecret   `yaml:"secrets"`
@@ -352,8 +354,8 @@ func TestComposeFile(t *testing.T) {
 		mounts := f.mounts(s)
 		wantFiles := map[string]string{
 			"MAILGATE_NATS_PASSWORD_FILE":    "./secrets/nats-mailgate-password",
-			"MAILGATE_S3_ACCESS_KEY_FILE":    minioSecretFile(f, "minio_root_user"),
-			"MAILGATE_S3_SECRET_KEY_FILE":    minioSecretFile(f, "minio_root_password"),
+			"MAILGATE_S3_ACCESS_KEY_FILE":    "./secrets/mailgate-s3-access-key",
+			"MAILGATE_S3_SECRET_KEY_FILE":    "./secrets/mailgate-s3-secret-key",
 			"MAILGATE_SECRET_KEY_FILE":       "./secrets/mailgate-secret-key",
 			"MAILGATE_MS_CLIENT_SECRET_FILE": "./secrets/ms-client-secret",
 		}
@@ -396,5 +398,3 @@ func TestComposeFile(t *testing.T) {
 		t.Errorf("roles = %v, want one portal and two importers", roles)
 	}
 }
-
-func minioSecretFile(f *composeFile, name string) string { return f.Secrets[name].File }

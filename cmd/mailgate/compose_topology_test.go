@@ -154,6 +154,17 @@ func TestComposeTopology(t *testing.T) {
 		}
 		t.Skipf("%v; install it with go install github.com/minio/minio@latest", err)
 	}
+	// minio-init's client: the MinIO client mc, beside minio.
+	mcBin, err := exec.LookPath("mc")
+	if err != nil {
+		mcBin = filepath.Join(filepath.Dir(minioBin), "mc")
+		if _, serr := os.Stat(mcBin); serr != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("the MinIO client mc (compose service minio-init) is needed: %v", serr)
+			}
+			t.Skipf("the MinIO client mc (compose service minio-init) is needed: %v; install it with go install github.com/minio/mc@latest", serr)
+		}
+	}
 	bin := mailgateBinary(t)
 	f := readCompose(t)
 	root, err := os.MkdirTemp("", "mailgate-compose-")
@@ -277,6 +288,21 @@ func TestComposeTopology(t *testing.T) {
 		})
 	}
 
+	// minio-init, as compose runs it once MinIO is healthy: the bucket,
+	// its policy and mailgate's own S3 user, by deploy/minio/init.sh.
+	initDir := c.mount("minio-init")
+	initCmd := exec.Command("sh", filepath.Join(initDir, f.Services["minio-init"].Entrypoint[1]))
+	initCmd.Env = append(os.Environ(), "MC="+mcBin, "MC_CONFIG_DIR="+filepath.Join(initDir, "mc"),
+		fmt.Sprintf("MINIO_URL=http://127.0.0.1:%d", minioAddr), "SECRETS="+filepath.Join(initDir, "run/secrets"))
+	for k, v := range f.Services["minio-init"].Environment {
+		if k != "MINIO_URL" {
+			initCmd.Env = append(initCmd.Env, k+"="+v)
+		}
+	}
+	if out, err := initCmd.CombinedOutput(); err != nil {
+		t.Fatalf("minio-init: %v\n%s", err, out)
+	}
+
 	// The test's own view of the state, with mailgate's credentials.
 	var urls []string
 	for _, n := range nodes {
@@ -350,7 +376,7 @@ func TestComposeTopology(t *testing.T) {
 	// The services' environment: the compose file's, with the container
 	// paths under each service's root, the service names as loopback
 	// addresses, and only the Microsoft endpoints added (the simulator).
-	vars := map[string]string{"MAILGATE_MS_CLIENT_ID": graphtest.DefaultClientID}
+	vars := map[string]string{"MAILGATE_MS_CLIENT_ID": graphtest.DefaultClientID, "PORTAL_DOMAIN": "mailgate.example.com"}
 	serviceEnv := func(name, dir, httpAddr string) []string {
 		var env []string
 		for k, v := range f.Services[name].Environment {
@@ -364,6 +390,8 @@ func TestComposeTopology(t *testing.T) {
 				v = in.s3.Endpoint
 			case k == "MAILGATE_HTTP_ADDR":
 				v = httpAddr // each container has its own port 8080
+			case k == "MAILGATE_METRICS_ADDR":
+				v = "127.0.0.1:0" // and its own port 9090
 			case strings.HasPrefix(v, "/"):
 				v = filepath.Join(dir, v)
 			}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -162,7 +163,7 @@ func settings() []setting {
 			c.Workers = n
 			return err
 		}},
-		{name: "RETRY_FOR", def: "1h", usage: "how long a mail that keeps failing is retried (with backoff, at least 5 tries) before it is given up and announced as failed", set: func(c *Config, v string) error {
+		{name: "RETRY_FOR", def: "72h", usage: "how long a mail that keeps failing is retried (with backoff, at least 5 tries, at least hourly) before it is given up and announced as failed", set: func(c *Config, v string) error {
 			d, err := time.ParseDuration(v)
 			c.RetryFor = d
 			return err
@@ -187,8 +188,10 @@ func flagName(name string) string { return strings.ToLower(strings.ReplaceAll(na
 
 // loadConfig reads the environment, then the flags in args. It returns the
 // remaining arguments. Problems with single values (an unparsable duration, an
-// unreadable secret file) are reported together, one per line.
-func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, []string, error) {
+// unreadable secret file, a secret set twice) are reported together, one per
+// line, and so is every MAILGATE_* variable in environ that no setting
+// reads: a misspelt name would otherwise quietly leave its default.
+func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string, environ []string) (Config, []string, error) {
 	var c Config
 	if err := refuseSecretFlags(args); err != nil {
 		return c, nil, err
@@ -197,6 +200,9 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Co
 	values := make(map[string]*string)
 	for _, s := range settings() {
 		v := getenv("MAILGATE_" + s.name)
+		if s.secret && v != "" && getenv("MAILGATE_"+s.name+"_FILE") != "" {
+			problems = append(problems, fmt.Sprintf("MAILGATE_%s and MAILGATE_%s_FILE are both set: set one of them", s.name, s.name))
+		}
 		if s.secret && v == "" {
 			if file := getenv("MAILGATE_" + s.name + "_FILE"); file != "" {
 				b, err := os.ReadFile(file)
@@ -233,6 +239,7 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Co
 		rest = append(rest, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+	problems = append(problems, unknownVariables(environ)...)
 	for _, s := range settings() {
 		if err := s.set(&c, *values[s.name]); err != nil {
 			v := *values[s.name]
@@ -246,6 +253,84 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Co
 		return c, rest, errors.New(strings.Join(problems, "\n"))
 	}
 	return c, rest, nil
+}
+
+// knownVariables are the environment variables the settings read: each
+// MAILGATE_<name>, and MAILGATE_<name>_FILE for a secret.
+func knownVariables() []string {
+	var names []string
+	for _, s := range settings() {
+		names = append(names, "MAILGATE_"+s.name)
+		if s.secret {
+			names = append(names, "MAILGATE_"+s.name+"_FILE")
+		}
+	}
+	return names
+}
+
+// unknownVariables names each MAILGATE_* variable of environ (KEY=VALUE)
+// that no setting reads, with the nearest known name.
+func unknownVariables(environ []string) []string {
+	known := knownVariables()
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "MAILGATE_") || slices.Contains(known, name) {
+			continue
+		}
+		best, dist := "", -1
+		for _, k := range known {
+			if d := editDistance(name, k); dist < 0 || d < dist {
+				best, dist = k, d
+			}
+		}
+		out = append(out, fmt.Sprintf("unknown variable %s; did you mean %s?", name, best))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// editDistance is the Levenshtein distance of a and b (ASCII names).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// Warnings are what is valid but likely a mistake, one line each; serve
+// prints them and starts.
+func (c *Config) Warnings() []string {
+	var w []string
+	u, err := url.Parse(c.PublicURL)
+	_, listenPort, lerr := net.SplitHostPort(c.HTTPAddr)
+	if err != nil || lerr != nil || u.Host == "" || listenPort == "0" || u.Port() == "0" {
+		return nil
+	}
+	publicPort := u.Port()
+	if publicPort == "" {
+		publicPort = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	// Behind a reverse proxy the ports differ by design; a public URL on
+	// this very host (loopback) cannot have one in between.
+	if publicPort != listenPort && isLoopbackHost(u.Hostname()) {
+		w = append(w, fmt.Sprintf("MAILGATE_PUBLIC_URL=%s names port %s, but mailgate listens on %s (MAILGATE_HTTP_ADDR): the portal's links and the OAuth redirect will not reach it; set the same port in both",
+			c.PublicURL, publicPort, c.HTTPAddr))
+	}
+	return w
 }
 
 // secretFlags are names that would carry a secret on the command line:

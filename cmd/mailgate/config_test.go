@@ -17,7 +17,7 @@ func load(t *testing.T, env map[string]string, args ...string) (Config, error) {
 	t.Helper()
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	cfg, _, err := loadConfig(fs, args, func(k string) string { return env[k] })
+	cfg, _, err := loadConfig(fs, args, func(k string) string { return env[k] }, nil)
 	return cfg, err
 }
 

@@ -9,11 +9,11 @@ import (
 
 // crashStep, in a binary built with -tags crashpoint (the crash tests'
 // binary, never a release), halts the importer at the step named by
-// MAILGATE_CRASH_AT ("stored", "rendition_stored", "published", …): it
+// CRASHPOINT_AT ("stored", "rendition_stored", "published", …): it
 // prints "crashpoint <step>" on standard output and waits there for the
 // test's SIGKILL.
 func crashStep() func(step string) error {
-	at := os.Getenv("MAILGATE_CRASH_AT")
+	at := os.Getenv("CRASHPOINT_AT")
 	if at == "" {
 		return nil
 	}

@@ -34,7 +34,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		}
 		return "5s"
 	}
-	cfg, _, err := loadConfig(fset, args, getenv)
+	cfg, _, err := loadConfig(fset, args, getenv, e.environ)
 	if err != nil {
 		return configError(e, err)
 	}

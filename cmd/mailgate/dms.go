@@ -88,7 +88,7 @@ func cmdDMSCredentials(_ context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "dms-credentials")
 	fs.Usage = func() { fmt.Fprint(e.stderr, dmsUsage) }
 	natsConf := fs.Bool("nats-conf", false, "print the nats.conf user entry for an external server")
-	cfg, rest, err := loadConfig(fs, args, e.getenv)
+	cfg, rest, err := loadConfig(fs, args, e.getenv, e.environ)
 	if err != nil {
 		return configError(e, err)
 	}

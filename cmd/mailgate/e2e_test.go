@@ -76,7 +76,7 @@ func startProc(t *testing.T, bin string, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{more: make(chan struct{}), done: make(chan struct{}), log: new(bytes.Buffer)}
 	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Env = append(inheritedEnv(), env...)
 	p.cmd.Stderr = &syncWriter{w: p.log}
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -496,7 +496,7 @@ func sha256hex(b []byte) string {
 func runCLI(t *testing.T, bin string, env []string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(inheritedEnv(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

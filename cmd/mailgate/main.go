@@ -46,7 +46,7 @@ Run "mailgate COMMAND --help" for a command's flags.
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	code := runEnv(ctx, os.Args[1:], &env{getenv: os.Getenv, environ: os.Environ(), stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr})
 	stop()
 	os.Exit(code)
 }
@@ -54,17 +54,22 @@ func main() {
 // env bundles what a command may touch of its process, so tests can run
 // commands in-process.
 type env struct {
-	getenv func(string) string
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	getenv  func(string) string
+	environ []string // KEY=VALUE, to refuse unknown MAILGATE_* names; nil in tests that run in-process
+	stdin   io.Reader
+	stdout  io.Writer
+	stderr  io.Writer
 }
 
 // errUsage marks an error whose message has already been printed with usage.
 var errUsage = errors.New("usage")
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
-	e := &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	return runEnv(ctx, args, &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr})
+}
+
+func runEnv(ctx context.Context, args []string, e *env) int {
+	stdout, stderr := e.stdout, e.stderr
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -84,17 +89,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		"version":         cmdVersion,
 		"dms-credentials": cmdDMSCredentials,
 	}
-	switch args[0] {
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
+	if isHelpArg(args[0]) {
+		// `mailgate help users` is `mailgate users --help`.
+		if len(args) < 2 {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		args = []string{args[1], "--help"}
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "mailgate: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
-	err := cmd(ctx, e, args[1:])
+	done, err := checkGroup(e, args[0], args[1:])
+	if !done {
+		err = cmd(ctx, e, args[1:])
+	}
 	switch {
 	case err == nil:
 		return 0

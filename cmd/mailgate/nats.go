@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -59,6 +61,17 @@ func embeddedOptions(cfg *Config) (*server.Options, error) {
 	}
 	if port == 0 {
 		port = -1 // random, for tests
+	} else {
+		// The server would only time out below, hiding why: try the
+		// address first and say it.
+		ln, err := net.Listen("tcp", cfg.NATSListen)
+		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return nil, fmt.Errorf("nats: embedded server: MAILGATE_NATS_LISTEN=%s: address already in use (another mailgate or NATS listens there): stop it or set MAILGATE_NATS_LISTEN to a free address", cfg.NATSListen)
+			}
+			return nil, fmt.Errorf("nats: embedded server: MAILGATE_NATS_LISTEN=%s: %w", cfg.NATSListen, err)
+		}
+		ln.Close()
 	}
 	pubs, err := ensureNATSCredentials(cfg.DataDir)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -34,18 +35,42 @@ import (
 
 func cmdServe(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "serve")
-	cfg, _, err := loadConfig(fs, args, e.getenv)
+	cfg, _, err := loadConfig(fs, args, e.getenv, e.environ)
 	if err != nil {
 		return configError(e, err)
 	}
 	if err := cfg.Validate(); err != nil {
 		return configError(e, err)
 	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(e.stderr, "mailgate: config: warning:", w)
+	}
 	m := &Main{Config: cfg, Logger: newLogger(e.stderr, cfg.LogLevel)}
 	m.Ready = func(addr, natsURL string) {
 		fmt.Fprintf(e.stdout, "mailgate listening on %s (role %s, nats %s)\n", addr, cfg.Role, redactURL(natsURL))
 	}
 	return m.Run(ctx)
+}
+
+// checkDataDir makes the data directory and proves it writable, naming
+// the variable and the user when it is not: the usual cause is a volume
+// owned by another user than the one mailgate runs as.
+func checkDataDir(dir string) error {
+	err := os.MkdirAll(dir, 0o700)
+	if err == nil {
+		var f *os.File
+		if f, err = os.CreateTemp(dir, ".probe-*"); err == nil {
+			err = errors.Join(f.Close(), os.Remove(f.Name()))
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	who := fmt.Sprintf("uid %d", os.Getuid())
+	if u, uerr := user.Current(); uerr == nil {
+		who = fmt.Sprintf("user %s (uid %s)", u.Username, u.Uid)
+	}
+	return fmt.Errorf("data dir MAILGATE_DATA_DIR=%s is not writable by %s, which mailgate runs as: %w", dir, who, err)
 }
 
 // configError prints each configuration problem on its own line.
@@ -96,6 +121,11 @@ type Wiring struct {
 	Registry    *prometheus.Registry
 	SpoolDir    string // importer role only
 	Webhooks    *webhook.Service
+	// StoreName says which store readiness lines are about, with the
+	// variable that sets it.
+	StoreName string
+
+	storeStart *startingStore // S3 that did not answer at start; nil: connected
 }
 
 // Run starts everything and blocks until ctx ends, then shuts down: the HTTP
@@ -104,8 +134,8 @@ type Wiring struct {
 func (m *Main) Run(ctx context.Context) error {
 	cfg := &m.Config
 	log := m.Logger
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		return err
 	}
 
 	natsURL := cfg.NATSURL
@@ -173,6 +203,12 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	if w.storeStart != nil {
+		g.Go(func() error {
+			w.storeStart.connect(gctx, func(ctx context.Context) (archive.Store, error) { return openStore(ctx, cfg) }, w.StoreName, log)
+			return nil
+		})
+	}
 	if w.Importer != nil {
 		g.Go(func() error { return w.Webhooks.Run(gctx) })
 		g.Go(func() error { return w.Importer.Run(gctx) })
@@ -312,8 +348,22 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 	if err != nil {
 		return nil, err
 	}
-	if w.Store, err = openStore(ctx, cfg); err != nil {
-		return nil, err
+	w.StoreName = "directory " + filepath.Join(cfg.DataDir, "archive")
+	if cfg.S3Endpoint != "" {
+		w.StoreName = "S3 at " + cfg.S3Endpoint + " (MAILGATE_S3_ENDPOINT)"
+	}
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	w.Store, err = openStore(octx, cfg)
+	cancel()
+	if err != nil && cfg.S3Endpoint != "" && ctx.Err() == nil {
+		// Start as S3 lost later is handled: not ready, saying why, and
+		// ready by itself once S3 answers.
+		log.Error("storage: "+w.StoreName+" is not reachable; not ready, retrying with backoff", "store", w.StoreName, "err", err)
+		w.storeStart = &startingStore{bucket: cfg.S3Bucket, err: err}
+		w.Store, err = w.storeStart, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage: %s: %w", w.StoreName, err)
 	}
 	w.Registry.MustRegister(newReadinessCollector(w.ready, cfg.PollInterval))
 	mailboxes := graphMailboxes{graph: w.Graph, tokens: w.Tokens}
@@ -350,6 +400,7 @@ func (m *Main) wire(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) 
 			Validator:    validator,
 			Render:       rendition.PDF,
 			Step:         crashStep(),
+			Probe:        w.probe,
 		})
 		if err != nil {
 			return nil, err
@@ -414,7 +465,7 @@ func opsHandler(w *Wiring) http.Handler {
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { fmt.Fprintln(rw, "ok") })
 	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
 		if err := w.ready(r.Context()); err != nil {
-			http.Error(rw, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			http.Error(rw, "not ready\n"+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(rw, "ready")
@@ -480,21 +531,35 @@ func openStore(ctx context.Context, cfg *Config) (archive.Store, error) {
 	})
 }
 
-// ready reports whether NATS, the document store and the spool can be
-// used: what the operator must fix, each problem on its own line.
-func (w *Wiring) ready(ctx context.Context) error {
-	var errs []error
+// probe checks NATS, the document store and the spool, by importer
+// component: what the operator must fix, one error each.
+func (w *Wiring) probe(ctx context.Context) map[string]error {
+	out := make(map[string]error)
 	if s := w.NC.Status(); s != nats.CONNECTED {
-		errs = append(errs, fmt.Errorf("nats: %s", s))
+		out[importer.ComponentNATS] = fmt.Errorf("nats: %s", s)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if err := w.Store.Ping(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("storage: %w", err))
+		out[importer.ComponentStorage] = fmt.Errorf("storage: %s: %w", w.StoreName, err)
 	}
 	if w.SpoolDir != "" {
 		if err := archive.CheckDir(w.SpoolDir); err != nil {
-			errs = append(errs, fmt.Errorf("spool: %w", err))
+			out[importer.ComponentDisk] = fmt.Errorf("spool: %w", err)
+		}
+	}
+	return out
+}
+
+// ready reports whether NATS, the document store and the spool can be
+// used and the importer meets no infrastructure fault, each problem on its
+// own line (/readyz, mailgate_ready).
+func (w *Wiring) ready(ctx context.Context) error {
+	var errs []error
+	p := w.probe(ctx)
+	for _, c := range []string{importer.ComponentNATS, importer.ComponentStorage, importer.ComponentDisk} {
+		if p[c] != nil {
+			errs = append(errs, p[c])
 		}
 	}
 	if w.Importer != nil {

@@ -242,7 +242,7 @@ var (
 	crashBuildErr  error
 )
 
-// crashBinary builds mailgate with the crashpoint tag: MAILGATE_CRASH_AT
+// crashBinary builds mailgate with the crashpoint tag: CRASHPOINT_AT
 // halts it at an importer step (crashpoint.go).
 func crashBinary(t *testing.T) string {
 	t.Helper()
@@ -280,7 +280,7 @@ func TestRenditionSIGKILLBetweenStores(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	p := startProc(t, crash, append(in.env(), "MAILGATE_CRASH_AT=stored"), "serve", "--role", "importer")
+	p := startProc(t, crash, append(in.env(), "CRASHPOINT_AT=stored"), "serve", "--role", "importer")
 	p.waitFor(t, regexp.MustCompile(`^crashpoint (stored)$`), 2*time.Minute)
 	if n := in.objects(t); n != 1 {
 		t.Fatalf("%d objects at the crash point, want the XML alone", n)

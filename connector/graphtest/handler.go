@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -91,12 +92,16 @@ type call struct {
 	dupDelta bool
 }
 
-// recorder remembers the status and Retry-After for the counters.
+// recorder remembers the status and Retry-After for the counters, and
+// counts the request the moment its status is set: before a byte of the
+// answer leaves, so a client that has an answer always finds its request
+// counted (a count taken after answering spilled into the next test).
 type recorder struct {
 	http.ResponseWriter
-	status int
-	wrote  bool
-	buf    *bytes.Buffer // set while a Truncate/Malformed fault buffers the body
+	status   int
+	wrote    bool
+	buf      *bytes.Buffer // set while a Truncate/Malformed fault buffers the body
+	onStatus func()        // counts the request; called once, before the answer
 }
 
 func (rw *recorder) WriteHeader(code int) {
@@ -104,6 +109,9 @@ func (rw *recorder) WriteHeader(code int) {
 		return
 	}
 	rw.status, rw.wrote = code, true
+	if rw.onStatus != nil {
+		rw.onStatus()
+	}
 	if rw.buf != nil {
 		return
 	}
@@ -132,7 +140,13 @@ func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serve) }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	c := &call{w: &recorder{ResponseWriter: w, status: http.StatusOK}, r: r, start: s.clock()}
-	defer s.record(c)
+	var once sync.Once
+	count := func() { once.Do(func() { s.record(c) }) }
+	c.w.onStatus = count
+	// A request never answered (the client gave up during a Delay) or
+	// answered with an empty 200 is counted when its handler returns,
+	// which is still before net/http sends the empty answer.
+	defer count()
 	segs := splitPath(r.URL.EscapedPath())
 	c.graph = len(segs) > 0 && (segs[0] == "v1.0" || segs[0] == "beta")
 	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") && r.Body != nil {
@@ -373,8 +387,12 @@ func (s *Server) acquire(clientID, mailboxID, address string) (release func(), r
 	}
 	return func() {
 		s.mu.Lock()
-		defer s.mu.Unlock()
 		l.inFlight--
 		s.inFlight[address]--
+		released := s.onRelease
+		s.mu.Unlock()
+		if released != nil {
+			released()
+		}
 	}, 0, "", ""
 }

@@ -35,9 +35,10 @@ func TestThrottleConcurrency(t *testing.T) {
 	s := NewServer()
 	defer s.Close()
 	access, _ := userToken(t, s, DefaultUser)
-	held := make(chan struct{}, 4)
+	held, released := make(chan struct{}, 4), make(chan struct{}, 8)
 	s.mu.Lock()
 	s.onHold = func() { held <- struct{}{} }
+	s.onRelease = func() { released <- struct{}{} }
 	s.mu.Unlock()
 	s.Inject(Fault{PathContains: "/messages", Delay: time.Minute, Count: 4})
 	path := "/v1.0/users/" + DefaultMailbox + "/messages"
@@ -57,6 +58,11 @@ func TestThrottleConcurrency(t *testing.T) {
 	a := do(t, s, "GET", path, access, nil, nil)
 	cancel()
 	wg.Wait()
+	// The clients gave up; the server gives the slots back when it notices,
+	// which may be after they returned.
+	for range 4 {
+		<-released
+	}
 	wantGraphError(t, a, http.StatusTooManyRequests, "ApplicationThrottled")
 	if !strings.Contains(string(a.body), "MailboxConcurrency") || a.header.Get("Retry-After") == "" {
 		t.Errorf("want MailboxConcurrency with Retry-After: %v %s", a.header, a.body)

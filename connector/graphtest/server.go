@@ -207,6 +207,10 @@ type Server struct {
 	// onHold is called (without the lock) when a request starts waiting on
 	// an injected Delay; tests use it to know requests are in flight.
 	onHold func()
+	// onRelease is called (without the lock) when a request gives its
+	// concurrency slot back, after its answer; tests await it where a
+	// client gave up before the server noticed.
+	onRelease func()
 }
 
 type user struct {
