@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/mailgate/mailgate/connector"
 )
@@ -162,7 +163,7 @@ func (p *listParser) page() error {
 		case "value":
 			err = p.values()
 		case "@odata.nextLink":
-			err = decode(p, &p.next)
+			err = decode(p, &p.next, startString)
 		default:
 			err = p.skip()
 		}
@@ -183,20 +184,44 @@ func (p *listParser) decoder(pre string) {
 // that follows, with the white space around it.
 func (p *listParser) budget() { p.f.limit = p.dec.InputOffset() + maxValue }
 
-// token reads the next token.
-func (p *listParser) token() (json.Token, error) {
+// The bytes a value may start with, where only some types are allowed.
+const (
+	startString = `"n`
+	startNumber = `-0123456789n`
+	startBool   = `tfn`
+)
+
+// token reads the next token, a value starting with one of starts (if
+// not "").
+func (p *listParser) token(starts string) (json.Token, error) {
 	t, err := p.dec.Token()
-	return t, jsonError(err)
+	return t, p.cut(err, starts)
 }
 
 // decode reads the next value into *v; null is v's zero value.
-func decode[T any](p *listParser, v *T) error {
+func decode[T any](p *listParser, v *T, starts string) error {
 	var x T
 	if err := p.dec.Decode(&x); err != nil {
-		return jsonError(err)
+		return p.cut(err, starts)
 	}
 	*v = x
 	return nil
+}
+
+// cut is jsonError, but a body cut in a value whose first byte is none
+// of starts is Invalid, as it would be whole: a decoder checks the type
+// of a value only once it has read all of it.
+func (p *listParser) cut(err error, starts string) error {
+	err = jsonError(err)
+	if err != io.ErrUnexpectedEOF || starts == "" {
+		return err
+	}
+	var b [64]byte
+	n, _ := p.dec.Buffered().Read(b[:]) // the value begun, after white space
+	if v := bytes.TrimLeft(b[:n], " \t\r\n"); len(v) > 0 && !strings.ContainsRune(starts, rune(v[0])) {
+		return syntaxf("unexpected %q", v[0])
+	}
+	return err
 }
 
 // jsonError makes what the decoder returns the parser's error: malformed
@@ -214,20 +239,26 @@ func jsonError(err error) error {
 	return err
 }
 
-// open reads the '{' of the top-level object.
+// open reads the '{' of the top-level object. Its first byte is checked
+// by hand: a decoder would read a whole value first, and a body cut in
+// some other value would seem a listing cut short.
 func (p *listParser) open() error {
-	p.budget()
-	t, err := p.token()
-	if err == nil && t != json.Delim('{') {
-		err = syntaxf("want an object, got %v", t)
+	c, err := p.s.nonSpace(maxValue)
+	if err == nil && c != '{' {
+		err = syntaxf("want an object, got %q", c)
 	}
+	if err != nil {
+		return err
+	}
+	p.budget()
+	_, err = p.token("")
 	return err
 }
 
 // member reads the key of an object's next member, or (ok false) its end.
 func (p *listParser) member() (key string, ok bool, err error) {
 	p.budget()
-	t, err := p.token()
+	t, err := p.token("")
 	key, ok = t.(string) // else '}': the decoder allows nothing else
 	return key, ok, err
 }
@@ -254,7 +285,7 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\
 
 // values reads the "value" array.
 func (p *listParser) values() error {
-	t, err := p.token()
+	t, err := p.token("[n")
 	if err != nil || t == nil { // null
 		return err
 	}
@@ -263,7 +294,7 @@ func (p *listParser) values() error {
 	}
 	for {
 		p.budget()
-		t, err := p.token()
+		t, err := p.token("{]")
 		switch {
 		case err != nil:
 			return err
@@ -308,19 +339,19 @@ func (p *listParser) members(a *connector.Attachment) error {
 		}
 		switch key {
 		case "@odata.type":
-			err = decode(p, &a.Type)
+			err = decode(p, &a.Type, startString)
 		case "id":
-			err = decode(p, &a.ID)
+			err = decode(p, &a.ID, startString)
 		case "name":
-			err = decode(p, &a.Name)
+			err = decode(p, &a.Name, startString)
 		case "contentType":
-			err = decode(p, &a.ContentType)
+			err = decode(p, &a.ContentType, startString)
 		case "contentId":
-			err = decode(p, &a.ContentID)
+			err = decode(p, &a.ContentID, startString)
 		case "size":
-			err = decode(p, &a.Size)
+			err = decode(p, &a.Size, startNumber)
 		case "isInline":
-			err = decode(p, &a.IsInline)
+			err = decode(p, &a.IsInline, startBool)
 		case "contentBytes":
 			if seen {
 				return syntaxf("contentBytes twice in one attachment")
@@ -343,7 +374,7 @@ func (p *listParser) members(a *connector.Attachment) error {
 func (p *listParser) skip() error {
 	depth := 0
 	for {
-		t, err := p.token()
+		t, err := p.token("")
 		if err != nil {
 			return err
 		}
@@ -377,7 +408,7 @@ func (p *listParser) contentBytes() (connector.Content, error) {
 		if err := p.resume(p.prefix, p.replay); err != nil {
 			return nil, err
 		}
-		t, err := p.token()
+		t, err := p.token("n")
 		if err == nil && t != nil {
 			err = syntaxf("contentBytes: want a string, got %v", t)
 		}
@@ -401,7 +432,7 @@ func (p *listParser) contentBytes() (connector.Content, error) {
 func (p *listParser) resume(pre string, tokens int) error {
 	p.decoder(pre)
 	for range tokens {
-		if _, err := p.token(); err != nil {
+		if _, err := p.token(""); err != nil {
 			return err
 		}
 	}
@@ -526,20 +557,27 @@ func (s *input) discard(n int) {
 // a key, at most max bytes, and returns the first byte of the value,
 // unread.
 func (s *input) valueAfterColon(max int) (byte, error) {
-	colon := false
+	c, err := s.nonSpace(max)
+	if err == nil && c != ':' {
+		err = syntaxf("want ':', got %q", c)
+	}
+	if err != nil {
+		return 0, err
+	}
+	s.discard(1)
+	return s.nonSpace(max)
+}
+
+// nonSpace reads white space, at most max bytes, and returns the byte
+// after it, unread.
+func (s *input) nonSpace(max int) (byte, error) {
 	for range max {
 		w, err := s.window()
 		if err != nil {
 			return 0, unexpected(err)
 		}
-		switch c := w[0]; {
-		case isSpace(c):
-		case c == ':' && !colon:
-			colon = true
-		case !colon:
-			return 0, syntaxf("want ':', got %q", c)
-		default:
-			return c, nil
+		if !isSpace(w[0]) {
+			return w[0], nil
 		}
 		s.discard(1)
 	}
