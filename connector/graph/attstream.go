@@ -216,12 +216,20 @@ func (p *listParser) cut(err error, starts string) error {
 	if err != io.ErrUnexpectedEOF || starts == "" {
 		return err
 	}
+	begun := p.dec.Buffered() // the value begun, after white space
 	var b [64]byte
-	n, _ := p.dec.Buffered().Read(b[:]) // the value begun, after white space
-	if v := bytes.TrimLeft(b[:n], " \t\r\n"); len(v) > 0 && !strings.ContainsRune(starts, rune(v[0])) {
-		return syntaxf("unexpected %q", v[0])
+	for {
+		n, _ := begun.Read(b[:])
+		if n == 0 {
+			return err
+		}
+		if v := bytes.TrimLeft(b[:n], " \t\r\n"); len(v) > 0 {
+			if !strings.ContainsRune(starts, rune(v[0])) {
+				return syntaxf("unexpected %q", v[0])
+			}
+			return err
+		}
 	}
-	return err
 }
 
 // jsonError makes what the decoder returns the parser's error: malformed

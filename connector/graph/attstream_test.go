@@ -96,6 +96,7 @@ func TestParseAttachments(t *testing.T) {
 		{name: "cut in a size of the wrong type", in: `{"value":[{"size":"12`, kind: connector.Invalid},
 		{name: "cut in a contentBytes of the wrong type", in: `{"value":[{"contentBytes":tr`, kind: connector.Invalid},
 		{name: "cut in a top-level value of the wrong type", in: `nul`, kind: connector.Invalid},
+		{name: "cut in a value of the wrong type after white space", in: `{"value":` + strings.Repeat(" ", 100) + `"abc`, kind: connector.Invalid},
 		{name: "cut after a key", in: `{"value":[{"contentBytes"`, kind: connector.Transient},
 		{name: "cut in a null content", in: `{"value":[{"contentBytes":nu`, kind: connector.Transient},
 		{name: "truncated in content", in: `{"value":[{` + file + `,"contentBytes":"AQID`, kind: connector.Transient},
