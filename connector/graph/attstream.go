@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
+	"strings"
 
 	"github.com/mailgate/mailgate/connector"
 )
@@ -70,16 +70,35 @@ func classifyList(op string, err error) error {
 //
 //	{"@odata.context":…, "value":[{…},{…}], "@odata.nextLink":…}
 //
-// in any order of properties. Each contentBytes string is decoded on the
-// fly and handed to the sink; nothing else is kept beyond maxValue.
+// in any order of properties. A json.Decoder reads the grammar and every
+// value but contentBytes, each bounded by maxValue. At the key contentBytes
+// the parser takes the stream back from the decoder (with what it read
+// ahead), decodes the string on the fly into the sink, and continues with
+// a new decoder: one can't skip what it has not read, so the new one first
+// reads prefix, the nesting the old one was in, and then the stream.
 type listParser struct {
-	r      *bufio.Reader
+	s      *input
+	dec    *json.Decoder
+	f      *feed  // what dec reads
+	prefix string // the nesting of an attachment's contentBytes, in JSON
+	replay int    // the tokens of prefix
 	sink   connector.Sink
-	budget int    // bytes left for the value being read
-	tmp    []byte // a string being read
 	out    []connector.Attachment
 	next   string
 	kept   int // bytes of metadata the listing may still keep
+}
+
+// listPrefix and onePrefix are the nesting of contentBytes in a listing
+// and in an attachment read alone, and their tokens.
+const (
+	listPrefix, listTokens = `{"value":[{"contentBytes":`, 5
+	onePrefix, oneTokens   = `{"contentBytes":`, 2
+)
+
+func newListParser(r io.Reader, sink connector.Sink, kept int, prefix string, replay int) *listParser {
+	p := &listParser{s: &input{r: bufio.NewReaderSize(r, 64<<10)}, sink: sink, kept: kept, prefix: prefix, replay: replay}
+	p.decoder("")
+	return p
 }
 
 // parseAttachments parses one page, the only one of its listing.
@@ -92,7 +111,7 @@ func parseAttachments(r io.Reader, sink connector.Sink) (atts []connector.Attach
 // returns what the next pages may keep. On error it has closed every
 // Content the sink made for this page and returns no attachments.
 func parsePage(r io.Reader, sink connector.Sink, kept int) (atts []connector.Attachment, next string, left int, err error) {
-	p := &listParser{r: bufio.NewReaderSize(r, 64<<10), sink: sink, kept: kept}
+	p := newListParser(r, sink, kept, listPrefix, listTokens)
 	if err := p.page(); err != nil {
 		closeAll(p.out)
 		return nil, "", 0, err
@@ -103,11 +122,8 @@ func parsePage(r io.Reader, sink connector.Sink, kept int) (atts []connector.Att
 // parseAttachment parses one attachment, the answer of …/attachments/{id}.
 // On error it has closed the Content the sink made.
 func parseAttachment(r io.Reader, sink connector.Sink) (connector.Attachment, error) {
-	p := &listParser{r: bufio.NewReaderSize(r, 64<<10), sink: sink, kept: maxKept, budget: maxValue}
-	c, err := p.nonSpace()
-	if err == nil && c != '{' {
-		err = syntaxf("want an object, got %q", c)
-	}
+	p := newListParser(r, sink, maxKept, onePrefix, oneTokens)
+	err := p.open()
 	if err == nil {
 		err = p.attachment()
 	}
@@ -132,35 +148,135 @@ func closeAll(atts []connector.Attachment) {
 }
 
 func (p *listParser) page() error {
-	p.budget = maxValue
-	c, err := p.nonSpace()
-	if err != nil {
+	if err := p.open(); err != nil {
 		return err
 	}
-	if c != '{' {
-		return syntaxf("want an object, got %q", c)
-	}
-	err = p.object(func(key string, c byte) error {
-		switch key {
-		case "value":
-			return p.values(c)
-		case "@odata.nextLink":
-			s, err := p.stringOrNull(c)
-			p.next = s
+	for {
+		key, ok, err := p.member()
+		if err != nil || !ok {
+			if err == nil {
+				err = p.end()
+			}
 			return err
 		}
-		return p.skip(c, 0)
-	})
+		switch key {
+		case "value":
+			err = p.values()
+		case "@odata.nextLink":
+			err = decode(p, &p.next, startString)
+		default:
+			err = p.skip()
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// decoder starts a new decoder on pre and the rest of the stream.
+func (p *listParser) decoder(pre string) {
+	p.f = &feed{pre: pre, s: p.s, limit: int64(len(pre)) + maxValue}
+	p.dec = json.NewDecoder(p.f)
+	p.dec.UseNumber() // a skipped 1e400 is JSON, no float64
+}
+
+// budget lets the decoder read maxValue bytes more: the member or element
+// that follows, with the white space around it.
+func (p *listParser) budget() { p.f.limit = p.dec.InputOffset() + maxValue }
+
+// The bytes a value may start with, where only some types are allowed.
+const (
+	startString = `"n`
+	startNumber = `-0123456789n`
+	startBool   = `tfn`
+)
+
+// token reads the next token, a value starting with one of starts (if
+// not "").
+func (p *listParser) token(starts string) (json.Token, error) {
+	t, err := p.dec.Token()
+	return t, p.cut(err, starts)
+}
+
+// decode reads the next value into *v; null is v's zero value.
+func decode[T any](p *listParser, v *T, starts string) error {
+	var x T
+	if err := p.dec.Decode(&x); err != nil {
+		return p.cut(err, starts)
+	}
+	*v = x
+	return nil
+}
+
+// cut is jsonError, but a body cut in a value whose first byte is none
+// of starts is Invalid, as it would be whole: a decoder checks the type
+// of a value only once it has read all of it.
+func (p *listParser) cut(err error, starts string) error {
+	err = jsonError(err)
+	if err != io.ErrUnexpectedEOF || starts == "" {
+		return err
+	}
+	begun := p.dec.Buffered() // the value begun, after white space
+	var b [64]byte
+	for {
+		n, _ := begun.Read(b[:])
+		if n == 0 {
+			return err
+		}
+		if v := bytes.TrimLeft(b[:n], " \t\r\n"); len(v) > 0 {
+			if !strings.ContainsRune(starts, rune(v[0])) {
+				return syntaxf("unexpected %q", v[0])
+			}
+			return err
+		}
+	}
+}
+
+// jsonError makes what the decoder returns the parser's error: malformed
+// JSON or a value of the wrong type is a syntaxError, a body that ends
+// early io.ErrUnexpectedEOF; the stream's own errors pass unchanged.
+func jsonError(err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case err == io.EOF:
+		return io.ErrUnexpectedEOF
+	case errors.As(err, &se), errors.As(err, &te):
+		return syntaxf("%v", err)
+	}
+	return err
+}
+
+// open reads the '{' of the top-level object. Its first byte is checked
+// by hand: a decoder would read a whole value first, and a body cut in
+// some other value would seem a listing cut short.
+func (p *listParser) open() error {
+	c, err := p.s.nonSpace(maxValue)
+	if err == nil && c != '{' {
+		err = syntaxf("want an object, got %q", c)
+	}
 	if err != nil {
 		return err
 	}
-	return p.end()
+	p.budget()
+	_, err = p.token("")
+	return err
 }
 
-// end reads what follows the top-level object: only white space.
+// member reads the key of an object's next member, or (ok false) its end.
+func (p *listParser) member() (key string, ok bool, err error) {
+	p.budget()
+	t, err := p.token("")
+	key, ok = t.(string) // else '}': the decoder allows nothing else
+	return key, ok, err
+}
+
+// end reads what follows the top-level object: only white space. A decoder
+// would hold it whole.
 func (p *listParser) end() error {
+	p.s.giveBack(p.dec.Buffered())
 	for {
-		c, err := p.r.ReadByte()
+		c, err := p.s.ReadByte()
 		if err == io.EOF {
 			return nil
 		}
@@ -173,132 +289,39 @@ func (p *listParser) end() error {
 	}
 }
 
-// object reads the members of an object whose '{' has been read; fn gets
-// each key and the first byte of its value and must read the value. The
-// budget starts anew for each member.
-func (p *listParser) object(fn func(key string, c byte) error) error {
-	return p.list('}', func(c byte) error {
-		p.budget = maxValue
-		if c != '"' {
-			return syntaxf("want a key, got %q", c)
-		}
-		key, err := p.str()
-		if err != nil {
-			return err
-		}
-		if c, err = p.colon(); err != nil {
-			return err
-		}
-		return fn(key, c)
-	})
-}
-
-// list reads the elements of an array, or the members of an object, whose
-// opening byte has been read, up to close: elem reads each one, given its
-// first byte.
-func (p *listParser) list(close byte, elem func(c byte) error) error {
-	c, err := p.nonSpace()
-	if err != nil {
-		return err
-	}
-	if c == close {
-		return nil
-	}
-	for {
-		if err := elem(c); err != nil {
-			return err
-		}
-		if c, err = p.nonSpace(); err != nil {
-			return err
-		}
-		if c == close {
-			return nil
-		}
-		if c != ',' {
-			return syntaxf("want ',' or '%c', got %q", close, c)
-		}
-		if c, err = p.nonSpace(); err != nil {
-			return err
-		}
-	}
-}
-
-// colon reads the ':' after a member's key and returns the first byte of
-// its value.
-func (p *listParser) colon() (byte, error) {
-	c, err := p.nonSpace()
-	if err != nil {
-		return 0, err
-	}
-	if c != ':' {
-		return 0, syntaxf("want ':', got %q", c)
-	}
-	return p.nonSpace()
-}
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // values reads the "value" array.
-func (p *listParser) values(c byte) error {
-	if c == 'n' {
-		return p.literal(c, "null")
+func (p *listParser) values() error {
+	t, err := p.token("[n")
+	if err != nil || t == nil { // null
+		return err
 	}
-	if c != '[' {
-		return syntaxf("value: want an array, got %q", c)
+	if t != json.Delim('[') {
+		return syntaxf("value: want an array, got %v", t)
 	}
-	return p.list(']', func(c byte) error {
-		if c != '{' {
-			return syntaxf("value: want an object, got %q", c)
+	for {
+		p.budget()
+		t, err := p.token("{]")
+		switch {
+		case err != nil:
+			return err
+		case t == json.Delim(']'):
+			return nil
+		case t != json.Delim('{'):
+			return syntaxf("value: want an object, got %v", t)
 		}
 		if err := p.attachment(); err != nil {
 			return err
 		}
-		p.budget = maxValue
-		return nil
-	})
+	}
 }
 
-// attachment reads one element of "value" (its '{' has been read) and
-// appends it to p.out, with the sink's Content for contentBytes.
+// attachment reads the members of one attachment (its '{' has been read)
+// and appends it to p.out, with the sink's Content for contentBytes.
 func (p *listParser) attachment() error {
 	var a connector.Attachment
-	seen := false
-	err := p.object(func(key string, c byte) error {
-		var err error
-		switch key {
-		case "@odata.type":
-			var t string
-			t, err = p.stringOrNull(c)
-			a.Type = connector.AttachmentType(t)
-		case "id":
-			a.ID, err = p.stringOrNull(c)
-		case "name":
-			a.Name, err = p.stringOrNull(c)
-		case "contentType":
-			a.ContentType, err = p.stringOrNull(c)
-		case "contentId":
-			a.ContentID, err = p.stringOrNull(c)
-		case "size":
-			a.Size, err = p.integer(c)
-		case "isInline":
-			a.IsInline, err = p.boolean(c)
-		case "contentBytes":
-			if seen {
-				return syntaxf("contentBytes twice in one attachment")
-			}
-			seen = true
-			if c == 'n' {
-				return p.literal(c, "null")
-			}
-			if c != '"' {
-				return syntaxf("contentBytes: want a string, got %q", c)
-			}
-			a.Data, err = p.content()
-		default:
-			// lastModifiedDateTime, @odata.mediaContentType,
-			// contentLocation, an expanded item, anything new.
-			err = p.skip(c, 0)
-		}
-		return err
-	})
+	err := p.members(&a)
 	if err == nil {
 		p.kept -= attachmentCost + len(a.Type) + len(a.ID) + len(a.Name) + len(a.ContentType) + len(a.ContentID)
 		if p.kept < 0 {
@@ -315,9 +338,119 @@ func (p *listParser) attachment() error {
 	return nil
 }
 
+func (p *listParser) members(a *connector.Attachment) error {
+	seen := false
+	for {
+		key, ok, err := p.member()
+		if err != nil || !ok {
+			return err
+		}
+		switch key {
+		case "@odata.type":
+			err = decode(p, &a.Type, startString)
+		case "id":
+			err = decode(p, &a.ID, startString)
+		case "name":
+			err = decode(p, &a.Name, startString)
+		case "contentType":
+			err = decode(p, &a.ContentType, startString)
+		case "contentId":
+			err = decode(p, &a.ContentID, startString)
+		case "size":
+			err = decode(p, &a.Size, startNumber)
+		case "isInline":
+			err = decode(p, &a.IsInline, startBool)
+		case "contentBytes":
+			if seen {
+				return syntaxf("contentBytes twice in one attachment")
+			}
+			seen = true
+			a.Data, err = p.contentBytes()
+		default:
+			// lastModifiedDateTime, @odata.mediaContentType,
+			// contentLocation, an expanded item, anything new.
+			err = p.skip()
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// skip reads a value without keeping it: no value in it deeper than
+// maxDepth.
+func (p *listParser) skip() error {
+	depth := 0
+	for {
+		t, err := p.token("")
+		if err != nil {
+			return err
+		}
+		switch t {
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		default:
+			if depth > maxDepth {
+				return syntaxf("values nested deeper than %d", maxDepth)
+			}
+			if t == json.Delim('{') || t == json.Delim('[') {
+				depth++
+			}
+		}
+		if depth == 0 {
+			return nil
+		}
+	}
+}
+
+// contentBytes reads the value of contentBytes, whose key the decoder has
+// read: a string streams into the sink, anything else a new decoder reads
+// (null is no content).
+func (p *listParser) contentBytes() (connector.Content, error) {
+	p.s.giveBack(p.dec.Buffered())
+	c, err := p.s.valueAfterColon(maxValue)
+	if err != nil {
+		return nil, err
+	}
+	if c != '"' {
+		if err := p.resume(p.prefix, p.replay); err != nil {
+			return nil, err
+		}
+		t, err := p.token("n")
+		if err == nil && t != nil {
+			err = syntaxf("contentBytes: want a string, got %v", t)
+		}
+		return nil, err
+	}
+	p.s.discard(1)
+	data, err := p.content()
+	if err == nil {
+		err = p.resume(p.prefix+`""`, p.replay+1)
+	}
+	if err != nil {
+		if data != nil {
+			data.Close()
+		}
+		return nil, err
+	}
+	return data, nil
+}
+
+// resume reads on with a new decoder, which reads pre and its first tokens.
+func (p *listParser) resume(pre string, tokens int) error {
+	p.decoder(pre)
+	for range tokens {
+		if _, err := p.token(""); err != nil {
+			return err
+		}
+	}
+	p.budget()
+	return nil
+}
+
 // content hands the contentBytes string (its '"' has been read) to the sink.
 func (p *listParser) content() (connector.Content, error) {
-	d := &b64Reader{r: p.r}
+	d := &b64Reader{r: p.s}
 	c, err := p.sink(d)
 	if d.err != nil {
 		// The sink failed because the listing did, or read past a failure.
@@ -351,243 +484,112 @@ func (p *listParser) content() (connector.Content, error) {
 	return c, nil
 }
 
-// readByte reads one byte of a bounded value.
-func (p *listParser) readByte() (byte, error) {
-	if p.budget <= 0 {
+// feed is what a decoder reads: pre, then the stream, limit bytes in all.
+type feed struct {
+	pre   string
+	s     *input
+	n     int64 // bytes read
+	limit int64
+}
+
+func (f *feed) Read(q []byte) (int, error) {
+	if f.n >= f.limit {
 		return 0, syntaxf("a value is over %d bytes", maxValue)
 	}
-	p.budget--
-	c, err := p.r.ReadByte()
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
+	q = q[:min(int64(len(q)), f.limit-f.n)]
+	var n int
+	var err error
+	if len(f.pre) > 0 {
+		n = copy(q, f.pre)
+		f.pre = f.pre[n:]
+	} else {
+		n, err = f.s.Read(q)
 	}
-	return c, err
+	f.n += int64(n)
+	return n, err
 }
 
-func (p *listParser) nonSpace() (byte, error) {
-	for {
-		c, err := p.readByte()
-		if err != nil || !isSpace(c) {
-			return c, err
-		}
-	}
+// input is the body as the parser reads it: first what a decoder read
+// ahead and gave back, then the rest.
+type input struct {
+	back []byte
+	r    *bufio.Reader
 }
 
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
-// str reads a string whose '"' has been read, JSON escapes decoded.
-func (p *listParser) str() (string, error) {
-	p.tmp = append(p.tmp[:0], '"')
-	esc, plain := false, true
-	for {
-		c, err := p.readByte()
-		if err != nil {
-			return "", err
-		}
-		p.tmp = append(p.tmp, c)
-		switch {
-		case esc:
-			esc = false
-		case c == '\\':
-			esc, plain = true, false
-		case c == '"':
-			if plain {
-				return string(p.tmp[1 : len(p.tmp)-1]), nil
-			}
-			var s string
-			if err := json.Unmarshal(p.tmp, &s); err != nil {
-				return "", syntaxf("string: %v", err)
-			}
-			return s, nil
-		case c < 0x20:
-			return "", syntaxf("control character in a string")
-		case c >= 0x80:
-			plain = false // let encoding/json check the UTF-8
-		}
-	}
+// giveBack puts what a decoder read ahead (its Buffered) before the rest.
+func (s *input) giveBack(ahead io.Reader) {
+	b, _ := io.ReadAll(ahead) // a bytes.Reader
+	s.back = append(b, s.back...)
 }
 
-func (p *listParser) stringOrNull(c byte) (string, error) {
-	switch c {
-	case '"':
-		return p.str()
-	case 'n':
-		return "", p.literal(c, "null")
+func (s *input) Read(q []byte) (int, error) {
+	if len(s.back) > 0 {
+		n := copy(q, s.back)
+		s.back = s.back[n:]
+		return n, nil
 	}
-	return "", syntaxf("want a string, got %q", c)
+	return s.r.Read(q)
 }
 
-// literal reads the rest of true, false or null, whose first byte is c.
-func (p *listParser) literal(c byte, want string) error {
-	if c != want[0] {
-		return syntaxf("want %s", want)
+func (s *input) ReadByte() (byte, error) {
+	if len(s.back) > 0 {
+		c := s.back[0]
+		s.back = s.back[1:]
+		return c, nil
 	}
-	for i := 1; i < len(want); i++ {
-		c, err := p.readByte()
-		if err != nil {
-			return err
-		}
-		if c != want[i] {
-			return syntaxf("want %s", want)
-		}
-	}
-	return p.endOfToken()
+	return s.r.ReadByte()
 }
 
-// endOfToken checks that a literal or number is not followed by more of it.
-func (p *listParser) endOfToken() error {
-	b, err := p.r.Peek(1)
-	if err == io.EOF {
-		return io.ErrUnexpectedEOF
+// window returns bytes that are buffered, at least one, without reading
+// them.
+func (s *input) window() ([]byte, error) {
+	if len(s.back) > 0 {
+		return s.back, nil
 	}
-	if err != nil {
-		return err
+	if _, err := s.r.Peek(1); err != nil {
+		return nil, err
 	}
-	if isTokenByte(b[0]) {
-		return syntaxf("unexpected %q after a value", b[0])
-	}
-	return nil
+	return s.r.Peek(s.r.Buffered())
 }
 
-func isTokenByte(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '.' || c == '-' || c == '+'
+// discard reads n bytes of the window.
+func (s *input) discard(n int) {
+	if len(s.back) > 0 {
+		s.back = s.back[n:]
+		return
+	}
+	s.r.Discard(n)
 }
 
-// number reads a JSON number whose first byte is c.
-func (p *listParser) number(c byte) (string, error) {
-	p.tmp = append(p.tmp[:0], c)
-	for {
-		b, err := p.r.Peek(1)
-		if err == io.EOF {
-			return "", io.ErrUnexpectedEOF
-		}
-		if err != nil {
-			return "", err
-		}
-		if !isTokenByte(b[0]) {
-			break
-		}
-		c, err := p.readByte()
-		if err != nil {
-			return "", err
-		}
-		p.tmp = append(p.tmp, c)
+// valueAfterColon reads the white space, ':' and white space that follow
+// a key, at most max bytes, and returns the first byte of the value,
+// unread.
+func (s *input) valueAfterColon(max int) (byte, error) {
+	c, err := s.nonSpace(max)
+	if err == nil && c != ':' {
+		err = syntaxf("want ':', got %q", c)
 	}
-	if !json.Valid(p.tmp) {
-		return "", syntaxf("bad number %q", p.tmp)
-	}
-	return string(p.tmp), nil
-}
-
-func (p *listParser) integer(c byte) (int64, error) {
-	if c == 'n' {
-		return 0, p.literal(c, "null")
-	}
-	if c != '-' && (c < '0' || c > '9') {
-		return 0, syntaxf("want a number, got %q", c)
-	}
-	s, err := p.number(c)
 	if err != nil {
 		return 0, err
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return 0, syntaxf("size %s: not an integer", s)
-	}
-	return n, nil
+	s.discard(1)
+	return s.nonSpace(max)
 }
 
-func (p *listParser) boolean(c byte) (bool, error) {
-	switch c {
-	case 't':
-		return true, p.literal(c, "true")
-	case 'f':
-		return false, p.literal(c, "false")
-	case 'n':
-		return false, p.literal(c, "null")
-	}
-	return false, syntaxf("want a boolean, got %q", c)
-}
-
-// skip reads and checks a value whose first byte is c without keeping it.
-func (p *listParser) skip(c byte, depth int) error {
-	if depth > maxDepth {
-		return syntaxf("values nested deeper than %d", maxDepth)
-	}
-	switch {
-	case c == '"':
-		esc := false
-		for {
-			c, err := p.readByte()
-			if err != nil {
-				return err
-			}
-			switch {
-			case esc:
-				esc = false
-				if err := p.skipEscape(c); err != nil {
-					return err
-				}
-			case c == '\\':
-				esc = true
-			case c == '"':
-				return nil
-			case c < 0x20:
-				return syntaxf("control character in a string")
-			}
-		}
-	case c == '{':
-		return p.skipObject(depth)
-	case c == '[':
-		return p.list(']', func(c byte) error { return p.skip(c, depth+1) })
-	case c == 't':
-		return p.literal(c, "true")
-	case c == 'f':
-		return p.literal(c, "false")
-	case c == 'n':
-		return p.literal(c, "null")
-	case c == '-' || c >= '0' && c <= '9':
-		_, err := p.number(c)
-		return err
-	}
-	return syntaxf("unexpected %q", c)
-}
-
-// skipEscape checks an escape of a skipped string after its '\\', whose
-// next byte is c: one of JSON's, and \u with four hex digits.
-func (p *listParser) skipEscape(c byte) error {
-	switch c {
-	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-		return nil
-	case 'u':
-		for range 4 {
-			h, err := p.readByte()
-			if err != nil {
-				return err
-			}
-			if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
-				return syntaxf("bad \\u escape")
-			}
-		}
-		return nil
-	}
-	return syntaxf("bad escape \\%c", c)
-}
-
-func (p *listParser) skipObject(depth int) error {
-	return p.list('}', func(c byte) error {
-		if c != '"' {
-			return syntaxf("want a key, got %q", c)
-		}
-		if err := p.skip(c, depth+1); err != nil {
-			return err
-		}
-		c, err := p.colon()
+// nonSpace reads white space, at most max bytes, and returns the byte
+// after it, unread.
+func (s *input) nonSpace(max int) (byte, error) {
+	for range max {
+		w, err := s.window()
 		if err != nil {
-			return err
+			return 0, unexpected(err)
 		}
-		return p.skip(c, depth+1)
-	})
+		if !isSpace(w[0]) {
+			return w[0], nil
+		}
+		s.discard(1)
+	}
+	return 0, syntaxf("a value is over %d bytes", max)
 }
 
 // b64Reader yields the decoded bytes of a contentBytes string whose '"'
@@ -597,7 +599,7 @@ func (p *listParser) skipObject(depth int) error {
 // quantum cut by an escape or the end of the buffer is gathered byte by
 // byte.
 type b64Reader struct {
-	r      *bufio.Reader
+	r      *input
 	quad   [4]byte // a quantum being gathered: quad[:nq]
 	nq     int
 	stage  [768]byte // decoded for a Read of fewer than 3 bytes
@@ -652,11 +654,11 @@ func (d *b64Reader) decode(dst []byte) int {
 			}
 			continue
 		}
-		if _, err := d.r.Peek(1); err != nil {
+		buf, err := d.r.window()
+		if err != nil {
 			d.err = unexpected(err)
 			break
 		}
-		buf, _ := d.r.Peek(d.r.Buffered())
 		if most := (len(dst) - n) / 3 * 4; len(buf) > most {
 			buf = buf[:most]
 		}
@@ -687,12 +689,12 @@ func (d *b64Reader) decode(dst []byte) int {
 			}
 			d.padded = buf[k-1] == '='
 			n += m
-			d.r.Discard(k)
+			d.r.discard(k)
 			buf, stop = buf[k:], stop-k
 		}
 		// The rest of a quantum (up to 3 characters) waits in quad.
 		d.nq = copy(d.quad[:], buf[:stop])
-		d.r.Discard(stop)
+		d.r.discard(stop)
 		if stop < len(buf) {
 			d.gather() // the quote or an escape
 			if d.nq == 4 {

@@ -38,11 +38,11 @@
 // Attachments with a Sink fetches every attachment with its bytes in one
 // request: the listing without $select, where Graph sends each file
 // attachment's contentBytes (base64) and contentId. The listing is parsed
-// as a stream by a small JSON scanner of its own (not the SDK's parser,
-// which would hold it whole): each contentBytes is decoded on the fly,
-// straight from the read buffer, and handed to the sink; every other value
-// is bounded by 1 MiB, the metadata a listing keeps by 8 MiB, its pages
-// by 100. Memory stays bounded per listing however large or many the
+// as a stream (not by the SDK's parser, which would hold it whole): a
+// json.Decoder reads it all but each contentBytes, which is decoded on the
+// fly, straight from the read buffer, and handed to the sink; every other
+// value is bounded by 1 MiB, the metadata a listing keeps by 8 MiB, its
+// pages by 100. Memory stays bounded per listing however large or many the
 // attachments, and a mail costs one request instead of one plus one per
 // attachment.
 //
