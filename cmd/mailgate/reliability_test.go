@@ -419,8 +419,9 @@ func TestImportMixedMails(t *testing.T) {
 	if fmt.Sprint(kinds) != fmt.Sprint(wantKinds) || fmt.Sprint(reasons) != fmt.Sprint(wantReasons) {
 		t.Errorf("documents %v, want %v\nskips %v, want %v", kinds, wantKinds, reasons, wantReasons)
 	}
-	if objects := in.objects(t); objects != wantDocs {
-		t.Errorf("%d objects, want %d", objects, wantDocs)
+	// Each XML e-invoice is stored with its readable rendition beside it.
+	if objects, want := in.objects(t), wantDocs+wantKinds[archive.KindXRechnung]; objects != want {
+		t.Errorf("%d objects, want %d (%d documents and %d renditions)", objects, want, wantDocs, wantKinds[archive.KindXRechnung])
 	}
 	t.Logf("%d mails: documents %v, skips %v", mails, kinds, reasons)
 }
