@@ -453,6 +453,9 @@ func TestComposeTopology(t *testing.T) {
 
 	want := len(delivered)
 	in.waitDistinct(t, want, 3*time.Minute)
+	// Metrics are on each process's own listener (MAILGATE_METRICS_ADDR),
+	// logged at start; the last is the running process's.
+	metricsAddrRE := regexp.MustCompile(`"msg":"metrics listening","addr":"([^"]+)"`)
 	// Who imported what, from each importer's own metrics.
 	var importers []string
 	for _, name := range services {
@@ -463,8 +466,11 @@ func TestComposeTopology(t *testing.T) {
 	importedBy := func() map[string]string {
 		by := map[string]string{}
 		for _, name := range importers {
-			addr := procs[name].waitFor(t, httpAddrRE, time.Second)
-			resp, err := http.Get("http://" + addr + "/metrics")
+			logged := metricsAddrRE.FindAllStringSubmatch(procs[name].stderr(), -1)
+			if len(logged) == 0 {
+				t.Fatalf("%s logged no metrics address", name)
+			}
+			resp, err := http.Get("http://" + logged[len(logged)-1][1] + "/metrics")
 			if err != nil {
 				t.Fatal(err)
 			}
