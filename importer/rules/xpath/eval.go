@@ -14,7 +14,6 @@ type Context struct {
 	doc     *Document
 	globals *Vars
 	steps   int
-	err     error
 	// Lenient turns dynamic errors inside predicates into false: XSLT
 	// patterns (rule contexts) do not match where their predicates fail.
 	lenient bool

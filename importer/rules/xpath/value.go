@@ -344,7 +344,7 @@ func cast(it item, to string) (item, error) {
 }
 
 func typeName(it item) string {
-	switch it.(type) {
+	switch v := it.(type) {
 	case *Node:
 		return "node"
 	case untyped:
@@ -354,7 +354,7 @@ func typeName(it item) string {
 	case bool:
 		return "xs:boolean"
 	case decimal:
-		if it.(decimal).integer {
+		if v.integer {
 			return "xs:integer"
 		}
 		return "xs:decimal"
