@@ -1,18 +1,14 @@
 package policy
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/xml"
 	"io"
 	"regexp"
 	"strings"
 
-	"golang.org/x/text/encoding/htmlindex"
-	"golang.org/x/text/encoding/unicode"
-
 	"github.com/mailgate/mailgate/archive"
+	"github.com/mailgate/mailgate/importer/xmltext"
 )
 
 // E-invoice syntaxes.
@@ -116,39 +112,17 @@ func rootSyntax(n xml.Name) string {
 	return ""
 }
 
-// xmlText turns r into what encoding/xml reads: a UTF-8 byte order mark
-// dropped, UTF-16 (with a byte order mark or recognised by its first
-// character '<') decoded to UTF-8.
-func xmlText(r io.Reader) io.Reader {
-	br := bufio.NewReader(r)
-	head, _ := br.Peek(4)
-	switch {
-	case bytes.HasPrefix(head, utf8BOM):
-		_, _ = br.Discard(len(utf8BOM))
-		return br
-	case bytes.HasPrefix(head, []byte{0xFF, 0xFE}), bytes.HasPrefix(head, []byte{0xFE, 0xFF}):
-		return unicode.UTF16(unicode.LittleEndian, unicode.ExpectBOM).NewDecoder().Reader(br)
-	case bytes.HasPrefix(head, []byte{'<', 0}):
-		return unicode.UTF16(unicode.LittleEndian, unicode.IgnoreBOM).NewDecoder().Reader(br)
-	case bytes.HasPrefix(head, []byte{0, '<'}):
-		return unicode.UTF16(unicode.BigEndian, unicode.IgnoreBOM).NewDecoder().Reader(br)
-	}
-	return br
-}
+// xmlText turns r into what encoding/xml reads (see package xmltext).
+func xmlText(r io.Reader) io.Reader { return xmltext.Reader(r) }
 
-// charsetReader decodes the encodings an XML declaration may name. UTF-16
-// was decoded by xmlText already; an unknown label is read as it is, which
-// keeps the (ASCII) element names readable.
+// charsetReader decodes the encodings an XML declaration may name; an
+// unknown label is read as it is, which keeps the (ASCII) element names
+// readable for telling what the file is.
 func charsetReader(label string, in io.Reader) (io.Reader, error) {
-	l := strings.ToLower(strings.TrimSpace(label))
-	if strings.HasPrefix(l, "utf-16") || strings.HasPrefix(l, "utf16") || l == "utf-8" || l == "utf8" {
-		return in, nil
+	if r, err := xmltext.Charset(label, in); err == nil {
+		return r, nil
 	}
-	enc, err := htmlindex.Get(l)
-	if err != nil {
-		return in, nil
-	}
-	return enc.NewDecoder().Reader(in), nil
+	return in, nil
 }
 
 var xrechnungVersion = regexp.MustCompile(`xrechnung_(\d+(?:\.\d+)?)`)
@@ -186,4 +160,4 @@ func ProfileName(id string) string {
 	return strings.ToValidUTF8(id, "")
 }
 
-var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+var utf8BOM = xmltext.BOM

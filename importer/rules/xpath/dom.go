@@ -20,8 +20,7 @@ import (
 	"io"
 	"strings"
 
-	"golang.org/x/text/encoding/htmlindex"
-	"golang.org/x/text/encoding/unicode"
+	"github.com/mailgate/mailgate/importer/xmltext"
 )
 
 // NodeKind tells the kinds of nodes in a tree.
@@ -81,8 +80,8 @@ var ErrLimit = errors.New("over the bound")
 // accepts only XML's predefined ones. The input may start with a byte
 // order mark and be UTF-16 or any encoding its declaration names.
 func Parse(ctx context.Context, r io.Reader, lim Limits) (*Document, error) {
-	d := xml.NewDecoder(utf8Text(r))
-	d.CharsetReader = charsetReader
+	d := xml.NewDecoder(xmltext.Reader(r))
+	d.CharsetReader = xmltext.Charset
 	d.Strict = true
 	doc := &Document{byName: map[nameKey][]*Node{}}
 	root := &Node{Kind: DocumentNode}
@@ -347,37 +346,3 @@ func (d *Document) Element() *Node {
 
 // Nodes is the number of nodes read.
 func (d *Document) Nodes() int { return d.nodes }
-
-var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
-
-// utf8Text turns r into what encoding/xml reads: a UTF-8 byte order mark
-// dropped, UTF-16 decoded.
-func utf8Text(r io.Reader) io.Reader {
-	var head [4]byte
-	n, _ := io.ReadFull(r, head[:])
-	h := head[:n]
-	all := io.MultiReader(bytes.NewReader(h), r)
-	switch {
-	case bytes.HasPrefix(h, utf8BOM):
-		return io.MultiReader(bytes.NewReader(h[3:]), r)
-	case bytes.HasPrefix(h, []byte{0xFF, 0xFE}), bytes.HasPrefix(h, []byte{0xFE, 0xFF}):
-		return unicode.UTF16(unicode.LittleEndian, unicode.ExpectBOM).NewDecoder().Reader(all)
-	case bytes.HasPrefix(h, []byte{'<', 0}):
-		return unicode.UTF16(unicode.LittleEndian, unicode.IgnoreBOM).NewDecoder().Reader(all)
-	case bytes.HasPrefix(h, []byte{0, '<'}):
-		return unicode.UTF16(unicode.BigEndian, unicode.IgnoreBOM).NewDecoder().Reader(all)
-	}
-	return all
-}
-
-func charsetReader(label string, in io.Reader) (io.Reader, error) {
-	l := strings.ToLower(strings.TrimSpace(label))
-	if strings.HasPrefix(l, "utf-16") || strings.HasPrefix(l, "utf16") || l == "utf-8" || l == "utf8" {
-		return in, nil
-	}
-	enc, err := htmlindex.Get(l)
-	if err != nil {
-		return nil, fmt.Errorf("unknown encoding %q", label)
-	}
-	return enc.NewDecoder().Reader(in), nil
-}
