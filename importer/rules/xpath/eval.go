@@ -324,15 +324,10 @@ type cmpExpr struct {
 }
 
 func (e *cmpExpr) eval(c *Context, f focus, v *Vars) (seq, error) {
-	l, err := e.l.eval(c, f, v)
+	l, r, err := operands(c, f, v, e.l, e.r)
 	if err != nil {
 		return nil, err
 	}
-	r, err := e.r.eval(c, f, v)
-	if err != nil {
-		return nil, err
-	}
-	l, r = atomize(l), atomize(r)
 	if !e.general {
 		if len(l) == 0 || len(r) == 0 {
 			return seq{}, nil
@@ -362,6 +357,20 @@ func (e *cmpExpr) eval(c *Context, f focus, v *Vars) (seq, error) {
 		}
 	}
 	return seqFalse, nil
+}
+
+// operands evaluates the two operands of a comparison or an arithmetic
+// operator, atomized.
+func operands(c *Context, f focus, v *Vars, le, re expr) (seq, seq, error) {
+	l, err := le.eval(c, f, v)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := re.eval(c, f, v)
+	if err != nil {
+		return nil, nil, err
+	}
+	return atomize(l), atomize(r), nil
 }
 
 type nodeCmpExpr struct {
@@ -474,15 +483,10 @@ type arithExpr struct {
 }
 
 func (e *arithExpr) eval(c *Context, f focus, v *Vars) (seq, error) {
-	l, err := e.l.eval(c, f, v)
+	l, r, err := operands(c, f, v, e.l, e.r)
 	if err != nil {
 		return nil, err
 	}
-	r, err := e.r.eval(c, f, v)
-	if err != nil {
-		return nil, err
-	}
-	l, r = atomize(l), atomize(r)
 	if len(l) == 0 || len(r) == 0 {
 		return seq{}, nil
 	}
