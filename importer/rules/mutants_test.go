@@ -22,15 +22,15 @@ import (
 // e-invoices with one value changed, an element removed or repeated, are
 // judged by Saxon-HE and by mailgate, and must get the same verdict. The
 // mutants are random but seeded, so a failure repeats;
-// MAILGATE_MUTANTS sets how many (default 300) and MAILGATE_MUTANTS_SEED
+// RULES_MUTANTS sets how many (default 300) and RULES_MUTANTS_SEED
 // the seed.
 func TestMutantsAgreeWithTheOfficialRules(t *testing.T) {
 	needOracle(t)
 	n, seed := 300, uint64(1)
-	if s := os.Getenv("MAILGATE_MUTANTS"); s != "" {
+	if s := os.Getenv("RULES_MUTANTS"); s != "" {
 		n, _ = strconv.Atoi(s)
 	}
-	if s := os.Getenv("MAILGATE_MUTANTS_SEED"); s != "" {
+	if s := os.Getenv("RULES_MUTANTS_SEED"); s != "" {
 		seed, _ = strconv.ParseUint(s, 10, 64)
 	}
 	rnd := rand.New(rand.NewPCG(seed, 42))
