@@ -443,8 +443,11 @@ func evaluate(rep *Report) ([]Ratio, []Goal) {
 		})
 	}
 	if plain, ok := find(ScenarioEInvoices, whatMailgate); ok {
+		if rules, ok := find(ScenarioEInvoices, whatRules); ok {
+			goals = append(goals, einvoiceGoal(plain, rules, "the official rules"))
+		}
 		if judged, ok := find(ScenarioEInvoices, whatJudged); ok {
-			goals = append(goals, einvoiceGoal(plain, judged))
+			goals = append(goals, einvoiceGoal(plain, judged, "the official rules and the rendition"))
 		}
 	}
 	if rep.Scale != nil {

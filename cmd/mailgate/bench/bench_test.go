@@ -277,10 +277,11 @@ func TestEInvoicesSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Rows) != 2 || rep.Rows[0].What != whatMailgate || rep.Rows[1].What != whatJudged || rep.Rows[0].Docs != 40 || rep.Rows[1].Docs != 40 {
+	if len(rep.Rows) != 3 || rep.Rows[0].What != whatMailgate || rep.Rows[1].What != whatRules || rep.Rows[2].What != whatJudged ||
+		rep.Rows[0].Docs != 40 || rep.Rows[1].Docs != 40 || rep.Rows[2].Docs != 40 {
 		t.Fatalf("rows %+v, want a plain and a judged row of 40 documents each", rep.Rows)
 	}
-	if len(rep.Goals) != 1 || !strings.Contains(rep.Goals[0].Name, "one mail in 5 an XRechnung") || !strings.Contains(out.String(), whatJudged) {
+	if len(rep.Goals) != 2 || !strings.Contains(rep.Goals[0].Name, "one mail in 5 an XRechnung") || !strings.Contains(out.String(), whatJudged) {
 		t.Errorf("goals %+v", rep.Goals)
 	}
 }
