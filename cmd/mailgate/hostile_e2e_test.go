@@ -12,11 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/mailgate/mailgate/archive"
-	"github.com/mailgate/mailgate/archive/archivetest"
 	"github.com/mailgate/mailgate/cmd/mailgate/samples"
 	"github.com/mailgate/mailgate/connector/graphtest"
 )
@@ -58,7 +54,7 @@ func TestHostileMailsThroughTheImporter(t *testing.T) {
 		strings.Repeat("<a/>", 128000) + `</` + name + `></Invoice>`
 
 	bin := mailgateBinary(t)
-	in := dirInfra(t)
+	in := newDirInfra(t)
 	in.addAppConnection(t, "firma", graphtest.DefaultMailbox)
 	now := time.Now().UTC()
 	for i, a := range []graphtest.Attachment{
@@ -134,24 +130,4 @@ func TestHostileMailsThroughTheImporter(t *testing.T) {
 	if strings.Contains(p.stderr(), "infrastructure fault") {
 		t.Errorf("the crafted mails were reported as an infrastructure fault:\n%s", p.stderr())
 	}
-}
-
-// dirInfra is the infra without MinIO: the process archives to its data
-// directory.
-func dirInfra(t *testing.T) *infra {
-	t.Helper()
-	srv := archivetest.RunServer(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	sim := graphtest.NewServer()
-	t.Cleanup(sim.Close)
-	key := make([]byte, 32)
-	for i := range key {
-		key[i] = byte(i * 7)
-	}
-	return &infra{sim: sim, natsURL: srv.ClientURL(), js: js, key: key, dataDir: t.TempDir()}
 }
