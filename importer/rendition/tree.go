@@ -11,8 +11,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"golang.org/x/text/encoding/htmlindex"
-	"golang.org/x/text/encoding/unicode"
+	"github.com/mailgate/mailgate/importer/xmltext"
 )
 
 // Namespaces of the two syntaxes, and the prefixes names are written with
@@ -108,19 +107,9 @@ type frame struct {
 
 // parse reads the XML as a token stream into a bounded tree.
 func parse(ctx context.Context, data []byte, lim limits) (*tree, error) {
-	data, utf16 := fromUTF16(data)
-	d := xml.NewDecoder(bytes.NewReader(data))
+	d := xml.NewDecoder(xmltext.Reader(bytes.NewReader(data)))
 	d.Strict = true
-	d.CharsetReader = func(label string, in io.Reader) (io.Reader, error) {
-		if utf16 && strings.HasPrefix(strings.ToLower(label), "utf-16") {
-			return in, nil // already turned into UTF-8
-		}
-		enc, err := htmlindex.Get(label)
-		if err != nil {
-			return nil, fmt.Errorf("charset %q: %w", label, err)
-		}
-		return enc.NewDecoder().Reader(in), nil
-	}
+	d.CharsetReader = xmltext.Charset
 	prefixes := map[string]string{} // sender's prefixes for unknown namespaces
 	name := func(n xml.Name) string {
 		if n.Space == "" {
@@ -287,25 +276,6 @@ func parse(ctx context.Context, data []byte, lim limits) (*tree, error) {
 		return nil, fmt.Errorf("%w: no root element", ErrNotXML)
 	}
 	return t, nil
-}
-
-// fromUTF16 turns UTF-16 input (told by its BOM or its first '<') into
-// UTF-8, which encoding/xml needs to read even the declaration.
-func fromUTF16(data []byte) ([]byte, bool) {
-	var e unicode.Endianness
-	switch {
-	case bytes.HasPrefix(data, []byte{0xff, 0xfe}), bytes.HasPrefix(data, []byte{'<', 0}):
-		e = unicode.LittleEndian
-	case bytes.HasPrefix(data, []byte{0xfe, 0xff}), bytes.HasPrefix(data, []byte{0, '<'}):
-		e = unicode.BigEndian
-	default:
-		return data, false
-	}
-	out, err := unicode.UTF16(e, unicode.UseBOM).NewDecoder().Bytes(data)
-	if err != nil {
-		return data, false
-	}
-	return out, true
 }
 
 func countValues(tok xml.StartElement) int {
