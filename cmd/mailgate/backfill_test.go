@@ -29,7 +29,7 @@ func TestBackfillResumesAfterKill(t *testing.T) {
 		killAt   = 300
 	)
 	bin := mailgateBinary(t)
-	in := startInfra(t)
+	in := newStack(t, stack{})
 	c := in.addAppConnection(t, "firma", graphtest.DefaultMailbox)
 	in.deliverInvoices(t, graphtest.DefaultMailbox, mails)
 	ctx := context.Background()

@@ -33,7 +33,7 @@ func TestEInvoicesAsTheyArrive(t *testing.T) {
 	inlinePDF := read(fixtures, "einvoice", "facturx-objstm.pdf")
 
 	bin := mailgateBinary(t)
-	in := startInfra(t)
+	in := newStack(t, stack{})
 	in.addAppConnection(t, "firma", graphtest.DefaultMailbox)
 	now := time.Now().UTC()
 	deliver := func(m graphtest.Mail) {

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailgate/mailgate/archive/archivetest"
 	"github.com/mailgate/mailgate/connector"
@@ -69,7 +67,7 @@ func TestFaults(t *testing.T) {
 // and brings it back on the same port with the same store.
 func faultNATSOutage(t *testing.T, bin string) string {
 	ns := startRestartableNATS(t)
-	in, _ := newFaultInfra(t, ns.url)
+	in := newStack(t, stack{natsURL: ns.url, archive: stoppableMinIOArchive})
 	in.addAppConnection(t, "firma", graphtest.DefaultMailbox)
 	in.deliverInvoices(t, graphtest.DefaultMailbox, faultDocs)
 	env := append(in.env(), "MAILGATE_REPLICA=fault-nats")
@@ -105,7 +103,8 @@ func faultNATSOutage(t *testing.T, bin string) string {
 // faultMinIOOutage stops MinIO for 30 s while the importer works.
 func faultMinIOOutage(t *testing.T, bin string) string {
 	srv := archivetest.RunServer(t)
-	in, s3 := newFaultInfra(t, srv.ClientURL())
+	in := newStack(t, stack{natsURL: srv.ClientURL(), archive: stoppableMinIOArchive})
+	s3 := in.minio
 	in.addAppConnection(t, "firma", graphtest.DefaultMailbox)
 	in.deliverInvoices(t, graphtest.DefaultMailbox, faultDocs)
 	p := startProc(t, bin, append(in.env(), "MAILGATE_REPLICA=fault-minio"), "serve", "--role", "importer")
@@ -140,7 +139,7 @@ func faultGraphStorms(t *testing.T, bin string) string {
 		retryAfter = time.Second
 	)
 	srv := archivetest.RunServer(t)
-	in, _ := newFaultInfra(t, srv.ClientURL())
+	in := newStack(t, stack{natsURL: srv.ClientURL(), archive: stoppableMinIOArchive})
 	mailboxes := []string{graphtest.DefaultMailbox}
 	for i := 1; i <= 3; i++ {
 		// deliverInvoices numbers the invoices by the address' first three
@@ -190,7 +189,7 @@ func faultGraphStorms(t *testing.T, bin string) string {
 // their attachments up as failed (a lost document).
 func faultAttachmentOutage(t *testing.T, bin string) string {
 	srv := archivetest.RunServer(t)
-	in, _ := newFaultInfra(t, srv.ClientURL())
+	in := newStack(t, stack{natsURL: srv.ClientURL(), archive: stoppableMinIOArchive})
 	in.addAppConnection(t, "firma", graphtest.DefaultMailbox)
 	in.deliverInvoices(t, graphtest.DefaultMailbox, faultDocs)
 	p := startProc(t, bin, append(in.env(), "MAILGATE_REPLICA=fault-attachments"), "serve", "--role", "importer")
@@ -212,7 +211,7 @@ func faultAttachmentOutage(t *testing.T, bin string) string {
 // what it imported before from being imported again.
 func faultDeltaReset(t *testing.T, bin string) string {
 	srv := archivetest.RunServer(t)
-	in, _ := newFaultInfra(t, srv.ClientURL())
+	in := newStack(t, stack{natsURL: srv.ClientURL(), archive: stoppableMinIOArchive})
 	in.addAppConnection(t, "firma", graphtest.DefaultMailbox)
 	in.deliverInvoices(t, graphtest.DefaultMailbox, faultDocs)
 	// Delta pages also repeat a message now and then, as the real service
@@ -246,7 +245,7 @@ func faultDeltaReset(t *testing.T, bin string) string {
 // import completes without doubling what was done before.
 func faultRevokedConsent(t *testing.T, bin string) string {
 	srv := archivetest.RunServer(t)
-	in, _ := newFaultInfra(t, srv.ClientURL())
+	in := newStack(t, stack{natsURL: srv.ClientURL(), archive: stoppableMinIOArchive})
 	// Access tokens stay valid after a revocation until they expire; a
 	// short lifetime makes the importer refresh (and fail) within seconds:
 	// connector.Tokens caches a token until two minutes before its expiry.
@@ -310,28 +309,6 @@ func faultRevokedConsent(t *testing.T, bin string) string {
 	res := finishRun(t, in, p, faultDocs)
 	return fmt.Sprintf("delegated; revoked at %d/%d, needs_consent at %d (%q), Graph and token endpoint silent for 15 s, reconnected; %s",
 		mid, faultDocs, atStop, stopped.LastError, res)
-}
-
-// newFaultInfra is newInfra with a MinIO the test can stop and start.
-func newFaultInfra(t *testing.T, natsURL string) (*infra, *archivetest.MinIO) {
-	t.Helper()
-	s3 := archivetest.StartMinIO(t)
-	nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim := graphtest.NewServer()
-	t.Cleanup(sim.Close)
-	key := make([]byte, 32)
-	for i := range key {
-		key[i] = byte(i * 7)
-	}
-	return &infra{sim: sim, natsURL: natsURL, js: js, s3: s3.Config(), key: key, dataDir: t.TempDir()}, s3
 }
 
 // addDelegatedConnection runs the code flow as the default user and

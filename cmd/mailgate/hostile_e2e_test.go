@@ -54,7 +54,7 @@ func TestHostileMailsThroughTheImporter(t *testing.T) {
 		strings.Repeat("<a/>", 128000) + `</` + name + `></Invoice>`
 
 	bin := mailgateBinary(t)
-	in := newDirInfra(t)
+	in := newStack(t, stack{archive: dirArchive})
 	in.addAppConnection(t, "firma", graphtest.DefaultMailbox)
 	now := time.Now().UTC()
 	for i, a := range []graphtest.Attachment{

@@ -33,7 +33,7 @@ func TestPoisonMail(t *testing.T) {
 	t.Parallel()
 	bin := mailgateBinary(t)
 	srv := archivetest.RunServer(t)
-	in := newInfra(t, srv.ClientURL())
+	in := newStack(t, stack{natsURL: srv.ClientURL()})
 	c := in.addAppConnection(t, "firma", graphtest.DefaultMailbox)
 	now := time.Now().UTC()
 	_, err := in.sim.Deliver(graphtest.DefaultMailbox, graphtest.Mail{
@@ -128,7 +128,7 @@ func TestSpoolUnwritable(t *testing.T) {
 	t.Parallel()
 	bin := mailgateBinary(t)
 	srv := archivetest.RunServer(t)
-	in := newInfra(t, srv.ClientURL())
+	in := newStack(t, stack{natsURL: srv.ClientURL()})
 	c := in.addAppConnection(t, "firma", graphtest.DefaultMailbox)
 	env := append(in.env(), "MAILGATE_REPLICA=spool", "MAILGATE_RETRY_FOR=2s")
 	p := startProc(t, bin, env, "serve", "--role", "importer")

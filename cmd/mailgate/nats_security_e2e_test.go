@@ -402,7 +402,7 @@ func cliAuth(t *testing.T, dataDir string) nats.Option {
 // connection, and the connection still imports.
 func TestUnboundSecretsBoundAtStart(t *testing.T) {
 	bin := mailgateBinary(t)
-	in := newDirInfra(t)
+	in := newStack(t, stack{archive: dirArchive})
 	c := in.addAppConnection(t, "firma", graphtest.DefaultMailbox) // sealed by Seal: unbound
 	sealer, err := connector.NewSealer(in.key)
 	if err != nil {

@@ -39,30 +39,56 @@ type infra struct {
 	// will (MAILGATE_NATS_REPLICAS).
 	replicas int
 	dataDir  string // the processes' spool
+	// minio is the MinIO of a stoppableMinIOArchive stack.
+	minio *archivetest.MinIO
 }
 
-func startInfra(t *testing.T) *infra {
-	t.Helper()
-	srv := archivetest.RunServer(t)
-	return newInfra(t, srv.ClientURL())
+// stack says what newStack starts around the processes under test.
+type stack struct {
+	// natsURL is the NATS server to use; empty starts an embedded one of the
+	// test's own.
+	natsURL string
+	// archive is where the processes store documents.
+	archive archiveKind
 }
 
-func newInfra(t *testing.T, natsURL string) *infra {
+type archiveKind int
+
+const (
+	minioArchive          archiveKind = iota // MinIO on loopback
+	stoppableMinIOArchive                    // MinIO the test can stop and start (infra.minio)
+	dirArchive                               // a directory: all a test about sign-in needs
+)
+
+// newStack is the one builder of the infra the binary tests run against.
+func newStack(t *testing.T, s stack) *infra {
 	t.Helper()
-	s3 := archivetest.RunMinIO(t)
-	nc, err := nats.Connect(natsURL)
+	if s.natsURL == "" {
+		s.natsURL = archivetest.RunServer(t).ClientURL()
+	}
+	in := &infra{natsURL: s.natsURL, dataDir: t.TempDir(), key: make([]byte, 32)}
+	switch s.archive {
+	case minioArchive:
+		in.s3 = archivetest.RunMinIO(t)
+	case stoppableMinIOArchive:
+		in.minio = archivetest.StartMinIO(t)
+		in.s3 = in.minio.Config()
+	}
+	// Reconnect for ever: some tests stop and start the NATS server.
+	nc, err := nats.Connect(s.natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	sim := graphtest.NewServer()
-	t.Cleanup(sim.Close)
-	key := make([]byte, 32)
-	for i := range key {
-		key[i] = byte(i * 7)
+	if in.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
 	}
-	return &infra{sim: sim, natsURL: natsURL, js: js, s3: s3, key: key, dataDir: t.TempDir()}
+	in.sim = graphtest.NewServer()
+	t.Cleanup(in.sim.Close)
+	for i := range in.key {
+		in.key[i] = byte(i * 7)
+	}
+	return in
 }
 
 // env is the configuration of a `mailgate serve` against the infra.
@@ -248,7 +274,7 @@ func (in *infra) waitDistinct(t *testing.T, want int, timeout time.Duration) {
 // stored once and announced once.
 func TestImporterSurvivesSIGKILL(t *testing.T) {
 	bin := mailgateBinary(t)
-	in := startInfra(t)
+	in := newStack(t, stack{})
 	const docs = 1000
 	in.addAppConnection(t, "firma", graphtest.DefaultMailbox)
 	in.deliverInvoices(t, graphtest.DefaultMailbox, docs)
@@ -308,7 +334,7 @@ func freePorts(t *testing.T, n int) []int {
 // document exactly once, and the portal serves the DMS API meanwhile.
 func TestClusterTopology(t *testing.T) {
 	bin := mailgateBinary(t)
-	in := newInfra(t, natscluster.Start(t, 3).URL())
+	in := newStack(t, stack{natsURL: natscluster.Start(t, 3).URL()})
 	in.replicas = 3
 	const perMailbox = 150
 	mailboxes := []string{graphtest.DefaultMailbox}
@@ -368,7 +394,7 @@ var httpAddrRE = regexp.MustCompile(`^mailgate listening on (\S+)`)
 // exactly the expected documents and skip reasons.
 func TestImportMixedMails(t *testing.T) {
 	bin := mailgateBinary(t)
-	in := startInfra(t)
+	in := newStack(t, stack{})
 	in.addAppConnection(t, "firma", graphtest.DefaultMailbox)
 	const mails = 500
 	wantKinds, wantReasons := map[string]int{}, map[string]int{}
@@ -432,7 +458,7 @@ func TestImportMixedMails(t *testing.T) {
 // nothing is imported again.
 func TestMovedMailNotImportedTwice(t *testing.T) {
 	bin := mailgateBinary(t)
-	in := startInfra(t)
+	in := newStack(t, stack{})
 	in.createConnection(t, nil, connector.Connection{
 		Customer:     "firma",
 		Mailbox:      graphtest.DefaultMailbox,

@@ -13,11 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailgate/mailgate/archive"
-	"github.com/mailgate/mailgate/archive/archivetest"
 	"github.com/mailgate/mailgate/cmd/mailgate/samples"
 	"github.com/mailgate/mailgate/connector"
 	"github.com/mailgate/mailgate/connector/graphtest"
@@ -37,7 +35,7 @@ func TestRefusedSignInStopsAtOnce(t *testing.T) {
 		unknown = 99999
 	)
 	bin := mailgateBinary(t)
-	in := newDirInfra(t)
+	in := newStack(t, stack{archive: dirArchive})
 	// Access tokens live 2m5s; connector.Tokens replaces them two minutes
 	// before expiry, so the importer refreshes about every 5 s.
 	in.sim.SetTokenLifetime(2*time.Minute + 5*time.Second)
@@ -135,26 +133,6 @@ func TestRefusedSignInStopsAtOnce(t *testing.T) {
 		reached.Round(100*time.Millisecond), refusedAt, deltas()-start, c.Requests["token"][http.StatusBadRequest])
 }
 
-// newDirInfra is the infra without MinIO: the processes archive into a
-// directory, which is all a test about sign-in needs.
-func newDirInfra(t *testing.T) *infra {
-	t.Helper()
-	srv := archivetest.RunServer(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	sim := graphtest.NewServer()
-	t.Cleanup(sim.Close)
-	key := make([]byte, 32)
-	for i := range key {
-		key[i] = byte(i * 11)
-	}
-	return &infra{sim: sim, natsURL: srv.ClientURL(), js: js, key: key, dataDir: t.TempDir()}
-}
-
 // connectionChanges returns the connection.changed events of a connection
 // on the stream, in order.
 func connectionChanges(t *testing.T, js jetstream.JetStream, id string) []archive.ConnectionChanged {
@@ -177,7 +155,7 @@ func connectionChanges(t *testing.T, js jetstream.JetStream, id string) []archiv
 // active, and it imports again.
 func TestReconnectAfterRefusal(t *testing.T) {
 	bin := mailgateBinary(t)
-	in := newDirInfra(t)
+	in := newStack(t, stack{archive: dirArchive})
 	port := freePorts(t, 1)[0]
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	env := append(in.env(), "MAILGATE_HTTP_ADDR="+strings.TrimPrefix(base, "http://"), "MAILGATE_PUBLIC_URL="+base, "MAILGATE_REPLICA=reconnect")
@@ -286,7 +264,7 @@ func TestReconnectAfterRefusal(t *testing.T) {
 // makes the connection import again.
 func TestNewSecretAfterRefusal(t *testing.T) {
 	bin := mailgateBinary(t)
-	in := newDirInfra(t)
+	in := newStack(t, stack{archive: dirArchive})
 	port := freePorts(t, 1)[0]
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	env := append(in.env(), "MAILGATE_HTTP_ADDR="+strings.TrimPrefix(base, "http://"), "MAILGATE_PUBLIC_URL="+base, "MAILGATE_REPLICA=secret")

@@ -98,7 +98,7 @@ func TestEInvoiceVerdictsE2E(t *testing.T) {
 	valid := corpusFile(t, "kosit_01.01a-INVOICE_ubl.xml")
 	withAttachment := corpusFile(t, "kosit_01.15a-INVOICE_ubl.xml")
 	bin := mailgateBinary(t)
-	in := startInfra(t)
+	in := newStack(t, stack{})
 	in.addAppConnection(t, "firma", graphtest.DefaultMailbox)
 	now := time.Now().UTC()
 	files := map[string][]byte{
@@ -271,7 +271,7 @@ func crashBinary(t *testing.T) string {
 func TestRenditionSIGKILLBetweenStores(t *testing.T) {
 	xml := corpusFile(t, "kosit_01.01a-INVOICE_ubl.xml")
 	crash := crashBinary(t)
-	in := startInfra(t)
+	in := newStack(t, stack{})
 	in.addAppConnection(t, "firma", graphtest.DefaultMailbox)
 	if _, err := in.sim.Deliver(graphtest.DefaultMailbox, graphtest.Mail{
 		From: "rechnung@lieferant.example", Subject: "XRechnung 01.01a", Body: "Anbei.",
