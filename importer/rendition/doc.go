@@ -20,10 +20,13 @@
 //     no business term placed (and every attribute) is listed under
 //     "Weitere Angaben / Further information" with its element path, or
 //     under its invoice line, so nothing in the XML is hidden.
-//   - render lays the sections out with fpdf in the Go fonts (Unicode),
-//     breaking pages itself so label and value columns and table rows stay
-//     aligned; tables repeat their header on every page. HTML writes the
-//     same sections as one page through html/template.
+//   - render lays the sections out with fpdf, breaking pages itself so label and value columns and table rows stay
+//     aligned; tables repeat their header on every page. A document whose
+//     every character is in Windows-1252 (German and the other Western
+//     European languages) is set in Helvetica, built into every PDF reader,
+//     any other in the embedded Go fonts (the Basic Multilingual Plane); the
+//     pen picks one per document. HTML writes the same sections as one page
+//     through html/template.
 //
 // Values are shown as written (amounts are never reformatted); dates are
 // shown as DD.MM.YYYY. The output depends on the input only: the PDF's

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"codeberg.org/go-pdf/fpdf"
-	"golang.org/x/image/font/gofont/gobold"
-	"golang.org/x/image/font/gofont/goregular"
 )
 
 // Page geometry in mm (A4 portrait).
@@ -30,6 +28,7 @@ const (
 // break is off) so label and value columns and table rows stay aligned.
 type writer struct {
 	f    *fpdf.Fpdf
+	p    *pen
 	ctx  context.Context
 	head func() // a table's header, repeated after a page break
 	n    int    // drawn rows, to check ctx now and then
@@ -37,7 +36,6 @@ type writer struct {
 
 func render(ctx context.Context, d *doc, created time.Time) ([]byte, error) {
 	f := fpdf.New("P", "mm", "A4", "")
-	f.SetCompression(true)
 	f.SetCatalogSort(true)
 	f.SetCreationDate(created)
 	f.SetModificationDate(created)
@@ -45,26 +43,29 @@ func render(ctx context.Context, d *doc, created time.Time) ([]byte, error) {
 	f.SetCreator("mailgate", true)
 	f.SetTitle(drawable(d.title+" "+d.number), true)
 	f.SetLang("de-DE")
-	f.AddUTF8FontFromBytes("go", "", goregular.TTF)
-	f.AddUTF8FontFromBytes("go", "B", gobold.TTF)
+	p := newPen(f, d)
+	// Helvetica's pages are a few KB of text: zlib's writer, set up anew for
+	// each page stream (1.2 MB of tables), cost more time than the 20 KB it
+	// saved. The Go fonts' programs are large and stay compressed.
+	f.SetCompression(!p.core)
 	f.SetMargins(marginL, marginTop, marginR)
 	f.SetAutoPageBreak(false, 0)
 	f.AliasNbPages("{nb}")
-	w := &writer{f: f, ctx: ctx}
+	w := &writer{f: f, p: p, ctx: ctx}
 	f.SetHeaderFunc(func() {
-		f.SetFont("go", "B", 13)
+		p.font("B", 13)
 		f.SetTextColor(20, 40, 80)
 		f.SetXY(marginL, 10)
 		title := d.title
 		if d.number != "" {
 			title += " Nr. " + d.number
 		}
-		f.CellFormat(textW*0.68, 6, clip(f, title, textW*0.68), "", 0, "L", false, 0, "")
-		f.SetFont("go", "", fontSmall)
+		p.cell(textW*0.68, 6, clip(p, title, textW*0.68), "", 0, "L")
+		p.font("", fontSmall)
 		f.SetTextColor(90, 90, 90)
-		f.CellFormat(textW*0.32, 6, "Lesbare Darstellung / readable rendition", "", 0, "R", false, 0, "")
+		p.cell(textW*0.32, 6, "Lesbare Darstellung / readable rendition", "", 0, "R")
 		f.SetXY(marginL, 16)
-		f.CellFormat(textW, 4, "aus der elektronischen Rechnung ("+d.syntax+"); maßgeblich ist die XML-Datei / the XML is authoritative", "", 0, "R", false, 0, "")
+		p.cell(textW, 4, "aus der elektronischen Rechnung ("+d.syntax+"); maßgeblich ist die XML-Datei / the XML is authoritative", "", 0, "R")
 		f.SetDrawColor(20, 40, 80)
 		f.SetLineWidth(0.4)
 		f.Line(marginL, 21, pageW-marginR, 21)
@@ -72,10 +73,10 @@ func render(ctx context.Context, d *doc, created time.Time) ([]byte, error) {
 		f.SetXY(marginL, marginTop)
 	})
 	f.SetFooterFunc(func() {
-		f.SetFont("go", "", fontSmall)
+		p.font("", fontSmall)
 		f.SetTextColor(90, 90, 90)
 		f.SetXY(marginL, pageH-11)
-		f.CellFormat(textW, 4, fmt.Sprintf("Seite %d / {nb}", f.PageNo()), "", 0, "C", false, 0, "")
+		p.cell(textW, 4, fmt.Sprintf("Seite %d / {nb}", f.PageNo()), "", 0, "C")
 		f.SetTextColor(0, 0, 0)
 	})
 	f.AddPage()
@@ -129,9 +130,9 @@ func (w *writer) room(h float64) {
 }
 
 func (w *writer) section(title string) {
-	f := w.f
-	f.SetFont("go", "B", 10)
-	lines := f.SplitText(title, textW-4)
+	f, p := w.f, w.p
+	p.font("B", 10)
+	lines := p.split(title, textW-4)
 	h := float64(len(lines))*5 + 2
 	w.room(h + 8*lineH) // never a heading alone at a page's foot: room for a table's header and a row
 	f.SetFillColor(222, 230, 242)
@@ -140,16 +141,16 @@ func (w *writer) section(title string) {
 	f.Rect(marginL, y, textW, h, "F")
 	for i, l := range lines {
 		f.SetXY(marginL+2, y+1+float64(i)*5)
-		f.CellFormat(textW-4, 5, l, "", 0, "L", false, 0, "")
+		p.cell(textW-4, 5, l, "", 0, "L")
 	}
 	f.SetTextColor(0, 0, 0)
 	f.SetXY(marginL, y+h+1.5)
 }
 
 func (w *writer) sub(title string) {
-	f := w.f
-	f.SetFont("go", "B", fontBody)
-	lines := wrapPath(f, title, textW)
+	f, p := w.f, w.p
+	p.font("B", fontBody)
+	lines := wrapPath(p, title, textW)
 	if len(lines) > 12 { // a hostile path: its start and end tell where it is
 		lines = append(append(lines[:6:6], "…"), lines[len(lines)-5:]...)
 	}
@@ -158,7 +159,7 @@ func (w *writer) sub(title string) {
 	y := f.GetY() + 1
 	for i, l := range lines {
 		f.SetXY(marginL, y+float64(i)*lineH)
-		f.CellFormat(textW, lineH, l, "", 0, "L", false, 0, "")
+		p.cell(textW, lineH, l, "", 0, "L")
 	}
 	f.SetDrawColor(200, 200, 200)
 	f.SetLineWidth(0.2)
@@ -168,25 +169,25 @@ func (w *writer) sub(title string) {
 
 // wrapPath wraps like wrap, but breaks an element path after a '/'
 // rather than inside a name.
-func wrapPath(f *fpdf.Fpdf, s string, w float64) []string {
+func wrapPath(p *pen, s string, w float64) []string {
 	if !strings.HasPrefix(s, "/") || strings.ContainsAny(s, " \n") {
-		return wrap(f, s, w)
+		return wrap(p, s, w)
 	}
 	s = drawable(s)
-	avail := w - 2*f.GetCellMargin()
+	avail := w - 2*p.f.GetCellMargin()
 	var out []string
 	cur := ""
 	for _, seg := range strings.SplitAfter(s, "/") {
 		if seg == "" {
 			continue
 		}
-		if cur != "" && f.GetStringWidth(cur+seg) > avail {
+		if cur != "" && p.width(cur+seg) > avail {
 			out = append(out, cur)
 			cur = ""
 		}
 		cur += seg
-		if f.GetStringWidth(cur) > avail { // one name wider than the column
-			parts := f.SplitText(cur, w)
+		if p.width(cur) > avail { // one name wider than the column
+			parts := p.split(cur, w)
 			out = append(out, parts[:len(parts)-1]...)
 			cur = parts[len(parts)-1]
 		}
@@ -198,13 +199,13 @@ func wrapPath(f *fpdf.Fpdf, s string, w float64) []string {
 }
 
 func (w *writer) note(text string) {
-	f := w.f
-	f.SetFont("go", "B", fontBody)
+	f, p := w.f, w.p
+	p.font("B", fontBody)
 	f.SetTextColor(150, 30, 30)
-	for _, l := range wrap(f, text, textW) {
+	for _, l := range wrap(p, text, textW) {
 		w.room(lineH)
 		f.SetX(marginL)
-		f.CellFormat(textW, lineH, l, "", 1, "L", false, 0, "")
+		p.cell(textW, lineH, l, "", 1, "L")
 	}
 	f.SetTextColor(0, 0, 0)
 }
@@ -212,11 +213,11 @@ func (w *writer) note(text string) {
 // kv writes a label and its value in two columns; a value longer than a
 // page continues on the next one.
 func (w *writer) kv(label, value string) {
-	f := w.f
-	f.SetFont("go", "", fontSmall)
-	ls := wrapPath(f, label, labelW-2)
-	f.SetFont("go", "", fontBody)
-	vs := wrap(f, value, textW-labelW)
+	f, p := w.f, w.p
+	p.font("", fontSmall)
+	ls := wrapPath(p, label, labelW-2)
+	p.font("", fontBody)
+	vs := wrap(p, value, textW-labelW)
 	n := max(len(ls), len(vs))
 	h := float64(n)*lineH + 0.8
 	if h <= bottom-marginTop {
@@ -225,17 +226,17 @@ func (w *writer) kv(label, value string) {
 	y := f.GetY()
 	if y+h <= bottom {
 		// labels first, then the value: text extraction keeps each whole
-		f.SetFont("go", "", fontSmall)
+		p.font("", fontSmall)
 		f.SetTextColor(85, 85, 85)
 		for i, l := range ls {
 			f.SetXY(marginL, y+0.3+float64(i)*lineH)
-			f.CellFormat(labelW-2, lineH, l, "", 0, "L", false, 0, "")
+			p.cell(labelW-2, lineH, l, "", 0, "L")
 		}
-		f.SetFont("go", "", fontBody)
+		p.font("", fontBody)
 		f.SetTextColor(0, 0, 0)
 		for i, l := range vs {
 			f.SetXY(marginL+labelW, y+float64(i)*lineH)
-			f.CellFormat(textW-labelW, lineH, l, "", 0, "L", false, 0, "")
+			p.cell(textW-labelW, lineH, l, "", 0, "L")
 		}
 		n = 0
 		y += h - 0.8
@@ -246,16 +247,16 @@ func (w *writer) kv(label, value string) {
 			y = f.GetY()
 		}
 		if i < len(ls) {
-			f.SetFont("go", "", fontSmall)
+			p.font("", fontSmall)
 			f.SetTextColor(85, 85, 85)
 			f.SetXY(marginL, y+0.3)
-			f.CellFormat(labelW-2, lineH, ls[i], "", 0, "L", false, 0, "")
+			p.cell(labelW-2, lineH, ls[i], "", 0, "L")
 		}
 		if i < len(vs) {
-			f.SetFont("go", "", fontBody)
+			p.font("", fontBody)
 			f.SetTextColor(0, 0, 0)
 			f.SetXY(marginL+labelW, y)
-			f.CellFormat(textW-labelW, lineH, vs[i], "", 0, "L", false, 0, "")
+			p.cell(textW-labelW, lineH, vs[i], "", 0, "L")
 		}
 		y += lineH
 	}
@@ -269,13 +270,13 @@ func (w *writer) kv(label, value string) {
 // table writes rows under a header that repeats on every page; a row's
 // details run full width below it and may continue on the next page.
 func (w *writer) table(t *table) error {
-	f := w.f
+	f, p := w.f, w.p
 	head := func() {
-		f.SetFont("go", "B", fontSmall)
+		p.font("B", fontSmall)
 		var cols [][]string
 		n := 0
 		for i, h := range t.head {
-			c := wrap(f, h, t.widths[i]-1.5)
+			c := wrap(p, h, t.widths[i]-1.5)
 			cols = append(cols, c)
 			n = max(n, len(c))
 		}
@@ -287,7 +288,7 @@ func (w *writer) table(t *table) error {
 		for i, c := range cols {
 			for j, l := range c {
 				f.SetXY(x+0.5, y+0.7+float64(j)*smallH)
-				f.CellFormat(t.widths[i]-1, smallH, l, "", 0, align(t, i), false, 0, "")
+				p.cell(t.widths[i]-1, smallH, l, "", 0, align(t, i))
 			}
 			x += t.widths[i]
 		}
@@ -304,7 +305,7 @@ func (w *writer) table(t *table) error {
 		var cols [][]cline
 		n := 0
 		for i, c := range r.cells {
-			cl := fit(f, c, t.widths[i]-1.5)
+			cl := fit(p, c, t.widths[i]-1.5)
 			if len(cl) > 40 { // a hostile name: the cell says where the rest is
 				cl = append(cl[:39], cline{"… (Fortsetzung unten)", fontBody})
 				r.detail = append([]string{"Fortsetzung / continued: " + c}, r.detail...)
@@ -312,10 +313,10 @@ func (w *writer) table(t *table) error {
 			cols = append(cols, cl)
 			n = max(n, len(cl))
 		}
-		f.SetFont("go", "", fontSmall)
+		p.font("", fontSmall)
 		var det []string
 		for _, d := range r.detail {
-			det = append(det, wrap(f, d, textW-6)...)
+			det = append(det, wrap(p, d, textW-6)...)
 		}
 		h := float64(n)*lineH + float64(len(det))*smallH + 1.5
 		if h <= bottom-marginTop-20 {
@@ -324,30 +325,30 @@ func (w *writer) table(t *table) error {
 			w.room(float64(n)*lineH + 1)
 		}
 		y := f.GetY()
-		f.SetFont("go", "", fontBody)
+		p.font("", fontBody)
 		x := marginL
 		for i, c := range cols {
 			for j, l := range c {
 				f.SetFontSize(l.size)
 				f.SetXY(x+0.5, y+0.5+float64(j)*lineH)
-				f.CellFormat(t.widths[i]-1, lineH, l.s, "", 0, align(t, i), false, 0, "")
+				p.cell(t.widths[i]-1, lineH, l.s, "", 0, align(t, i))
 			}
 			x += t.widths[i]
 		}
 		f.SetFontSize(fontBody)
 		y += float64(n)*lineH + 0.5
-		f.SetFont("go", "", fontSmall)
+		p.font("", fontSmall)
 		f.SetTextColor(60, 60, 60)
 		for _, l := range det {
 			if y+smallH > bottom {
 				f.SetXY(marginL, y)
 				w.room(bottom)
-				f.SetFont("go", "", fontSmall)
+				p.font("", fontSmall)
 				f.SetTextColor(60, 60, 60)
 				y = f.GetY()
 			}
 			f.SetXY(marginL+6, y)
-			f.CellFormat(textW-6, smallH, l, "", 0, "L", false, 0, "")
+			p.cell(textW-6, smallH, l, "", 0, "L")
 			y += smallH
 		}
 		f.SetTextColor(0, 0, 0)
@@ -400,17 +401,17 @@ type cline struct {
 // fit lays a table cell out in w mm: a paragraph a little too wide for
 // its column is set smaller rather than broken (a number split over two
 // lines misleads), a longer one wraps.
-func fit(f *fpdf.Fpdf, text string, w float64) []cline {
+func fit(p *pen, text string, w float64) []cline {
 	const smallest = 6.5
-	f.SetFont("go", "", fontBody)
+	p.font("", fontBody)
 	var out []cline
 	for _, para := range strings.Split(drawable(text), "\n") {
-		avail := w - 2*f.GetCellMargin()
-		if wd := f.GetStringWidth(para); wd > avail && fontBody*avail/wd >= smallest {
+		avail := w - 2*p.f.GetCellMargin()
+		if wd := p.width(para); wd > avail && fontBody*avail/wd >= smallest {
 			out = append(out, cline{para, math.Floor(fontBody*avail/wd*10) / 10})
 			continue
 		}
-		for _, l := range wrap(f, para, w) {
+		for _, l := range wrap(p, para, w) {
 			out = append(out, cline{l, fontBody})
 		}
 	}
@@ -419,7 +420,7 @@ func fit(f *fpdf.Fpdf, text string, w float64) []cline {
 
 // wrap splits text into lines that fit w mm in the current font, keeping
 // its own line breaks.
-func wrap(f *fpdf.Fpdf, text string, w float64) []string {
+func wrap(p *pen, text string, w float64) []string {
 	text = drawable(text)
 	var out []string
 	for _, para := range strings.Split(text, "\n") {
@@ -428,19 +429,19 @@ func wrap(f *fpdf.Fpdf, text string, w float64) []string {
 			out = append(out, "")
 			continue
 		}
-		out = append(out, f.SplitText(para, w)...)
+		out = append(out, p.split(para, w)...)
 	}
 	return out
 }
 
 // clip shortens a one-line text to w mm.
-func clip(f *fpdf.Fpdf, s string, w float64) string {
+func clip(p *pen, s string, w float64) string {
 	s = drawable(s)
-	if f.GetStringWidth(s) <= w {
+	if p.width(s) <= w {
 		return s
 	}
 	r := []rune(s)
-	for len(r) > 0 && f.GetStringWidth(string(r)+"…") > w {
+	for len(r) > 0 && p.width(string(r)+"…") > w {
 		r = r[:len(r)-1]
 	}
 	return string(r) + "…"
