@@ -249,7 +249,8 @@ func (s *Server) Retest(ctx context.Context, id, actor string) (connector.Connec
 func (s *Server) recoverConnection(ctx context.Context, id, actor string) (connector.Connection, error) {
 	c, err := s.deps.Connections.Update(ctx, id, func(c *connector.Connection) error {
 		if c.State == connector.StateFailing {
-			c.State, c.LastError, c.UpdatedBy, c.UpdatedAt = connector.StateActive, "", actor, s.now()
+			c.State, c.UpdatedBy, c.UpdatedAt = connector.StateActive, actor, s.now()
+			c.SetError("", connector.Other)
 		}
 		return nil
 	})

@@ -765,9 +765,11 @@ func (s *Server) Activate(ctx context.Context, customer, id, actor string) (conn
 			return nil
 		}
 		if passed {
-			c.State, c.LastError = connector.StateActive, ""
+			c.State = connector.StateActive
+			c.SetError("", connector.Other)
 		} else {
-			c.State, c.LastError = connector.StateFailing, testFailure(res, terr)
+			c.State = connector.StateFailing
+			c.SetError(testFailure(res, terr), testKind(res, terr))
 		}
 		c.UpdatedBy, c.UpdatedAt = actor, s.now()
 		return nil
@@ -780,6 +782,22 @@ func (s *Server) Activate(ctx context.Context, customer, id, actor string) (conn
 		s.deps.Trigger.Trigger(id)
 	}
 	return c, res, nil
+}
+
+// testKind is the kind of a failed test's problem (see testProblem), stored
+// with its LastError.
+func testKind(res TestResult, err error) connector.Kind {
+	switch testProblem(res, err) {
+	case "test.needs_consent":
+		return connector.NeedsConsent
+	case "test.no_access", "test.no_write":
+		return connector.AccessDenied
+	case "test.not_found":
+		return connector.NotFound
+	case "test.transient":
+		return connector.KindOf(err)
+	}
+	return connector.Other
 }
 
 // testFailure is the LastError text of a failed test (English, stored).

@@ -77,7 +77,7 @@ func (s *Server) showConnection(w http.ResponseWriter, r *http.Request, u *sessi
 			}
 			slices.SortFunc(d.Reasons, func(a, b reasonCount) int { return int(b.Count - a.Count) })
 			if c.LastError == "" && st.LastError != "" {
-				c.LastError = st.LastError
+				c.LastError, c.LastErrorKind = st.LastError, st.LastErrorKind
 				d.C = c
 			}
 		}
@@ -103,7 +103,7 @@ func (s *Server) showConnection(w http.ResponseWriter, r *http.Request, u *sessi
 	case connector.StateNeedsConsent:
 		d.Advice = needsConsentAdvice(c)
 	case connector.StateFailing:
-		d.Advice = lastErrorAdvice(c.LastError)
+		d.Advice = errorAdvice(c.ErrorKind())
 	case connector.StatePending:
 		d.Advice = "advice.pending"
 	}
@@ -320,9 +320,9 @@ func (s *Server) finishReconnect(w http.ResponseWriter, r *http.Request, u *sess
 			if c.State != connector.StatePaused && c.State != connector.StatePending {
 				c.State = connector.StateActive
 			}
-			c.LastError = ""
+			c.SetError("", connector.Other)
 		} else {
-			c.LastError = testFailure(res, terr)
+			c.SetError(testFailure(res, terr), testKind(res, terr))
 		}
 		c.UpdatedBy, c.UpdatedAt = u.actor(), s.now()
 		return nil
@@ -398,18 +398,18 @@ func needsConsentAdvice(c connector.Connection) string {
 	return "advice.needs_consent"
 }
 
-// lastErrorAdvice turns a stored error text into what a person can do about
-// it. Stored errors carry the connector's kind names (see connector.Kind).
-func lastErrorAdvice(lastError string) string {
-	e := strings.ToLower(lastError)
-	switch {
-	case strings.Contains(e, "needs_consent"), strings.Contains(e, "aadsts"):
+// errorAdvice is what a person can do about a connection's last error,
+// chosen by its kind (stored with the error, see
+// connector.Connection.LastErrorKind).
+func errorAdvice(kind connector.Kind) string {
+	switch kind {
+	case connector.NeedsConsent:
 		return "advice.needs_consent"
-	case strings.Contains(e, "access_denied"):
+	case connector.AccessDenied:
 		return "advice.access_denied"
-	case strings.Contains(e, "not_found"):
+	case connector.NotFound:
 		return "advice.not_found"
-	case strings.Contains(e, "throttled"), strings.Contains(e, "transient"):
+	case connector.Throttled, connector.Transient:
 		return "advice.transient"
 	}
 	return "advice.failing"
