@@ -2,7 +2,6 @@ package portal
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -120,21 +119,6 @@ func (f connectForm) connection(u *sessionUser, now time.Time) connector.Connect
 	return c
 }
 
-// wizard is what the session keeps between the form and the callback.
-type wizard struct {
-	// Kind is "connect", "reconnect", "admin_retry", "admin_reconnect",
-	// "admin_signin" (the administrator signs in to prove the tenant) or
-	// "admin_consent" (the proven tenant's administrator approves).
-	Kind        string                `json:"kind"`
-	Form        connectForm           `json:"form"`
-	Req         connector.AuthRequest `json:"req"`
-	ReconnectID string                `json:"reconnectId,omitempty"`
-	// Tenant and Admin are the verified tid and account of the
-	// administrator's sign-in (kind admin_consent).
-	Tenant string `json:"tenant,omitempty"`
-	Admin  string `json:"admin,omitempty"`
-}
-
 type connectData struct {
 	Form   connectForm
 	Errors []string // catalogue keys "form.<field>"
@@ -166,15 +150,21 @@ func (s *Server) connectStart(w http.ResponseWriter, r *http.Request, u *session
 	}
 	switch f.Mode {
 	case "delegated":
-		wz := wizard{Kind: "connect", Form: f, Req: connector.NewAuthRequest()}
-		s.putWizard(ctx, wz)
+		wz := wizard{Step: stepConnect, Form: f, Req: connector.NewAuthRequest()}
+		if err := s.advance(ctx, stepStart, wz); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		http.Redirect(w, r, s.deps.Identity.AuthCodeURL(wz.Req, loginHint(u)), http.StatusSeeOther)
 	case "admin":
 		// First the administrator signs in at the tenant's own endpoint;
 		// the verified id_token's tid is the proof of the tenant. The admin
 		// consent follows for exactly that tenant.
-		wz := wizard{Kind: "admin_signin", Form: f, Req: connector.NewAuthRequest()}
-		s.putWizard(ctx, wz)
+		wz := wizard{Step: stepAdminSignIn, Form: f, Req: connector.NewAuthRequest()}
+		if err := s.advance(ctx, stepStart, wz); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		http.Redirect(w, r, s.deps.Identity.SignInURL(tenantOf(f), wz.Req, loginHint(u)), http.StatusSeeOther)
 	case "app":
 		c := f.connection(u, s.now())
@@ -211,123 +201,88 @@ func tenantOf(f connectForm) string {
 	return f.Mailbox[strings.LastIndexByte(f.Mailbox, '@')+1:]
 }
 
-func (s *Server) putWizard(ctx context.Context, wz wizard) {
-	b, _ := json.Marshal(wz)
-	s.sessions.Put(ctx, "wizard", string(b))
-}
-
-// popWizard takes the wizard out of the session if state matches: the state
-// is compared in constant time and can be used once.
-func (s *Server) popWizard(ctx context.Context, state string) (wizard, bool) {
-	raw := s.sessions.GetString(ctx, "wizard")
-	if raw == "" || state == "" {
-		return wizard{}, false
-	}
-	var wz wizard
-	if err := json.Unmarshal([]byte(raw), &wz); err != nil || !constantEqual(state, wz.Req.State) {
-		return wizard{}, false
-	}
-	s.sessions.Remove(ctx, "wizard")
-	return wz, true
-}
-
-// connectCallback is where Microsoft sends the browser back.
-func (s *Server) connectCallback(w http.ResponseWriter, r *http.Request, u *sessionUser) {
+// signedIn finishes a person's delegated sign-in (steps connect and
+// reconnect): the code is exchanged for tokens, and the connection made,
+// or renewed, and tested.
+func (s *Server) signedIn(w http.ResponseWriter, r *http.Request, u *sessionUser, wz wizard, q url.Values) {
 	ctx := r.Context()
-	q := r.URL.Query()
-	wz, ok := s.popWizard(ctx, q.Get("state"))
-	if !ok {
-		if strings.EqualFold(q.Get("admin_consent"), "true") {
-			// Consent granted by an administrator on someone else's behalf.
-			s.message(w, r, http.StatusOK, messageData{Title: "consent.admin_done_title", Paragraphs: []string{s.tr(r, "consent.admin_done")}})
-			return
-		}
-		s.message(w, r, http.StatusBadRequest, messageData{
-			Title: "callback.stale_title", Paragraphs: []string{s.tr(r, "callback.stale")},
-			Links: []link{{Href: "/connect", Label: "connect.again"}},
-		})
-		return
-	}
-	if e := q.Get("error"); e != "" {
-		s.consentError(w, r, wz, e, q.Get("error_description"))
-		return
-	}
-	switch {
-	case wz.Kind == "admin_signin":
-		s.adminSignedIn(w, r, u, wz, q.Get("code"))
-	case wz.Kind == "admin_consent":
-		s.adminConsented(w, r, u, wz, q)
-	case wz.Form.Mode == "admin" && wz.Kind == "connect":
+	if wz.Step == stepConnect && wz.Form.Mode == "admin" {
 		// Admin mode without the administrator's sign-in (a wizard from
 		// before the sign-in step): never trust the callback's tenant.
-		s.message(w, r, http.StatusBadRequest, messageData{
-			Title: "callback.stale_title", Paragraphs: []string{s.tr(r, "callback.stale")},
-			Links: []link{{Href: "/connect", Label: "connect.again"}},
-		})
-	case wz.Kind == "admin_reconnect":
-		// The connection keeps its tenant, proven when it was made; the
-		// callback's tenant is only compared, never taken.
-		tenant := q.Get("tenant")
-		if !strings.EqualFold(q.Get("admin_consent"), "true") || tenant == "" {
-			s.consentError(w, r, wz, "access_denied", "")
-			return
-		}
-		if !strings.EqualFold(tenant, wz.Form.Tenant) {
-			s.tenantRefused(w, r, u, "tenant.proof", "admin consent for another tenant", wz.Form.Tenant, tenant)
-			return
-		}
-		if taken, err := s.tenantTaken(ctx, wz.Form.Tenant, u.Customer); err != nil {
-			s.fail(w, r, err)
-			return
-		} else if taken {
-			s.tenantRefused(w, r, u, "tenant.bound", "tenant bound to another customer", wz.Form.Tenant, "")
-			return
-		}
-		s.finishReconnect(w, r, u, wz.ReconnectID, func(*connector.Connection) {})
-	case wz.Kind == "admin_retry":
-		// The admin consented for the organisation; now the user's own
-		// delegated sign-in can succeed.
-		next := wizard{Kind: wz.ReconnectKind(), Form: wz.Form, Req: connector.NewAuthRequest(), ReconnectID: wz.ReconnectID}
-		s.putWizard(ctx, next)
-		http.Redirect(w, r, s.deps.Identity.AuthCodeURL(next.Req, loginHint(u)), http.StatusSeeOther)
-	default:
-		consent, err := s.deps.Identity.Exchange(ctx, q.Get("code"), wz.Req)
-		if err != nil {
-			s.log.WarnContext(ctx, "token exchange failed", "user", u.Name, "err", err)
-			if connector.IsKind(err, connector.Transient) || connector.IsKind(err, connector.Throttled) {
-				s.fail(w, r, fmt.Errorf("exchange code: %w", err))
-				return
-			}
-			// Refused by Microsoft (consent missing, code expired, policy):
-			// explain, with the AADSTS code when there is one.
-			var code string
-			var ce *connector.Error
-			if errors.As(err, &ce) {
-				code = ce.Code
-			}
-			s.consentError(w, r, wz, "invalid_grant", code)
-			return
-		}
-		c := wz.Form.connection(u, s.now())
-		if wz.Kind == "reconnect" {
-			c.ID = wz.ReconnectID
-		}
-		sealed, err := s.deps.Sealer.SealFor(c.Customer, c.ID, []byte(consent.RefreshToken))
-		if err != nil {
-			s.fail(w, r, fmt.Errorf("seal refresh token: %w", err))
-			return
-		}
-		if wz.Kind == "reconnect" {
-			s.prime(wz.ReconnectID, consent)
-			s.finishReconnect(w, r, u, wz.ReconnectID, func(c *connector.Connection) {
-				c.RefreshToken, c.TenantID, c.ConsentedBy = sealed, consent.TenantID, consent.Username
-				c.TokenRefreshedAt = s.now()
-			})
-			return
-		}
-		c.TenantID, c.ConsentedBy, c.RefreshToken, c.TokenRefreshedAt = consent.TenantID, consent.Username, sealed, s.now()
-		s.createAndIssue(w, r, u, c, consent)
+		s.staleCallback(w, r)
+		return
 	}
+	consent, err := s.deps.Identity.Exchange(ctx, q.Get("code"), wz.Req)
+	if err != nil {
+		s.log.WarnContext(ctx, "token exchange failed", "user", u.Name, "err", err)
+		if connector.IsKind(err, connector.Transient) || connector.IsKind(err, connector.Throttled) {
+			s.fail(w, r, fmt.Errorf("exchange code: %w", err))
+			return
+		}
+		// Refused by Microsoft (consent missing, code expired, policy):
+		// explain, with the AADSTS code when there is one.
+		var code string
+		var ce *connector.Error
+		if errors.As(err, &ce) {
+			code = ce.Code
+		}
+		s.consentError(w, r, wz, "invalid_grant", code)
+		return
+	}
+	c := wz.Form.connection(u, s.now())
+	if wz.Step == stepReconnect {
+		c.ID = wz.ReconnectID
+	}
+	sealed, err := s.deps.Sealer.SealFor(c.Customer, c.ID, []byte(consent.RefreshToken))
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("seal refresh token: %w", err))
+		return
+	}
+	if wz.Step == stepReconnect {
+		s.prime(wz.ReconnectID, consent)
+		s.finishReconnect(w, r, u, wz.ReconnectID, func(c *connector.Connection) {
+			c.RefreshToken, c.TenantID, c.ConsentedBy = sealed, consent.TenantID, consent.Username
+			c.TokenRefreshedAt = s.now()
+		})
+		return
+	}
+	c.TenantID, c.ConsentedBy, c.RefreshToken, c.TokenRefreshedAt = consent.TenantID, consent.Username, sealed, s.now()
+	s.createAndIssue(w, r, u, c, consent)
+}
+
+// adminReconsented finishes an administrator's renewed approval of an
+// existing connection through the operator's app. The connection keeps
+// its tenant, proven when it was made; the callback's tenant is only
+// compared, never taken.
+func (s *Server) adminReconsented(w http.ResponseWriter, r *http.Request, u *sessionUser, wz wizard, q url.Values) {
+	tenant := q.Get("tenant")
+	if !strings.EqualFold(q.Get("admin_consent"), "true") || tenant == "" {
+		s.consentError(w, r, wz, "access_denied", "")
+		return
+	}
+	if !strings.EqualFold(tenant, wz.Form.Tenant) {
+		s.tenantRefused(w, r, u, "tenant.proof", "admin consent for another tenant", wz.Form.Tenant, tenant)
+		return
+	}
+	if taken, err := s.tenantTaken(r.Context(), wz.Form.Tenant, u.Customer); err != nil {
+		s.fail(w, r, err)
+		return
+	} else if taken {
+		s.tenantRefused(w, r, u, "tenant.bound", "tenant bound to another customer", wz.Form.Tenant, "")
+		return
+	}
+	s.finishReconnect(w, r, u, wz.ReconnectID, func(*connector.Connection) {})
+}
+
+// adminApproved follows an administrator's approval for the
+// organisation: now the person's own delegated sign-in can succeed.
+func (s *Server) adminApproved(w http.ResponseWriter, r *http.Request, u *sessionUser, wz wizard, _ url.Values) {
+	next := wizard{Step: wz.resumeStep(), Form: wz.Form, Req: connector.NewAuthRequest(), ReconnectID: wz.ReconnectID}
+	if err := s.advance(r.Context(), wz.Step, next); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, s.deps.Identity.AuthCodeURL(next.Req, loginHint(u)), http.StatusSeeOther)
 }
 
 // prime hands the access token of a code exchange to the token cache of
@@ -343,8 +298,9 @@ func (s *Server) prime(connectionID string, consent connector.Consent) {
 // issuer, audience, nonce), checks that its tenant is the one asked for and
 // is not another customer's, and sends the administrator on to approve
 // mailgate for exactly that tenant.
-func (s *Server) adminSignedIn(w http.ResponseWriter, r *http.Request, u *sessionUser, wz wizard, code string) {
+func (s *Server) adminSignedIn(w http.ResponseWriter, r *http.Request, u *sessionUser, wz wizard, q url.Values) {
 	ctx := r.Context()
+	code := q.Get("code")
 	asked := tenantOf(wz.Form)
 	signIn, err := s.deps.Identity.VerifySignIn(ctx, asked, code, wz.Req)
 	if err != nil {
@@ -381,8 +337,11 @@ func (s *Server) adminSignedIn(w http.ResponseWriter, r *http.Request, u *sessio
 		s.tenantRefused(w, r, u, "tenant.bound", "tenant bound to another customer", signIn.TenantID, "")
 		return
 	}
-	next := wizard{Kind: "admin_consent", Form: wz.Form, Req: connector.NewAuthRequest(), Tenant: signIn.TenantID, Admin: signIn.Username}
-	s.putWizard(ctx, next)
+	next := wizard{Step: stepAdminConsent, Form: wz.Form, Req: connector.NewAuthRequest(), Tenant: signIn.TenantID, Admin: signIn.Username}
+	if err := s.advance(ctx, wz.Step, next); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	http.Redirect(w, r, s.deps.Identity.AdminConsentURL(signIn.TenantID, next.Req.State, s.redirectURI()), http.StatusSeeOther)
 }
 
@@ -462,14 +421,6 @@ func (s *Server) tenantRefused(w http.ResponseWriter, r *http.Request, u *sessio
 		Title: key + "_title", Paragraphs: []string{s.tr(r, key)},
 		Links: []link{{Href: "/connect", Label: "connect.again"}},
 	})
-}
-
-// ReconnectKind is the kind of the flow to resume after admin consent.
-func (wz wizard) ReconnectKind() string {
-	if wz.ReconnectID != "" {
-		return "reconnect"
-	}
-	return "connect"
 }
 
 // createAndIssue stores the pending connection, tests it, and on success
@@ -615,8 +566,11 @@ func (s *Server) consentError(w http.ResponseWriter, r *http.Request, wz wizard,
 			// Already the administrator's flow: starting again is the way.
 			return
 		}
-		retry := wizard{Kind: "admin_retry", Form: wz.Form, Req: connector.NewAuthRequest(), ReconnectID: wz.ReconnectID}
-		s.putWizard(ctx, retry)
+		retry := wizard{Step: stepAdminRetry, Form: wz.Form, Req: connector.NewAuthRequest(), ReconnectID: wz.ReconnectID}
+		if err := s.advance(ctx, wz.Step, retry); err != nil {
+			s.log.ErrorContext(ctx, "offer admin consent", "err", err)
+			return
+		}
 		m.AdminURL = s.deps.Identity.AdminConsentURL(tenantOf(wz.Form), retry.Req.State, s.redirectURI())
 	}
 	switch {

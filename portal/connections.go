@@ -220,10 +220,13 @@ func (s *Server) reconnect(w http.ResponseWriter, r *http.Request, u *sessionUse
 		return
 	}
 	f := connectForm{Mailbox: c.Mailbox, Mode: "delegated"}
-	wz := wizard{Kind: "reconnect", Form: f, Req: connector.NewAuthRequest(), ReconnectID: c.ID}
+	wz := wizard{Step: stepReconnect, Form: f, Req: connector.NewAuthRequest(), ReconnectID: c.ID}
 	switch {
 	case c.Mode == connector.Delegated:
-		s.putWizard(ctx, wz)
+		if err := s.advance(ctx, stepStart, wz); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		hint := c.ConsentedBy
 		if hint == "" {
 			hint = loginHint(u)
@@ -232,8 +235,11 @@ func (s *Server) reconnect(w http.ResponseWriter, r *http.Request, u *sessionUse
 	case c.Mode == connector.AppOnly && len(c.ClientSecret) == 0:
 		// Our own app: admin consent again, then test.
 		wz.Form.Mode, wz.Form.Tenant = "admin", c.TenantID
-		wz.Kind = "admin_reconnect"
-		s.putWizard(ctx, wz)
+		wz.Step = stepAdminReconnect
+		if err := s.advance(ctx, stepStart, wz); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		http.Redirect(w, r, s.deps.Identity.AdminConsentURL(c.TenantID, wz.Req.State, s.redirectURI()), http.StatusSeeOther)
 	default:
 		// The customer's own app: new credentials are a new client secret.
