@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailgate/mailgate/archive"
 	"github.com/mailgate/mailgate/connector"
 )
 
@@ -239,11 +238,10 @@ func (s *Server) signedIn(w http.ResponseWriter, r *http.Request, u *sessionUser
 		return
 	}
 	if wz.Step == stepReconnect {
-		s.prime(wz.ReconnectID, consent)
 		s.finishReconnect(w, r, u, wz.ReconnectID, func(c *connector.Connection) {
 			c.RefreshToken, c.TenantID, c.ConsentedBy = sealed, consent.TenantID, consent.Username
 			c.TokenRefreshedAt = s.now()
-		})
+		}, consent)
 		return
 	}
 	c.TenantID, c.ConsentedBy, c.RefreshToken, c.TokenRefreshedAt = consent.TenantID, consent.Username, sealed, s.now()
@@ -283,15 +281,6 @@ func (s *Server) adminApproved(w http.ResponseWriter, r *http.Request, u *sessio
 		return
 	}
 	http.Redirect(w, r, s.deps.Identity.AuthCodeURL(next.Req, loginHint(u)), http.StatusSeeOther)
-}
-
-// prime hands the access token of a code exchange to the token cache of
-// the connection it is for (when the Tester is a TokenPrimer), so the connection test uses it instead of
-// redeeming the new refresh token at once.
-func (s *Server) prime(connectionID string, consent connector.Consent) {
-	if p, ok := s.deps.Tester.(TokenPrimer); ok && consent.Token != nil {
-		p.Prime(connectionID, consent.Token)
-	}
 }
 
 // adminSignedIn verifies the administrator's sign-in (id_token signature,
@@ -433,30 +422,23 @@ func (s *Server) createAndIssue(w http.ResponseWriter, r *http.Request, u *sessi
 	if s.refuseDuplicate(w, r, u, c.Mailbox) {
 		return
 	}
-	c, err := s.deps.Connections.Create(ctx, c)
+	ch, err := s.activation.CreatePending(ctx, c, u.actor(), consent...)
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("create connection: %w", err))
+		s.fail(w, r, err)
 		return
 	}
-	for _, cs := range consent {
-		s.prime(c.ID, cs)
-	}
-	log := s.log.With("connection_id", c.ID, "customer", c.Customer, "user", u.Name)
-	res, terr := s.deps.Tester.Test(ctx, c)
-	if !testPassed(c, res, terr) {
-		log.InfoContext(ctx, "connection test failed", "err", terr, "detail", res.Detail)
-		if _, err := s.deps.Connections.Delete(ctx, c.ID, u.actor()); err != nil {
-			log.ErrorContext(ctx, "delete failed pending connection", "err", err)
-		}
+	c = ch.Connection
+	if !ch.Passed {
 		s.metrics.connects.WithLabelValues("test_failed").Inc()
-		s.message(w, r, http.StatusOK, s.testFailedMessage(r, c, res, terr))
+		s.message(w, r, http.StatusOK, s.testFailedMessage(r, c, ch.Test, ch.Err))
 		return
 	}
 	if !s.issueCode(w, r, c) {
 		return
 	}
 	s.metrics.connects.WithLabelValues("code_issued").Inc()
-	log.InfoContext(ctx, "connection pending, code issued", "mailbox", c.Mailbox, "mode", c.Mode)
+	s.log.InfoContext(ctx, "connection pending, code issued", "connection_id", c.ID, "customer", c.Customer, "user", u.Name,
+		"mailbox", c.Mailbox, "mode", c.Mode)
 	http.Redirect(w, r, "/connections/"+url.PathEscape(c.ID)+"/code", http.StatusSeeOther)
 }
 
@@ -503,32 +485,6 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, c connector.C
 	}
 	s.keepCode(r.Context(), c.ID, code, exp)
 	return true
-}
-
-// testPassed: the account must read the mailbox, and move or mark mail
-// unless nothing is to be done with processed mail.
-func testPassed(c connector.Connection, res TestResult, err error) bool {
-	if err != nil || !res.CanRead {
-		return false
-	}
-	return res.CanWrite || c.PostProcess.Action == connector.PostNone
-}
-
-// testProblem is the plain-language key for a failed test.
-func testProblem(res TestResult, err error) string {
-	switch {
-	case connector.IsKind(err, connector.NeedsConsent):
-		return "test.needs_consent"
-	case connector.IsKind(err, connector.AccessDenied), err == nil && !res.CanRead:
-		return "test.no_access"
-	case connector.IsKind(err, connector.NotFound):
-		return "test.not_found"
-	case err == nil && !res.CanWrite:
-		return "test.no_write"
-	case connector.IsKind(err, connector.Transient), connector.IsKind(err, connector.Throttled):
-		return "test.transient"
-	}
-	return "test.other"
 }
 
 func (s *Server) testFailedMessage(r *http.Request, c connector.Connection, res TestResult, err error) messageData {
@@ -657,129 +613,9 @@ func (s *Server) demoRedeem(w http.ResponseWriter, r *http.Request, u *sessionUs
 		s.fail(w, r, err)
 		return
 	}
-	if _, _, err := s.Redeem(ctx, u.Customer, r.PostFormValue("code"), u.actor()); err != nil {
+	if _, _, err := s.activation.Redeem(ctx, u.Customer, r.PostFormValue("code"), u.actor()); err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	http.Redirect(w, r, "/connections/"+url.PathEscape(id)+"/code", http.StatusSeeOther)
-}
-
-// Redeem redeems a one-time code of customer and activates its
-// connection. The DMS API, the demo button and `mailgate connections
-// redeem` (through the control service) all redeem here, so they keep the
-// same rules.
-func (s *Server) Redeem(ctx context.Context, customer, code, actor string) (connector.Connection, TestResult, error) {
-	id, err := s.deps.Codes.Redeem(ctx, customer, strings.TrimSpace(code))
-	if err != nil {
-		return connector.Connection{}, TestResult{}, fmt.Errorf("redeem: %w", err)
-	}
-	c, res, err := s.Activate(ctx, customer, id, actor)
-	if err == nil {
-		switch c.State {
-		case connector.StateActive:
-			s.metrics.redeems.WithLabelValues("active").Inc()
-		case connector.StateFailing:
-			s.metrics.redeems.WithLabelValues("failing").Inc()
-		}
-	}
-	return c, res, err
-}
-
-// Activate tests a pending connection of customer and makes it active (test
-// passed) or failing (with the reason). A connection that is not pending,
-// or of another customer, is refused like an invalid code. One that left
-// pending during the test (a token error that needs a person moved it to
-// needs_consent, or somebody deleted it) is left as it is.
-func (s *Server) Activate(ctx context.Context, customer, id, actor string) (connector.Connection, TestResult, error) {
-	c, err := s.deps.Connections.Get(ctx, id)
-	if err != nil {
-		return c, TestResult{}, fmt.Errorf("activate: get %s: %w", id, err)
-	}
-	if c.Customer != customer || c.State != connector.StatePending {
-		// Codes already refuses other customers' codes; a connection that
-		// moved on (deleted, or redeemed by another path) is no use either.
-		return connector.Connection{}, TestResult{}, fmt.Errorf("activate %s (state %s): %w", id, c.State, errInvalidCode)
-	}
-	if operatorApp(c) {
-		// Through the operator's app a connection reaches the whole
-		// tenant: only a tenant proven and bound to the customer.
-		b, ok, err := s.deps.Tenants.TenantOwner(ctx, c.TenantID)
-		if err != nil && !connector.IsKind(err, connector.Invalid) {
-			return connector.Connection{}, TestResult{}, fmt.Errorf("activate %s: tenant owner: %w", id, err)
-		}
-		if !ok || b.Customer != customer {
-			s.log.WarnContext(ctx, "activation refused: tenant not bound to the customer", "connection_id", id, "customer", customer, "tenant", c.TenantID)
-			return connector.Connection{}, TestResult{}, fmt.Errorf("activate %s: tenant not bound to %s: %w", id, customer, errInvalidCode)
-		}
-	}
-	res, terr := s.deps.Tester.Test(ctx, c)
-	passed := testPassed(c, res, terr)
-	c, err = s.deps.Connections.Update(ctx, id, func(c *connector.Connection) error {
-		if c.State != connector.StatePending {
-			return nil
-		}
-		if passed {
-			c.State = connector.StateActive
-			c.SetError("", connector.Other)
-		} else {
-			c.State = connector.StateFailing
-			c.SetError(testFailure(res, terr), testKind(res, terr))
-		}
-		c.UpdatedBy, c.UpdatedAt = actor, s.now()
-		return nil
-	})
-	if err != nil {
-		return c, res, fmt.Errorf("activate: update %s: %w", id, err)
-	}
-	s.log.InfoContext(ctx, "connection activated", "connection_id", id, "customer", customer, "actor", actor, "state", c.State)
-	if c.State == connector.StateActive && s.deps.Trigger != nil {
-		s.deps.Trigger.Trigger(id)
-	}
-	return c, res, nil
-}
-
-// testKind is the kind of a failed test's problem (see testProblem), stored
-// with its LastError.
-func testKind(res TestResult, err error) connector.Kind {
-	switch testProblem(res, err) {
-	case "test.needs_consent":
-		return connector.NeedsConsent
-	case "test.no_access", "test.no_write":
-		return connector.AccessDenied
-	case "test.not_found":
-		return connector.NotFound
-	case "test.transient":
-		return connector.KindOf(err)
-	}
-	return connector.Other
-}
-
-// testFailure is the LastError text of a failed test (English, stored).
-func testFailure(res TestResult, err error) string {
-	msg := map[string]string{
-		"test.needs_consent": "consent missing or expired: reconnect",
-		"test.no_access":     "the account has no full access to the mailbox",
-		"test.not_found":     "the mailbox was not found",
-		"test.no_write":      "the account can read but not move or mark mail",
-		"test.transient":     "Microsoft 365 was not reachable; try again",
-		"test.other":         "connection test failed",
-	}[testProblem(res, err)]
-	if res.Detail != "" {
-		msg += ": " + res.Detail
-	}
-	return msg
-}
-
-// audit records an action that the store's change events do not cover.
-func (s *Server) audit(ctx context.Context, c connector.Connection, from connector.State, action, actor string) {
-	if s.deps.Audit == nil {
-		return
-	}
-	err := s.deps.Audit.ConnectionChanged(ctx, archive.ConnectionChanged{
-		Customer: c.Customer, Connection: c.ID, Mailbox: c.Mailbox, From: string(from), To: string(c.State),
-		Action: action, Actor: actor,
-	})
-	if err != nil {
-		s.log.ErrorContext(ctx, "audit", "connection_id", c.ID, "action", action, "err", err)
-	}
 }

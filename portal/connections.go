@@ -308,44 +308,23 @@ func (s *Server) setSecret(w http.ResponseWriter, r *http.Request, u *sessionUse
 
 // finishReconnect applies new credentials, tests, and makes the connection
 // active when the test passes; the reconnect is audited either way.
-func (s *Server) finishReconnect(w http.ResponseWriter, r *http.Request, u *sessionUser, id string, apply func(*connector.Connection)) {
+func (s *Server) finishReconnect(w http.ResponseWriter, r *http.Request, u *sessionUser, id string, apply func(*connector.Connection), consents ...connector.Consent) {
 	ctx := r.Context()
 	c, err := s.ownConnection(ctx, u.Customer, id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	from := c.State
-	candidate := c
-	apply(&candidate)
-	res, terr := s.deps.Tester.Test(ctx, candidate)
-	passed := testPassed(candidate, res, terr)
-	c, err = s.deps.Connections.Update(ctx, id, func(c *connector.Connection) error {
-		apply(c)
-		if passed {
-			if c.State != connector.StatePaused && c.State != connector.StatePending {
-				c.State = connector.StateActive
-			}
-			c.SetError("", connector.Other)
-		} else {
-			c.SetError(testFailure(res, terr), testKind(res, terr))
-		}
-		c.UpdatedBy, c.UpdatedAt = u.actor(), s.now()
-		return nil
-	})
+	ch, err := s.activation.Renew(ctx, c, u.actor(), apply, consents...)
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("reconnect: update %s: %w", id, err))
+		s.fail(w, r, err)
 		return
 	}
-	s.audit(ctx, c, from, "reconnect", u.actor())
-	if !passed {
-		m := s.testFailedMessage(r, c, res, terr)
+	if !ch.Passed {
+		m := s.testFailedMessage(r, ch.Connection, ch.Test, ch.Err)
 		m.Links = []link{{Href: "/connections/" + url.PathEscape(id), Label: "nav.back"}}
 		s.message(w, r, http.StatusOK, m)
 		return
-	}
-	if c.State == connector.StateActive && s.deps.Trigger != nil {
-		s.deps.Trigger.Trigger(id)
 	}
 	s.sessions.Put(ctx, "flash", "flash.reconnected")
 	http.Redirect(w, r, "/connections/"+url.PathEscape(id), http.StatusSeeOther)

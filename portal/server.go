@@ -90,10 +90,11 @@ type Server struct {
 	metrics  *metrics
 	secure   bool
 
-	loginPair     *backoff        // failed logins per account and client
-	loginIP       *failureLimiter // failed logins per client
-	apiIP, apiKey *failureLimiter // failed API authentication and redeems
-	handler       http.Handler
+	loginPair  *backoff        // failed logins per account and client
+	loginIP    *failureLimiter // failed logins per client
+	apiIP      *failureLimiter // failed API authentication
+	activation *Activation
+	handler    http.Handler
 }
 
 // New builds the portal. It opens the KV buckets "users", "apikeys" and
@@ -128,7 +129,6 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*S
 		loginPair: newBackoff(3, time.Second, 5*time.Minute),
 		loginIP:   newFailureLimiter(6*time.Second, 20),
 		apiIP:     newFailureLimiter(6*time.Second, 20),
-		apiKey:    newFailureLimiter(12*time.Second, 5),
 	}
 	if s.users, err = NewUsers(ctx, js); err != nil {
 		return nil, fmt.Errorf("portal: %w", err)
@@ -151,6 +151,7 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*S
 	if s.metrics, err = newMetrics(cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("portal: %w", err)
 	}
+	s.activation = newActivation(deps, s.log, s.now, s.metrics)
 
 	sm := scs.New()
 	sm.Store = store
@@ -175,6 +176,10 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*S
 // Handler returns the portal's HTTP handler, protected against cross-origin
 // form posts.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// Activation returns where connections are tested and activated, for
+// the control service of the CLI.
+func (s *Server) Activation() *Activation { return s.activation }
 
 // Users returns the user directory (for tests and the CLI's wiring).
 func (s *Server) Users() *Users { return s.users }
