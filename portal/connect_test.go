@@ -877,6 +877,16 @@ func TestReconnectOwnApp(t *testing.T) {
 		t.Errorf("expired date: %d, want 400", r.status)
 	}
 	exp := time.Now().AddDate(1, 0, 0).UTC().Truncate(24 * time.Hour)
+	// A new secret whose test fails keeps the state and stores the
+	// reason with its kind.
+	e.tester.set(func(connector.Connection) (TestResult, error) {
+		return TestResult{}, connector.E("graph: mailbox", connector.NotFound, errors.New("no such mailbox"))
+	})
+	r = b.post("/connections/"+c.ID+"/secret", url.Values{"csrf": {tok}, "client_secret": {"wrong-secret"}, "secret_expires": {exp.Format(time.DateOnly)}})
+	if failed, _ := e.store.Get(t.Context(), c.ID); r.status != 200 || failed.State != connector.StateNeedsConsent || failed.ErrorKind() != connector.NotFound {
+		t.Errorf("failed test of a new secret: %d, %s with kind %q", r.status, failed.State, failed.LastErrorKind)
+	}
+	e.tester.set(nil)
 	r = b.post("/connections/"+c.ID+"/secret", url.Values{"csrf": {tok}, "client_secret": {"new-secret"}, "secret_expires": {exp.Format(time.DateOnly)}})
 	if r.status != http.StatusSeeOther || r.location() != "/connections/"+c.ID {
 		t.Fatalf("set secret: %d %q %s", r.status, r.location(), r.body)
@@ -886,7 +896,10 @@ func TestReconnectOwnApp(t *testing.T) {
 	if got.State != connector.StateActive || err != nil || string(plain) != "new-secret" || !got.SecretExpiresAt.Equal(exp) {
 		t.Errorf("after new secret: %s %q %v %v", got.State, plain, err, got.SecretExpiresAt)
 	}
-	if ev := e.audit.list(); len(ev) != 1 || ev[0].Action != "reconnect" {
+	if got.LastError != "" || got.LastErrorKind != "" {
+		t.Errorf("after new secret: error %q of kind %q left", got.LastError, got.LastErrorKind)
+	}
+	if ev := e.audit.list(); len(ev) != 2 || ev[0].Action != "reconnect" || ev[1].Action != "reconnect" {
 		t.Errorf("audit %+v", ev)
 	}
 	// A delegated connection has no secret form.
