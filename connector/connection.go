@@ -68,6 +68,12 @@ type Connection struct {
 	Mode      Mode   `json:"mode"`
 	State     State  `json:"state"`
 	LastError string `json:"lastError,omitempty"`
+	// LastErrorKind is the Kind name (Kind.String) of the failure that
+	// LastError tells, stored by whoever records the error, so that what
+	// to do about it is chosen by kind, never from the text. Records
+	// written before it existed get it once when read (see
+	// legacyErrorKind).
+	LastErrorKind string `json:"lastErrorKind,omitempty"`
 
 	PostProcess PostProcess `json:"postProcess"`
 	Backfill    Backfill    `json:"backfill"`
@@ -90,6 +96,18 @@ type Connection struct {
 	// "importer", "cli"); it becomes the actor of connection.changed events.
 	UpdatedBy string `json:"updatedBy,omitempty"`
 }
+
+// SetError records a failure (empty text: none) with its kind.
+func (c *Connection) SetError(text string, kind Kind) {
+	if text == "" {
+		c.LastError, c.LastErrorKind = "", ""
+		return
+	}
+	c.LastError, c.LastErrorKind = text, kind.String()
+}
+
+// ErrorKind is the kind of LastError; Other when there is none.
+func (c *Connection) ErrorKind() Kind { return ParseKind(c.LastErrorKind) }
 
 // Importable reports whether the importer should work this connection.
 func (c *Connection) Importable() bool { return c.State == StateActive }

@@ -49,6 +49,16 @@ func (k Kind) String() string {
 	return "other"
 }
 
+// ParseKind is the Kind whose String is name; Other for any other name.
+func ParseKind(name string) Kind {
+	for k := Other; k <= Invalid; k++ {
+		if k.String() == name {
+			return k
+		}
+	}
+	return Other
+}
+
 // Error is a classified failure of an operation against Microsoft 365.
 type Error struct {
 	Op         string        // the operation, e.g. "graph: delta"

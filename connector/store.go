@@ -197,6 +197,9 @@ func (s *Store) get(ctx context.Context, op, id string) (Connection, uint64, err
 	if err := json.Unmarshal(e.Value(), &c); err != nil {
 		return Connection{}, 0, fmt.Errorf("%s %s: decode: %w", op, id, err)
 	}
+	if c.LastError != "" && c.LastErrorKind == "" {
+		c.LastErrorKind = legacyErrorKind(c.LastError).String()
+	}
 	return c, e.Revision(), nil
 }
 
@@ -313,4 +316,26 @@ func cloneBytes(b []byte) []byte {
 		return nil
 	}
 	return append([]byte(nil), b...)
+}
+
+// legacyErrorKind is the kind of a LastError stored before
+// LastErrorKind existed, when only the text was kept. The importer stored
+// an *Error's text, which names its kind (Error.Error), and token
+// refusals carried their AADSTS code. It is the only place that reads an
+// error's text; new records carry their kind.
+func legacyErrorKind(lastError string) Kind {
+	e := strings.ToLower(lastError)
+	switch {
+	case strings.Contains(e, "needs_consent"), strings.Contains(e, "aadsts"):
+		return NeedsConsent
+	case strings.Contains(e, "access_denied"):
+		return AccessDenied
+	case strings.Contains(e, "not_found"):
+		return NotFound
+	case strings.Contains(e, "throttled"):
+		return Throttled
+	case strings.Contains(e, "transient"):
+		return Transient
+	}
+	return Other
 }

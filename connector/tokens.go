@@ -406,7 +406,7 @@ func (t *Tokens) needsConsent(ctx context.Context, id string, cause error) {
 			return errNoChange
 		}
 		c.State = StateNeedsConsent
-		c.LastError = explanation
+		c.SetError(explanation, NeedsConsent)
 		c.UpdatedBy = "importer"
 		return nil
 	})

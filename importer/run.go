@@ -446,7 +446,7 @@ func (im *Importer) finish(ctx context.Context, p *pass, err error) (next time.T
 		}
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		im.setState(ctx, c, to, action, msg)
+		im.setState(ctx, c, to, action, msg, kind)
 	}
 	return next
 }
@@ -457,13 +457,14 @@ var errStateChanged = errors.New("importer: connection state changed meanwhile")
 
 // setState moves a connection from the state the pass saw to "to". A
 // connection somebody else changed meanwhile is left alone.
-func (im *Importer) setState(ctx context.Context, c connector.Connection, to connector.State, action, lastError string) {
+func (im *Importer) setState(ctx context.Context, c connector.Connection, to connector.State, action, lastError string, kind connector.Kind) {
 	from := c.State
 	_, err := im.deps.Connections.Update(ctx, c.ID, func(cc *connector.Connection) error {
 		if cc.State != from {
 			return errStateChanged
 		}
-		cc.State, cc.LastError, cc.UpdatedBy = to, lastError, "importer"
+		cc.State, cc.UpdatedBy = to, "importer"
+		cc.SetError(lastError, kind)
 		return nil
 	})
 	if errors.Is(err, errStateChanged) {

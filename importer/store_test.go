@@ -2,6 +2,7 @@ package importer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 
@@ -45,13 +46,14 @@ func TestWithConnectorStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	state := func() connector.State {
+	get := func() connector.Connection {
 		c, err := store.Get(ctx, c.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return c.State
+		return c
 	}
+	state := func() connector.State { return get().State }
 	for range 2 {
 		if _, err := im.SyncNow(ctx, c.ID); err == nil {
 			t.Fatal("pass succeeded")
@@ -60,12 +62,32 @@ func TestWithConnectorStore(t *testing.T) {
 	if s := state(); s != connector.StateFailing {
 		t.Fatalf("state %s, want failing", s)
 	}
+	// The kind is stored with the error, for the portal's advice (read
+	// raw: the store would derive it from an old record's text).
+	kv, err := e.js.KeyValue(ctx, connector.ConnectionsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := kv.Get(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw connector.Connection
+	if err := json.Unmarshal(entry.Value(), &raw); err != nil {
+		t.Fatal(err)
+	}
+	if raw.ErrorKind() != connector.AccessDenied || raw.LastError == "" {
+		t.Errorf("failing: stored error %q of kind %q, want access_denied", raw.LastError, raw.LastErrorKind)
+	}
 	broken = false
 	if _, err := im.SyncNow(ctx, c.ID); err != nil {
 		t.Fatal(err)
 	}
 	if s := state(); s != connector.StateActive {
 		t.Fatalf("state %s, want active", s)
+	}
+	if c := get(); c.LastError != "" || c.LastErrorKind != "" {
+		t.Errorf("recovered: error %q of kind %q left", c.LastError, c.LastErrorKind)
 	}
 	if n, _ := e.events.counts(); n != want.imported {
 		t.Errorf("imported %d, want %d", n, want.imported)
@@ -78,5 +100,8 @@ func TestWithConnectorStore(t *testing.T) {
 	}
 	if s := state(); s != connector.StateNeedsConsent {
 		t.Fatalf("state %s, want needs_consent", s)
+	}
+	if c := get(); c.ErrorKind() != connector.NeedsConsent {
+		t.Errorf("needs_consent: kind %q", c.LastErrorKind)
 	}
 }

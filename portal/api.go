@@ -1,7 +1,6 @@
 package portal
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -131,7 +130,7 @@ func (s *Server) apiRedeem(w http.ResponseWriter, r *http.Request, key APIKey) {
 		s.apiError(w, r, invalid(`body must be {"code":"…"}`))
 		return
 	}
-	c, res, err := s.RedeemLimited(ctx, key.Customer, req.Code, "api:"+key.ID, "key:"+key.ID, "ip:"+ip)
+	c, res, err := s.activation.RedeemLimited(ctx, key.Customer, req.Code, "api:"+key.ID, "key:"+key.ID, "ip:"+ip)
 	if err != nil {
 		if isInvalidCode(err) {
 			s.log.InfoContext(ctx, "invalid code", "key_id", key.ID, "ip", ip)
@@ -140,43 +139,6 @@ func (s *Server) apiRedeem(w http.ResponseWriter, r *http.Request, key APIKey) {
 		return
 	}
 	s.apiJSON(w, r, http.StatusOK, connectionResponse{Connection: toAPI(c), Test: &res})
-}
-
-// RedeemLimited redeems code for customer under the DMS API's rules: every
-// one of limits (names of who is asking) gives a token of its failure
-// budget before the attempt, in one step with the check, and an attempt
-// that is not an invalid, expired, used or foreign code gets them back.
-// While any of limits has none left, it is refused with an error
-// RetryAfter recognises. The DMS API (limits: its API key and client
-// address) and `mailgate connections redeem` through the control service
-// (limits: the CLI and the customer) both redeem here.
-func (s *Server) RedeemLimited(ctx context.Context, customer, code, actor string, limits ...string) (connector.Connection, TestResult, error) {
-	takes := make([]func(time.Time) (time.Duration, func()), len(limits))
-	for i, k := range limits {
-		takes[i] = s.apiKey.on(k)
-	}
-	wait, release := takeAll(s.now(), takes...)
-	if wait > 0 {
-		s.metrics.redeems.WithLabelValues("limited").Inc()
-		return connector.Connection{}, TestResult{}, &rateLimitedError{retryAfter: wait}
-	}
-	c, res, err := s.Redeem(ctx, customer, code, actor)
-	if isInvalidCode(err) {
-		s.metrics.redeems.WithLabelValues("invalid").Inc()
-	} else {
-		release()
-	}
-	return c, res, err
-}
-
-// RetryAfter reports whether err refuses an attempt for too many failures,
-// and how long the caller must wait.
-func RetryAfter(err error) (time.Duration, bool) {
-	var rl *rateLimitedError
-	if errors.As(err, &rl) {
-		return rl.retryAfter, true
-	}
-	return 0, false
 }
 
 func (s *Server) apiList(w http.ResponseWriter, r *http.Request, key APIKey) {
@@ -210,56 +172,12 @@ func (s *Server) apiTest(w http.ResponseWriter, r *http.Request, key APIKey) {
 		s.apiError(w, r, err)
 		return
 	}
-	c, res, err := s.Retest(ctx, c.ID, "api:"+key.ID)
+	c, res, err := s.activation.Retest(ctx, c.ID, "api:"+key.ID)
 	if err != nil {
 		s.apiError(w, r, err)
 		return
 	}
 	s.apiJSON(w, r, http.StatusOK, connectionResponse{Connection: toAPI(c), Test: &res})
-}
-
-// Retest runs the connection test of a connection; a failing one that
-// passes becomes active again, other states stay. A failed test is
-// reported in the result's Detail, not as an error. A connection in
-// needs_consent is not tested: it waits for a person to reconnect it, and
-// Microsoft would only refuse again. The DMS API and `mailgate connections
-// test` use it.
-func (s *Server) Retest(ctx context.Context, id, actor string) (connector.Connection, TestResult, error) {
-	c, err := s.deps.Connections.Get(ctx, id)
-	if err != nil {
-		return c, TestResult{}, fmt.Errorf("test %s: %w", id, err)
-	}
-	var res TestResult
-	var terr error
-	if c.State == connector.StateNeedsConsent {
-		terr = connector.E("portal: test", connector.NeedsConsent, errors.New("the connection waits for a person to reconnect it"))
-	} else {
-		res, terr = s.deps.Tester.Test(ctx, c)
-	}
-	if terr != nil {
-		res.Detail = strings.TrimSpace(res.Detail + " " + testFailure(res, terr))
-		s.log.InfoContext(ctx, "connection test failed", "connection_id", c.ID, "actor", actor, "err", terr)
-	}
-	if c.State == connector.StateFailing && testPassed(c, res, terr) {
-		c, err = s.recoverConnection(ctx, c.ID, actor)
-	}
-	return c, res, err
-}
-
-func (s *Server) recoverConnection(ctx context.Context, id, actor string) (connector.Connection, error) {
-	c, err := s.deps.Connections.Update(ctx, id, func(c *connector.Connection) error {
-		if c.State == connector.StateFailing {
-			c.State, c.LastError, c.UpdatedBy, c.UpdatedAt = connector.StateActive, "", actor, s.now()
-		}
-		return nil
-	})
-	if err != nil {
-		return c, fmt.Errorf("recover %s: %w", id, err)
-	}
-	if s.deps.Trigger != nil {
-		s.deps.Trigger.Trigger(id)
-	}
-	return c, nil
 }
 
 func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request, key APIKey) {

@@ -128,6 +128,12 @@ func TestAPIRedeemFailingTest(t *testing.T) {
 	if got := e.state(c.ID); got != connector.StateFailing {
 		t.Errorf("state %s, want failing", got)
 	}
+	// The reason's kind is stored with it: reading is no use without
+	// moving, which the account was not allowed.
+	stored, err := e.store.Get(t.Context(), c.ID)
+	if err != nil || stored.ErrorKind() != connector.AccessDenied {
+		t.Errorf("stored kind %q (%v), want access_denied", stored.LastErrorKind, err)
+	}
 	if ids := e.trigger.list(); len(ids) != 0 {
 		t.Errorf("failing connection triggered: %v", ids)
 	}
@@ -136,6 +142,9 @@ func TestAPIRedeemFailingTest(t *testing.T) {
 	status, body, _ = e.api("POST", "/api/v1/connections/"+c.ID+"/test", key, nil)
 	if status != 200 || body["connection"].(map[string]any)["state"] != "active" {
 		t.Errorf("test: %d %v", status, body)
+	}
+	if stored, err := e.store.Get(t.Context(), c.ID); err != nil || stored.LastError != "" || stored.LastErrorKind != "" {
+		t.Errorf("recovered: error %q of kind %q left (%v)", stored.LastError, stored.LastErrorKind, err)
 	}
 }
 

@@ -7,7 +7,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
 	"time"
+
+	"github.com/mailgate/mailgate/connector"
 )
 
 // keptCode is a one-time code as the session holds it for the code page:
@@ -59,4 +64,87 @@ func (s *Server) keptCodeOf(ctx context.Context, id string) (string, time.Time, 
 		return "", time.Time{}, false // sealed for a session token since renewed
 	}
 	return string(code), k.ExpiresAt, true
+}
+
+// issueCode issues a one-time code for c and keeps it in the session for
+// the code page; on failure it answers the request and reports false.
+func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, c connector.Connection) bool {
+	code, exp, err := s.deps.Codes.Issue(r.Context(), c.Customer, c.ID)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("issue code: %w", err))
+		return false
+	}
+	s.keepCode(r.Context(), c.ID, code, exp)
+	return true
+}
+
+type codeData struct {
+	C         connector.Connection
+	Code      string
+	ExpiresAt time.Time
+	Active    bool
+}
+
+// refresh makes the code page reload every 5 seconds until it is connected.
+func (d codeData) refresh() int {
+	if d.Active {
+		return 0
+	}
+	return 5
+}
+
+func (s *Server) showCode(w http.ResponseWriter, r *http.Request, u *sessionUser) {
+	ctx := r.Context()
+	c, err := s.ownConnection(ctx, u.Customer, r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	d := codeData{C: c}
+	switch c.State {
+	case connector.StatePending:
+		if code, exp, ok := s.keptCodeOf(ctx, c.ID); ok {
+			d.Code, d.ExpiresAt = code, exp
+		}
+	case connector.StateActive:
+		s.sessions.Remove(ctx, "code:"+c.ID)
+		d.Active = true
+	default:
+		http.Redirect(w, r, "/connections/"+url.PathEscape(c.ID), http.StatusSeeOther)
+		return
+	}
+	s.render(w, r, http.StatusOK, "code", "code.page_title", d)
+}
+
+// reissueCode gives a pending connection a new code when the old one expired.
+func (s *Server) reissueCode(w http.ResponseWriter, r *http.Request, u *sessionUser) {
+	ctx := r.Context()
+	c, err := s.ownConnection(ctx, u.Customer, r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if c.State != connector.StatePending {
+		http.Redirect(w, r, "/connections/"+url.PathEscape(c.ID), http.StatusSeeOther)
+		return
+	}
+	if !s.issueCode(w, r, c) {
+		return
+	}
+	http.Redirect(w, r, "/connections/"+url.PathEscape(c.ID)+"/code", http.StatusSeeOther)
+}
+
+// demoRedeem redeems the code as the DMS would (demo installations only).
+func (s *Server) demoRedeem(w http.ResponseWriter, r *http.Request, u *sessionUser) {
+	ctx := r.Context()
+	id := r.PostFormValue("id")
+	if _, err := s.ownConnection(ctx, u.Customer, id); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if _, _, err := s.activation.Redeem(ctx, u.Customer, r.PostFormValue("code"), u.actor()); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/connections/"+url.PathEscape(id)+"/code", http.StatusSeeOther)
 }

@@ -877,6 +877,16 @@ func TestReconnectOwnApp(t *testing.T) {
 		t.Errorf("expired date: %d, want 400", r.status)
 	}
 	exp := time.Now().AddDate(1, 0, 0).UTC().Truncate(24 * time.Hour)
+	// A new secret whose test fails keeps the state and stores the
+	// reason with its kind.
+	e.tester.set(func(connector.Connection) (TestResult, error) {
+		return TestResult{}, connector.E("graph: mailbox", connector.NotFound, errors.New("no such mailbox"))
+	})
+	r = b.post("/connections/"+c.ID+"/secret", url.Values{"csrf": {tok}, "client_secret": {"wrong-secret"}, "secret_expires": {exp.Format(time.DateOnly)}})
+	if failed, _ := e.store.Get(t.Context(), c.ID); r.status != 200 || failed.State != connector.StateNeedsConsent || failed.ErrorKind() != connector.NotFound {
+		t.Errorf("failed test of a new secret: %d, %s with kind %q", r.status, failed.State, failed.LastErrorKind)
+	}
+	e.tester.set(nil)
 	r = b.post("/connections/"+c.ID+"/secret", url.Values{"csrf": {tok}, "client_secret": {"new-secret"}, "secret_expires": {exp.Format(time.DateOnly)}})
 	if r.status != http.StatusSeeOther || r.location() != "/connections/"+c.ID {
 		t.Fatalf("set secret: %d %q %s", r.status, r.location(), r.body)
@@ -886,7 +896,10 @@ func TestReconnectOwnApp(t *testing.T) {
 	if got.State != connector.StateActive || err != nil || string(plain) != "new-secret" || !got.SecretExpiresAt.Equal(exp) {
 		t.Errorf("after new secret: %s %q %v %v", got.State, plain, err, got.SecretExpiresAt)
 	}
-	if ev := e.audit.list(); len(ev) != 1 || ev[0].Action != "reconnect" {
+	if got.LastError != "" || got.LastErrorKind != "" {
+		t.Errorf("after new secret: error %q of kind %q left", got.LastError, got.LastErrorKind)
+	}
+	if ev := e.audit.list(); len(ev) != 2 || ev[0].Action != "reconnect" || ev[1].Action != "reconnect" {
 		t.Errorf("audit %+v", ev)
 	}
 	// A delegated connection has no secret form.
@@ -938,20 +951,48 @@ func mustParse(t *testing.T, s string) *url.URL {
 	return u
 }
 
-func TestLastErrorAdvice(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"graph: delta: needs_consent (AADSTS50173): grant revoked", "advice.needs_consent"},
-		{"token: AADSTS700082 expired", "advice.needs_consent"},
-		{"graph: messages: access_denied (ErrorAccessDenied)", "advice.access_denied"},
-		{"graph: delta: not_found (ErrorFolderNotFound)", "advice.not_found"},
-		{"graph: delta: throttled (429)", "advice.transient"},
-		{"graph: delta: transient: EOF", "advice.transient"},
-		{"something else", "advice.failing"},
-		{"", "advice.failing"},
+func TestErrorAdvice(t *testing.T) {
+	tests := []struct {
+		kind connector.Kind
+		want string
+	}{
+		{connector.NeedsConsent, "advice.needs_consent"},
+		{connector.AccessDenied, "advice.access_denied"},
+		{connector.NotFound, "advice.not_found"},
+		{connector.Throttled, "advice.transient"},
+		{connector.Transient, "advice.transient"},
+		{connector.Other, "advice.failing"},
+		{connector.SyncReset, "advice.failing"},
 	}
 	for _, tt := range tests {
-		if got := lastErrorAdvice(tt.in); got != tt.want {
-			t.Errorf("lastErrorAdvice(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := errorAdvice(tt.kind); got != tt.want {
+			t.Errorf("errorAdvice(%v) = %q, want %q", tt.kind, got, tt.want)
+		}
+	}
+}
+
+// TestFailingAdviceByKind: a failing connection's advice follows the kind
+// stored with its error, not words in the error's text.
+func TestFailingAdviceByKind(t *testing.T) {
+	e := newEnv(t)
+	b := e.loggedIn("alice")
+	c := e.connection(customerA, connector.StateActive)
+	const text = "graph: delta: the text says transient and access_denied"
+	if _, err := e.store.Update(t.Context(), c.ID, func(c *connector.Connection) error {
+		c.State, c.UpdatedBy = connector.StateFailing, "importer"
+		c.SetError(text, connector.NotFound)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	body := html.UnescapeString(b.get("/connections/" + c.ID).body)
+	want := catalogue["en"]["advice.not_found"]
+	if !strings.Contains(body, want) || !strings.Contains(body, text) {
+		t.Errorf("page lacks the not_found advice %q or the error", want)
+	}
+	for _, other := range []string{"advice.transient", "advice.access_denied"} {
+		if strings.Contains(body, catalogue["en"][other]) {
+			t.Errorf("page shows %s, read from the text", other)
 		}
 	}
 }

@@ -77,7 +77,7 @@ func (s *Server) showConnection(w http.ResponseWriter, r *http.Request, u *sessi
 			}
 			slices.SortFunc(d.Reasons, func(a, b reasonCount) int { return int(b.Count - a.Count) })
 			if c.LastError == "" && st.LastError != "" {
-				c.LastError = st.LastError
+				c.LastError, c.LastErrorKind = st.LastError, st.LastErrorKind
 				d.C = c
 			}
 		}
@@ -103,7 +103,7 @@ func (s *Server) showConnection(w http.ResponseWriter, r *http.Request, u *sessi
 	case connector.StateNeedsConsent:
 		d.Advice = needsConsentAdvice(c)
 	case connector.StateFailing:
-		d.Advice = lastErrorAdvice(c.LastError)
+		d.Advice = errorAdvice(c.ErrorKind())
 	case connector.StatePending:
 		d.Advice = "advice.pending"
 	}
@@ -220,10 +220,13 @@ func (s *Server) reconnect(w http.ResponseWriter, r *http.Request, u *sessionUse
 		return
 	}
 	f := connectForm{Mailbox: c.Mailbox, Mode: "delegated"}
-	wz := wizard{Kind: "reconnect", Form: f, Req: connector.NewAuthRequest(), ReconnectID: c.ID}
+	wz := wizard{Step: stepReconnect, Form: f, Req: connector.NewAuthRequest(), ReconnectID: c.ID}
 	switch {
 	case c.Mode == connector.Delegated:
-		s.putWizard(ctx, wz)
+		if err := s.advance(ctx, stepStart, wz); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		hint := c.ConsentedBy
 		if hint == "" {
 			hint = loginHint(u)
@@ -232,8 +235,11 @@ func (s *Server) reconnect(w http.ResponseWriter, r *http.Request, u *sessionUse
 	case c.Mode == connector.AppOnly && len(c.ClientSecret) == 0:
 		// Our own app: admin consent again, then test.
 		wz.Form.Mode, wz.Form.Tenant = "admin", c.TenantID
-		wz.Kind = "admin_reconnect"
-		s.putWizard(ctx, wz)
+		wz.Step = stepAdminReconnect
+		if err := s.advance(ctx, stepStart, wz); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		http.Redirect(w, r, s.deps.Identity.AdminConsentURL(c.TenantID, wz.Req.State, s.redirectURI()), http.StatusSeeOther)
 	default:
 		// The customer's own app: new credentials are a new client secret.
@@ -302,44 +308,23 @@ func (s *Server) setSecret(w http.ResponseWriter, r *http.Request, u *sessionUse
 
 // finishReconnect applies new credentials, tests, and makes the connection
 // active when the test passes; the reconnect is audited either way.
-func (s *Server) finishReconnect(w http.ResponseWriter, r *http.Request, u *sessionUser, id string, apply func(*connector.Connection)) {
+func (s *Server) finishReconnect(w http.ResponseWriter, r *http.Request, u *sessionUser, id string, apply func(*connector.Connection), consents ...connector.Consent) {
 	ctx := r.Context()
 	c, err := s.ownConnection(ctx, u.Customer, id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	from := c.State
-	candidate := c
-	apply(&candidate)
-	res, terr := s.deps.Tester.Test(ctx, candidate)
-	passed := testPassed(candidate, res, terr)
-	c, err = s.deps.Connections.Update(ctx, id, func(c *connector.Connection) error {
-		apply(c)
-		if passed {
-			if c.State != connector.StatePaused && c.State != connector.StatePending {
-				c.State = connector.StateActive
-			}
-			c.LastError = ""
-		} else {
-			c.LastError = testFailure(res, terr)
-		}
-		c.UpdatedBy, c.UpdatedAt = u.actor(), s.now()
-		return nil
-	})
+	ch, err := s.activation.Renew(ctx, c, u.actor(), apply, consents...)
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("reconnect: update %s: %w", id, err))
+		s.fail(w, r, err)
 		return
 	}
-	s.audit(ctx, c, from, "reconnect", u.actor())
-	if !passed {
-		m := s.testFailedMessage(r, c, res, terr)
+	if !ch.Passed {
+		m := s.testFailedMessage(r, ch.Connection, ch.Test, ch.Err)
 		m.Links = []link{{Href: "/connections/" + url.PathEscape(id), Label: "nav.back"}}
 		s.message(w, r, http.StatusOK, m)
 		return
-	}
-	if c.State == connector.StateActive && s.deps.Trigger != nil {
-		s.deps.Trigger.Trigger(id)
 	}
 	s.sessions.Put(ctx, "flash", "flash.reconnected")
 	http.Redirect(w, r, "/connections/"+url.PathEscape(id), http.StatusSeeOther)
@@ -398,18 +383,18 @@ func needsConsentAdvice(c connector.Connection) string {
 	return "advice.needs_consent"
 }
 
-// lastErrorAdvice turns a stored error text into what a person can do about
-// it. Stored errors carry the connector's kind names (see connector.Kind).
-func lastErrorAdvice(lastError string) string {
-	e := strings.ToLower(lastError)
-	switch {
-	case strings.Contains(e, "needs_consent"), strings.Contains(e, "aadsts"):
+// errorAdvice is what a person can do about a connection's last error,
+// chosen by its kind (stored with the error, see
+// connector.Connection.LastErrorKind).
+func errorAdvice(kind connector.Kind) string {
+	switch kind {
+	case connector.NeedsConsent:
 		return "advice.needs_consent"
-	case strings.Contains(e, "access_denied"):
+	case connector.AccessDenied:
 		return "advice.access_denied"
-	case strings.Contains(e, "not_found"):
+	case connector.NotFound:
 		return "advice.not_found"
-	case strings.Contains(e, "throttled"), strings.Contains(e, "transient"):
+	case connector.Throttled, connector.Transient:
 		return "advice.transient"
 	}
 	return "advice.failing"

@@ -82,9 +82,12 @@ type Statuses interface {
 
 // ConnectionStatus is the importer's view of one connection.
 type ConnectionStatus struct {
-	LastSync         time.Time
-	NextSync         time.Time
-	LastError        string
+	LastSync  time.Time
+	NextSync  time.Time
+	LastError string
+	// LastErrorKind is the kind of LastError: a connector.Kind name, or
+	// "infrastructure" for the operator's fault.
+	LastErrorKind    string
 	Imported         int64
 	Skipped          int64
 	SkippedByReason  map[string]int64

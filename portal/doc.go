@@ -25,6 +25,13 @@
 //     connection is tested again and becomes active. The code page refreshes
 //     itself and shows "connected".
 //
+// The wizard is a state machine (wizard.go): typed steps, one transition
+// table, and one handler per step for Microsoft's return (steps.go). Every
+// route that tests or activates a connection (the wizard, the DMS API in
+// api.go, the CLI's control service in cmd/mailgate) goes through one
+// Activation (activation.go). A failing connection's advice is chosen by
+// the kind stored with its last error, never by its text.
+//
 // State lives in JetStream KV buckets: "users", "apikeys" and "sessions"
 // (shared by several portal replicas). Connections, codes and audit events
 // belong to other packages and are reached through the small interfaces in

@@ -427,5 +427,6 @@ func (s simTester) Test(ctx context.Context, c connector.Connection) (TestResult
 
 // withSimTester replaces the fake tester with simTester.
 func (e *env) withSimTester() {
-	e.srv.deps.Tester = simTester{tokens: connector.NewTokens(e.identity, e.store, e.sealer, nil), graphURL: e.sim.GraphURL()}
+	t := simTester{tokens: connector.NewTokens(e.identity, e.store, e.sealer, nil), graphURL: e.sim.GraphURL()}
+	e.srv.deps.Tester, e.srv.activation.deps.Tester = t, t // the activation tests with what it was built with
 }

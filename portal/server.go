@@ -2,22 +2,18 @@ package portal
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/oauth2"
 
 	"github.com/mailgate/mailgate/connector"
 )
@@ -90,10 +86,11 @@ type Server struct {
 	metrics  *metrics
 	secure   bool
 
-	loginPair     *backoff        // failed logins per account and client
-	loginIP       *failureLimiter // failed logins per client
-	apiIP, apiKey *failureLimiter // failed API authentication and redeems
-	handler       http.Handler
+	loginPair  *backoff        // failed logins per account and client
+	loginIP    *failureLimiter // failed logins per client
+	apiIP      *failureLimiter // failed API authentication
+	activation *Activation
+	handler    http.Handler
 }
 
 // New builds the portal. It opens the KV buckets "users", "apikeys" and
@@ -128,7 +125,6 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*S
 		loginPair: newBackoff(3, time.Second, 5*time.Minute),
 		loginIP:   newFailureLimiter(6*time.Second, 20),
 		apiIP:     newFailureLimiter(6*time.Second, 20),
-		apiKey:    newFailureLimiter(12*time.Second, 5),
 	}
 	if s.users, err = NewUsers(ctx, js); err != nil {
 		return nil, fmt.Errorf("portal: %w", err)
@@ -151,6 +147,7 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*S
 	if s.metrics, err = newMetrics(cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("portal: %w", err)
 	}
+	s.activation = newActivation(deps, s.log, s.now, s.metrics)
 
 	sm := scs.New()
 	sm.Store = store
@@ -175,6 +172,10 @@ func New(ctx context.Context, js jetstream.JetStream, deps Deps, cfg Config) (*S
 // Handler returns the portal's HTTP handler, protected against cross-origin
 // form posts.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// Activation returns where connections are tested and activated, for
+// the control service of the CLI.
+func (s *Server) Activation() *Activation { return s.activation }
 
 // Users returns the user directory (for tests and the CLI's wiring).
 func (s *Server) Users() *Users { return s.users }
@@ -273,103 +274,6 @@ func securityHeaders(next http.Handler, identityOrigin string) http.Handler {
 	})
 }
 
-// sessionUser is who is logged in, kept in the session as JSON.
-type sessionUser struct {
-	Name     string   `json:"name"`
-	Customer string   `json:"customer"`
-	Groups   []string `json:"groups"`
-	Via      string   `json:"via"` // "password" or "sso"
-	// Until ends an SSO session when its id_token expires: the groups
-	// came from the token, and a fresh sign-in brings the current ones.
-	Until time.Time `json:"until,omitzero"`
-}
-
-// actor names the user in UpdatedBy and audit events.
-func (u *sessionUser) actor() string { return "portal:" + u.Name }
-
-// currentUser is the session's user as the directory knows them now: a
-// built-in user is looked up on every request, so removing the user, or a
-// group of theirs, takes effect on their next request; an SSO session ends
-// when its id_token expires. A user who is gone is logged out.
-func (s *Server) currentUser(ctx context.Context) *sessionUser {
-	raw := s.sessions.GetString(ctx, "user")
-	if raw == "" {
-		return nil
-	}
-	var u sessionUser
-	if err := json.Unmarshal([]byte(raw), &u); err != nil {
-		return nil
-	}
-	switch u.Via {
-	case "sso":
-		if !u.Until.IsZero() && !s.now().Before(u.Until) {
-			s.sessions.Remove(ctx, "user")
-			return nil
-		}
-	default:
-		su, err := s.users.get(ctx, u.Name)
-		if err != nil {
-			if errors.Is(err, errNotFound) {
-				s.log.InfoContext(ctx, "session of a removed user ended", "user", u.Name)
-				s.sessions.Remove(ctx, "user")
-			} else {
-				s.log.ErrorContext(ctx, "look up session user", "user", u.Name, "err", err)
-			}
-			return nil // fail closed
-		}
-		if su.Customer != u.Customer {
-			s.sessions.Remove(ctx, "user")
-			return nil
-		}
-		u.Groups = su.Groups
-	}
-	return &u
-}
-
-// member wraps a handler that needs a logged-in member of the connect group.
-func (s *Server) member(h func(http.ResponseWriter, *http.Request, *sessionUser)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		u := s.currentUser(r.Context())
-		if u == nil {
-			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-			return
-		}
-		if !slices.Contains(u.Groups, s.cfg.ConnectGroup) {
-			w.Header().Set("Cache-Control", "no-store")
-			s.render(w, r, http.StatusForbidden, "forbidden", "forbidden.title", s.cfg.ConnectGroup)
-			return
-		}
-		if r.Method == http.MethodPost {
-			if err := s.checkCSRF(r); err != nil {
-				s.fail(w, r, err)
-				return
-			}
-		}
-		w.Header().Set("Cache-Control", "no-store")
-		h(w, r, u)
-	}
-}
-
-// csrfToken returns the session's form token, creating it on first use.
-func (s *Server) csrfToken(ctx context.Context) string {
-	t := s.sessions.GetString(ctx, "csrf")
-	if t == "" {
-		t = randomToken()
-		s.sessions.Put(ctx, "csrf", t)
-	}
-	return t
-}
-
-// checkCSRF compares the form's token with the session's in constant time.
-func (s *Server) checkCSRF(r *http.Request) error {
-	want := s.sessions.GetString(r.Context(), "csrf")
-	got := r.PostFormValue("csrf")
-	if want == "" || !constantEqual(got, want) {
-		return errBadCSRF
-	}
-	return nil
-}
-
 // fail renders an error page; internal details only go to the log.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code, msg := errorInfo(err)
@@ -415,112 +319,3 @@ func (s *Server) ownConnections(ctx context.Context, customer string) ([]connect
 }
 
 func (s *Server) redirectURI() string { return s.cfg.PublicURL + "/connect/callback" }
-
-func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write([]byte("ok\n"))
-}
-
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if s.cfg.Ready != nil {
-		if err := s.cfg.Ready(r.Context()); err != nil {
-			s.log.WarnContext(r.Context(), "not ready", "err", err)
-			// One line per problem, as the operator must fix them.
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("not ready\n" + err.Error() + "\n"))
-			return
-		}
-	}
-	_, _ = w.Write([]byte("ok\n"))
-}
-
-// clientIP is the address of the client behind r: the peer, or, when the
-// peer is a trusted proxy, the nearest untrusted address the proxies
-// recorded in X-Forwarded-For.
-func (s *Server) clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	if !s.trusted(host) {
-		return host
-	}
-	var hops []string
-	for _, h := range r.Header.Values("X-Forwarded-For") {
-		hops = append(hops, strings.Split(h, ",")...)
-	}
-	for _, hop := range slices.Backward(hops) {
-		hop = strings.TrimSpace(hop)
-		if _, err := netip.ParseAddr(hop); err != nil {
-			break // a proxy wrote nonsense: stop at the last address we can tell
-		}
-		host = hop
-		if !s.trusted(hop) {
-			break
-		}
-	}
-	return host
-}
-
-func (s *Server) trusted(addr string) bool {
-	ip, err := netip.ParseAddr(addr)
-	if err != nil {
-		return false
-	}
-	ip = ip.Unmap()
-	for _, p := range s.cfg.TrustedProxies {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
-
-func randomToken() string { return oauth2.GenerateVerifier() }
-
-// defaultNext is where a refused or missing next goes.
-const defaultNext = "/connections"
-
-// safeNext keeps redirects after login on this site. next is accepted only
-// as a path a browser resolves on this host, judged both as written and as
-// a browser reads it (the WHATWG URL parser removes tabs and newlines,
-// trims leading controls and spaces, and takes a backslash for a slash):
-// a path-absolute reference that url.Parse reads with no scheme, host or
-// user, with no control character or backslash, raw or percent-encoded in
-// the path, whose path does not start with "//" and has no dot segment
-// (which would collapse to "//"). Everything else goes to /connections.
-func safeNext(next string) string {
-	if !localPath(next) {
-		return defaultNext
-	}
-	return next
-}
-
-func localPath(next string) bool {
-	if next == "" || next[0] != '/' || len(next) > 2048 {
-		return false
-	}
-	if strings.ContainsFunc(next, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
-		return false
-	}
-	u, err := url.Parse(next)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
-		return false
-	}
-	// u.Path is decoded: %2f, %5c, %09 and the like count as what they
-	// encode.
-	p := u.Path
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
-		return false
-	}
-	if strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
-		return false
-	}
-	for seg := range strings.SplitSeq(p, "/") {
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return true
-}

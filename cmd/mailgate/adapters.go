@@ -65,6 +65,7 @@ func (s statusAdapter) Status(ctx context.Context, id string) (portal.Connection
 		LastSync:          st.LastSync,
 		NextSync:          st.NextSync,
 		LastError:         st.LastError,
+		LastErrorKind:     st.LastErrorKind,
 		Imported:          st.Imported,
 		Skipped:           st.Skipped,
 		SkippedByReason:   st.SkippedByReason,

@@ -251,6 +251,8 @@ func startControl(ctx context.Context, nc *nats.Conn, w *Wiring, secretKey []byt
 			_ = r.Respond(cc.seal(b, "reply:"+env.ID))
 		}))
 	}
+	// The portal's rules, as the DMS API and the wizard keep them.
+	activation := w.Portal.Activation()
 	result := func(c connector.Connection, t portal.TestResult, err error) (controlResult, error) {
 		return controlResult{Connection: c, Test: t}, err
 	}
@@ -258,51 +260,22 @@ func startControl(ctx context.Context, nc *nats.Conn, w *Wiring, secretKey []byt
 		handle("redeem", func(ctx context.Context, req controlRequest) (controlResult, error) {
 			// The DMS API's rules and failure limits, counted for the CLI
 			// as a whole and for the customer.
-			return result(w.Portal.RedeemLimited(ctx, req.Customer, req.Code, req.Actor, "cli", "cli:"+req.Customer))
+			return result(activation.RedeemLimited(ctx, req.Customer, req.Code, req.Actor, "cli", "cli:"+req.Customer))
 		}),
 		handle("test", func(ctx context.Context, req controlRequest) (controlResult, error) {
-			return result(w.Portal.Retest(ctx, req.ConnectionID, req.Actor))
+			return result(activation.Retest(ctx, req.ConnectionID, req.Actor))
 		}),
 		handle("add-app", func(ctx context.Context, req controlRequest) (controlResult, error) {
-			if err := connector.ValidCustomer(req.Customer); err != nil {
-				return controlResult{}, err
-			}
-			backfill := connector.Backfill{Mode: connector.BackfillNew}
-			if req.Backfill != nil {
-				backfill = *req.Backfill
-			}
-			post := connector.PostProcess{Action: connector.PostMove, Folder: "Archiviert"}
-			if req.PostProcess != nil {
-				post = *req.PostProcess
-			}
-			if err := errors.Join(backfill.Validate(time.Now()), post.Validate()); err != nil {
-				return controlResult{}, err
-			}
-			id := connector.NewID()
-			sealed, err := w.Sealer.SealFor(req.Customer, id, []byte(req.ClientSecret))
-			if err != nil {
-				return controlResult{}, err
-			}
-			c, err := w.Connections.Create(ctx, connector.Connection{
-				ID:              id,
+			return result(activation.AddApp(ctx, portal.AppConnection{
 				Customer:        req.Customer,
 				TenantID:        req.TenantID,
-				Mailbox:         req.Mailbox,
-				Folder:          "inbox",
-				Mode:            connector.AppOnly,
-				State:           connector.StatePending,
 				ClientID:        req.ClientID,
-				ClientSecret:    sealed,
+				ClientSecret:    []byte(req.ClientSecret),
 				SecretExpiresAt: req.SecretExpiresAt,
-				PostProcess:     post,
-				Backfill:        backfill,
-				CreatedBy:       req.Actor,
-				UpdatedBy:       req.Actor,
-			})
-			if err != nil {
-				return controlResult{}, err
-			}
-			return result(w.Portal.Activate(ctx, c.Customer, c.ID, req.Actor))
+				Mailbox:         req.Mailbox,
+				Backfill:        req.Backfill,
+				PostProcess:     req.PostProcess,
+			}, req.Actor))
 		}),
 	}
 	if err := errors.Join(errs...); err != nil {
