@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mailgate/mailgate/internal/kvrec"
 	"github.com/mailgate/mailgate/internal/natscluster"
 )
 
@@ -84,7 +85,7 @@ func TestCompareAndSetOnR3(t *testing.T) {
 			default:
 				return false
 			}
-			return errors.Is(err, jetstream.ErrKeyRevisionMismatch) && casConflict(err)
+			return errors.Is(err, jetstream.ErrKeyRevisionMismatch) && kvrec.Conflict(err)
 		})
 	})
 

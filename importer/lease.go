@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailgate/mailgate/internal/kvrec"
 )
 
 // lease is this replica's hold on one connection. The KV entry expires
@@ -26,13 +28,13 @@ type lease struct {
 func (im *Importer) acquire(ctx context.Context, connID string) (*lease, error) {
 	key := kvToken(connID)
 	rev, err := im.ledger.leases.Create(ctx, key, []byte(im.cfg.Replica))
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	if kvrec.Conflict(err) {
 		e, gerr := im.ledger.leases.Get(ctx, key)
 		if gerr != nil || string(e.Value()) != im.cfg.Replica {
 			return nil, ErrLeased
 		}
 		rev, err = im.ledger.leases.Update(ctx, key, []byte(im.cfg.Replica), e.Revision())
-		if casConflict(err) {
+		if kvrec.Conflict(err) {
 			return nil, ErrLeased
 		}
 	}

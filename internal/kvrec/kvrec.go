@@ -23,7 +23,8 @@ import (
 var ErrContended = errors.New("compare-and-set contended")
 
 // ErrUnchanged, returned by an edit, ends an Update without a write; Update
-// then returns the record as read and no error.
+// then returns the record as the edit left it, the revision read and no
+// error.
 var ErrUnchanged = errors.New("record unchanged")
 
 // Conflict reports whether a Create, an Update or a Delete with a last
@@ -191,7 +192,7 @@ func (r Record[T]) Get(ctx context.Context, key string) (T, uint64, error) {
 // than once: it must start from the value it is given and have no effect
 // beyond it. edit gets the revision read (0: the key is missing and
 // r.Create allows making it). An error from edit ends Update and is
-// returned as is, except ErrUnchanged, which returns the record as read.
+// returned as is, except ErrUnchanged, which writes nothing.
 // Update returns the record written and its new revision. After
 // r.Policy's attempts the error matches ErrContended.
 func (r Record[T]) Update(ctx context.Context, key string, edit func(v *T, rev uint64) error) (T, uint64, error) {
