@@ -59,7 +59,7 @@ func (im *Importer) hold(ctx context.Context, l *lease, lost func()) {
 				if ctx.Err() != nil {
 					return
 				}
-				im.log.Warn("importer: lease lost", "connection_id", l.key, "error", err)
+				im.log.Warn("importer: lease lost", "connection_id", l.key, "err", err)
 				lost()
 				return
 			}
@@ -111,7 +111,7 @@ func (im *Importer) withLease(ctx context.Context, connID string, fn func(ctx co
 	relCtx, relCancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer relCancel()
 	if rerr := l.release(relCtx); rerr != nil {
-		im.log.Warn("importer: release lease", "connection_id", connID, "error", rerr)
+		im.log.Warn("importer: release lease", "connection_id", connID, "err", rerr)
 	}
 	return err
 }

@@ -184,7 +184,7 @@ func (p *pass) park(ctx context.Context, m connector.Message, cause error) error
 		return p.giveUp(ctx, key, pm)
 	}
 	im.log.Warn("importer: mail failed, parked for retry", "connection_id", p.conn.ID, "message_id", m.ID,
-		"attempt", pm.Attempts, "next_retry", pm.Next, "error", cause)
+		"attempt", pm.Attempts, "next_retry", pm.Next, "err", cause)
 	p.mu.Lock()
 	p.res.Failed++
 	p.mu.Unlock()
@@ -252,7 +252,7 @@ func (p *pass) giveUp(ctx context.Context, key string, pm parkedMail) error {
 	p.setBacklog(b)
 	im.metrics.givenUp.Inc()
 	im.log.Warn("importer: mail given up after retries", "connection_id", p.conn.ID, "message_id", m.ID,
-		"attempts", pm.Attempts, "error", pm.LastError)
+		"attempts", pm.Attempts, "err", pm.LastError)
 	return nil
 }
 
