@@ -425,8 +425,7 @@ func (t *Tokens) needsConsent(ctx context.Context, id string, cause error) {
 var errNoChange = errors.New("no change")
 
 func codeOf(err error) string {
-	var e *Error
-	if errors.As(err, &e) {
+	if e := classified(err); e != nil {
 		return e.Code
 	}
 	return ""

@@ -126,7 +126,7 @@ func bounded[T any](ctx context.Context, timeout time.Duration, req func(context
 	defer cancel()
 	v, err := req(rctx)
 	if err != nil && rctx.Err() != nil && ctx.Err() == nil {
-		err = connector.E("importer: kv", connector.Transient,
+		err = connector.E("", connector.Transient,
 			fmt.Errorf("NATS did not answer within %s: %w", timeout, nats.ErrTimeout))
 	}
 	switch {
@@ -300,7 +300,7 @@ func (l *ledger) cursor(ctx context.Context, connID string) (cursor, uint64, err
 
 // errCursorMoved means someone else committed the cursor since we read it:
 // another replica works the connection (our lease was lost).
-var errCursorMoved = errors.New("importer: cursor moved by another replica")
+var errCursorMoved = errors.New("cursor moved by another replica")
 
 // commitCursor writes c if the cursor is still at revision rev (0: absent)
 // and returns the new revision.

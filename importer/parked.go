@@ -43,7 +43,7 @@ const (
 	maxParkedError = 512
 )
 
-var errTooManyParked = errors.New("importer: too many failing mails parked")
+var errTooManyParked = errors.New("too many failing mails parked")
 
 // backlog is a connection's unfinished business, in KV "cursors" under
 // "backlog.<connection>". The pass holding the lease writes it; an
