@@ -3,6 +3,7 @@ package kvrec_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -221,6 +222,12 @@ func TestConflictOnCreateAndDelete(t *testing.T) {
 			}
 			if err := kv.Delete(ctx, "k", jetstream.LastRevision(rev)); !kvrec.Conflict(err) {
 				t.Errorf("delete at a stale revision: %v is no conflict", err)
+			}
+			// Create over a deleted key, losing a race, returns the API
+			// error unmapped; on R3 its code matches neither sentinel.
+			unmapped := fmt.Errorf("nats: %w", &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequenceConstant, Description: "wrong last sequence"})
+			if errors.Is(unmapped, jetstream.ErrKeyExists) || !kvrec.Conflict(unmapped) {
+				t.Errorf("unmapped 10164: ErrKeyExists %v, Conflict %v; want false, true", errors.Is(unmapped, jetstream.ErrKeyExists), kvrec.Conflict(unmapped))
 			}
 			if kvrec.Conflict(errors.New("key exists")) || kvrec.Conflict(jetstream.ErrKeyNotFound) || kvrec.Conflict(nil) {
 				t.Error("Conflict matches what is no conflict")
