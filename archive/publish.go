@@ -31,7 +31,7 @@ const MaxEventSize = 256 << 10
 // is over the size bound, cannot be encoded, or the stream turned the
 // message down): publishing it again cannot succeed. It is the item's
 // failure, never the bus's.
-var ErrEventRefused = errors.New("archive: event refused")
+var ErrEventRefused = errors.New("event refused")
 
 // Publisher sends archive events to the MAILGATE stream. Every publish waits
 // for the stream's acknowledgement, so a nil error means the event is stored;

@@ -16,7 +16,7 @@ var ErrNotFound = errors.New("archive: object not found")
 // ErrChecksum is wrapped by Put's error when the body's SHA-256 or size
 // differs from the one the caller declared, and by an idempotent Put when the
 // object already stored under the key has a different size or SHA-256.
-var ErrChecksum = errors.New("archive: checksum mismatch")
+var ErrChecksum = errors.New("checksum mismatch")
 
 // Meta is the metadata stored with an object.
 type Meta struct {

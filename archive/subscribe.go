@@ -117,7 +117,7 @@ func Subscribe(ctx context.Context, js jetstream.JetStream, cfg SubscribeConfig,
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, nats.ErrConnectionClosed) {
 				return fmt.Errorf("archive: subscribe: %w", err)
 			}
-			log.Warn("archive subscribe: next event", "consumer", cfg.Durable, "error", err)
+			log.Warn("archive subscribe: next event", "consumer", cfg.Durable, "err", err)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -136,9 +136,9 @@ func Subscribe(ctx context.Context, js jetstream.JetStream, cfg SubscribeConfig,
 func deliver(ctx context.Context, msg jetstream.Msg, handle func(context.Context, *Delivery) error, log *slog.Logger) {
 	ev, err := Decode(msg.Data())
 	if err != nil {
-		log.Error("archive subscribe: undecodable event, terminating it", "subject", msg.Subject(), "error", err)
+		log.Error("archive subscribe: undecodable event, terminating it", "subject", msg.Subject(), "err", err)
 		if err := msg.Term(); err != nil {
-			log.Warn("archive subscribe: term", "subject", msg.Subject(), "error", err)
+			log.Warn("archive subscribe: term", "subject", msg.Subject(), "err", err)
 		}
 		return
 	}
@@ -155,14 +155,14 @@ func deliver(ctx context.Context, msg jetstream.Msg, handle func(context.Context
 		defer cancel()
 		if err := msg.DoubleAck(actx); err != nil {
 			// The event may come again; handlers are at-least-once anyway.
-			log.Warn("archive subscribe: ack", "event_id", ev.ID, "seq", d.Seq, "error", err)
+			log.Warn("archive subscribe: ack", "event_id", ev.ID, "seq", d.Seq, "err", err)
 		}
 	case ctx.Err() != nil:
 		// Interrupted: leave it for redelivery after AckWait.
 	default:
-		log.Warn("archive subscribe: handler failed, redelivering", "event_id", ev.ID, "seq", d.Seq, "error", herr)
+		log.Warn("archive subscribe: handler failed, redelivering", "event_id", ev.ID, "seq", d.Seq, "err", herr)
 		if err := msg.Nak(); err != nil {
-			log.Warn("archive subscribe: nak", "event_id", ev.ID, "error", err)
+			log.Warn("archive subscribe: nak", "event_id", ev.ID, "err", err)
 		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailgate/mailgate/internal/kvrec"
 )
 
 // CodesBucket is the JetStream KV bucket holding one-time connection codes.
@@ -118,32 +120,18 @@ const currentPrefix = "conn."
 // the other code is revoked, and deletes the code it replaces. Redeem
 // refuses any code that is not current, even if the delete was lost.
 func (c *Codes) makeCurrent(ctx context.Context, connectionID, key string) error {
-	ck := currentPrefix + connectionID
-	for {
-		e, err := c.kv.Get(ctx, ck)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-			if _, err := c.kv.Create(ctx, ck, []byte(key)); err != nil {
-				if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-					continue
-				}
-				return fmt.Errorf("record current code: %w", err)
-			}
-			return nil
-		case err != nil:
-			return fmt.Errorf("read current code: %w", err)
-		}
-		if _, err := c.kv.Update(ctx, ck, []byte(key), e.Revision()); err != nil {
-			if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-				continue
-			}
-			return fmt.Errorf("record current code: %w", err)
-		}
-		if old := string(e.Value()); old != "" && old != key {
-			_ = c.kv.Delete(ctx, old) // revoked; Redeem refuses it anyway
-		}
+	var old string
+	rec := kvrec.Record[string]{KV: c.kv, Codec: kvrec.Text(), Create: true}
+	if _, _, err := rec.Update(ctx, currentPrefix+connectionID, func(cur *string, _ uint64) error {
+		old, *cur = *cur, key
 		return nil
+	}); err != nil {
+		return fmt.Errorf("record current code: %w", err)
 	}
+	if old != "" && old != key {
+		_ = c.kv.Delete(ctx, old) // revoked; Redeem refuses it anyway
+	}
+	return nil
 }
 
 // current reports whether key is the connection's current code. A
@@ -200,7 +188,7 @@ func (c *Codes) Redeem(ctx context.Context, customer, code string) (string, erro
 		return "", ErrInvalidCode
 	}
 	if err := c.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil {
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		if kvrec.Conflict(err) {
 			return "", ErrInvalidCode // another redeemer won
 		}
 		return "", fmt.Errorf("%s: %w", op, err)

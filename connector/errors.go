@@ -2,7 +2,6 @@ package connector
 
 import (
 	"errors"
-
 	"time"
 )
 
@@ -71,7 +70,10 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	msg := e.Op + ": " + e.Kind.String()
+	msg := e.Kind.String()
+	if e.Op != "" {
+		msg = e.Op + ": " + msg
+	}
 	if e.Code != "" {
 		msg += " (" + e.Code + ")"
 	}
@@ -83,15 +85,37 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// E builds a classified error.
+// E builds a classified error. An empty op leaves the operation to the
+// wrapper that names it, so the package prefix appears once.
 func E(op string, kind Kind, err error) *Error {
 	return &Error{Op: op, Kind: kind, Err: err}
 }
 
-// KindOf reports the kind of the first *Error in err's chain, or Other.
+// classified returns the *Error in err's chain that says what err is: the
+// first one with a kind other than Other, so that a wrapper that does not
+// classify lets the kind of what it wraps show through (Upspin's rule); or
+// else the first *Error; or nil.
+func classified(err error) *Error {
+	var first *Error
+	for {
+		var e *Error
+		if !errors.As(err, &e) {
+			return first
+		}
+		if e.Kind != Other {
+			return e
+		}
+		if first == nil {
+			first = e
+		}
+		err = e.Err
+	}
+}
+
+// KindOf reports the kind of err: that of the first *Error in its chain
+// that has one other than Other, or Other.
 func KindOf(err error) Kind {
-	var e *Error
-	if errors.As(err, &e) {
+	if e := classified(err); e != nil {
 		return e.Kind
 	}
 	return Other
@@ -99,8 +123,7 @@ func KindOf(err error) Kind {
 
 // RetryAfter reports how long Microsoft asked to wait, or 0.
 func RetryAfter(err error) time.Duration {
-	var e *Error
-	if errors.As(err, &e) {
+	if e := classified(err); e != nil {
 		return e.RetryAfter
 	}
 	return 0

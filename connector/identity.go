@@ -357,8 +357,8 @@ var aadstsRE = regexp.MustCompile(`AADSTS\d+`)
 // refusal with a documented AADSTS code gets that code's reason; any other
 // refusal a general sentence for its OAuth error.
 func Explain(err error) string {
-	var e *Error
-	if !errors.As(err, &e) {
+	e := classified(err)
+	if e == nil {
 		if err == nil {
 			return ""
 		}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailgate/mailgate/internal/kvrec"
 )
 
 // ConnectionsBucket is the JetStream KV bucket holding one entry per connection.
@@ -170,7 +172,7 @@ func (s *Store) Create(ctx context.Context, c Connection) (Connection, error) {
 		return Connection{}, fmt.Errorf("%s: %w", op, err)
 	}
 	if _, err := s.kv.Create(ctx, c.ID, data); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		if kvrec.Conflict(err) {
 			return Connection{}, &Error{Op: op, Kind: Invalid, Err: fmt.Errorf("connection %s exists", c.ID)}
 		}
 		return Connection{}, fmt.Errorf("%s %s: %w", op, c.ID, err)
@@ -248,40 +250,48 @@ func (s *Store) List(ctx context.Context) ([]Connection, error) {
 // otherwise it reads again and calls fn again. So fn may run more than once
 // and must not have side effects beyond the Connection. An error from fn
 // aborts the update and is returned as is. A state change that
-// ValidTransition refuses is an *Error of Kind Invalid. ID and CreatedAt
+// ValidTransition refuses is an *Error of Kind Invalid; conflicts on every
+// attempt kvrec allows are an *Error of Kind Transient. ID and CreatedAt
 // cannot be changed; UpdatedAt is set.
 func (s *Store) Update(ctx context.Context, id string, fn func(*Connection) error) (Connection, error) {
 	const op = "connector: update connection"
-	for {
-		before, rev, err := s.get(ctx, op, id)
-		if err != nil {
-			return Connection{}, err
-		}
+	if strings.HasPrefix(id, tenantPrefix) {
+		return Connection{}, notFound(op, id)
+	}
+	var before Connection
+	var aborted bool // fn or the transition check refused: its error goes back as is
+	rec := kvrec.Record[Connection]{KV: s.kv, Codec: kvrec.JSON[Connection]()}
+	after, _, err := rec.Update(ctx, id, func(c *Connection, _ uint64) error {
+		before = *c
 		after := cloneConnection(before) // fn must not change before's slices
 		if err := fn(&after); err != nil {
-			return Connection{}, err
+			aborted = true
+			return err
 		}
 		if !validState(after.State) || !ValidTransition(before.State, after.State) {
-			return Connection{}, &Error{Op: op, Kind: Invalid,
+			aborted = true
+			return &Error{Op: op, Kind: Invalid,
 				Err: fmt.Errorf("connection %s: state %s cannot change to %s", id, before.State, after.State)}
 		}
 		after.ID, after.CreatedAt = before.ID, before.CreatedAt
 		after.UpdatedAt = s.now().UTC()
-		data, err := json.Marshal(after)
-		if err != nil {
-			return Connection{}, fmt.Errorf("%s %s: %w", op, id, err)
-		}
-		if _, err := s.kv.Update(ctx, id, data, rev); err != nil {
-			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-				continue // somebody else wrote first: read again
-			}
-			return Connection{}, fmt.Errorf("%s %s: %w", op, id, err)
-		}
-		if s.onChange != nil && before.State != after.State {
-			s.onChange(ctx, before, after)
-		}
-		return after, nil
+		*c = after
+		return nil
+	})
+	switch {
+	case aborted:
+		return Connection{}, err
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrInvalidKey):
+		return Connection{}, notFound(op, id)
+	case errors.Is(err, kvrec.ErrContended):
+		return Connection{}, &Error{Op: op, Kind: Transient, Err: err}
+	case err != nil:
+		return Connection{}, fmt.Errorf("%s: %w", op, err)
 	}
+	if s.onChange != nil && before.State != after.State {
+		s.onChange(ctx, before, after)
+	}
+	return after, nil
 }
 
 // Delete moves a connection to deleted and wipes its secrets (the sealed

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailgate/mailgate/internal/kvrec"
 )
 
 // tenantPrefix marks the tenant bindings in the connections bucket; no
@@ -54,7 +56,7 @@ func (s *Store) BindTenant(ctx context.Context, tenantID, customer, by string) (
 		return TenantBinding{}, err
 	}
 	if _, err := s.kv.Create(ctx, tenantKey(tenantID), data); err != nil {
-		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		if !kvrec.Conflict(err) {
 			return TenantBinding{}, fmt.Errorf("%s %s: %w", op, tenantID, err)
 		}
 		have, ok, err := s.TenantOwner(ctx, tenantID)

@@ -269,7 +269,7 @@ func (t *Tokens) redeem(ctx context.Context, c Connection) (*oauth2.Token, error
 			return nil
 		})
 		if err != nil && !errors.Is(err, errStaleToken) {
-			t.logger.LogAttrs(ctx, slog.LevelWarn, "cannot record token refresh", slog.String("connection_id", c.ID), slog.Any("error", err))
+			t.logger.LogAttrs(ctx, slog.LevelWarn, "cannot record token refresh", slog.String("connection_id", c.ID), slog.Any("err", err))
 		}
 		return tok, nil
 	}
@@ -393,7 +393,7 @@ func (t *Tokens) rebindSecret(ctx context.Context, c Connection, plain []byte) {
 		})
 	}
 	if err != nil && !errors.Is(err, errNoChange) {
-		t.logger.LogAttrs(ctx, slog.LevelWarn, "cannot bind client secret to its connection", slog.String("connection_id", c.ID), slog.Any("error", err))
+		t.logger.LogAttrs(ctx, slog.LevelWarn, "cannot bind client secret to its connection", slog.String("connection_id", c.ID), slog.Any("err", err))
 	}
 }
 
@@ -415,7 +415,7 @@ func (t *Tokens) needsConsent(ctx context.Context, id string, cause error) {
 	}
 	if err != nil {
 		t.logger.LogAttrs(ctx, slog.LevelError, "cannot mark connection needs_consent",
-			slog.String("connection_id", id), slog.Any("error", err))
+			slog.String("connection_id", id), slog.Any("err", err))
 		return
 	}
 	t.logger.LogAttrs(ctx, slog.LevelWarn, "connection needs consent",
@@ -425,8 +425,7 @@ func (t *Tokens) needsConsent(ctx context.Context, id string, cause error) {
 var errNoChange = errors.New("no change")
 
 func codeOf(err error) string {
-	var e *Error
-	if errors.As(err, &e) {
+	if e := classified(err); e != nil {
 		return e.Code
 	}
 	return ""

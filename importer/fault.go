@@ -172,7 +172,7 @@ func (im *Importer) infraFault(c connector.Connection, err error) {
 	im.metrics.infraErrors.WithLabelValues(component).Inc()
 	if im.faults.set(component, err, im.cfg.Now()) {
 		im.log.Error("importer: infrastructure fault, imports wait until it is fixed",
-			"component", component, "connection_id", c.ID, "error", err)
+			"component", component, "connection_id", c.ID, "err", err)
 	}
 }
 

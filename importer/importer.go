@@ -261,7 +261,7 @@ var (
 	ErrLeased = errors.New("importer: connection leased by another replica")
 	// ErrNotImportable means the connection's state forbids importing
 	// (paused, needs_consent, deleted).
-	ErrNotImportable = errors.New("importer: connection not importable")
+	ErrNotImportable = errors.New("connection not importable")
 )
 
 // Importer runs sync passes over connections. Create it with New.

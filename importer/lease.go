@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailgate/mailgate/internal/kvrec"
 )
 
 // lease is this replica's hold on one connection. The KV entry expires
@@ -26,13 +28,13 @@ type lease struct {
 func (im *Importer) acquire(ctx context.Context, connID string) (*lease, error) {
 	key := kvToken(connID)
 	rev, err := im.ledger.leases.Create(ctx, key, []byte(im.cfg.Replica))
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	if kvrec.Conflict(err) {
 		e, gerr := im.ledger.leases.Get(ctx, key)
 		if gerr != nil || string(e.Value()) != im.cfg.Replica {
 			return nil, ErrLeased
 		}
 		rev, err = im.ledger.leases.Update(ctx, key, []byte(im.cfg.Replica), e.Revision())
-		if casConflict(err) {
+		if kvrec.Conflict(err) {
 			return nil, ErrLeased
 		}
 	}
@@ -57,7 +59,7 @@ func (im *Importer) hold(ctx context.Context, l *lease, lost func()) {
 				if ctx.Err() != nil {
 					return
 				}
-				im.log.Warn("importer: lease lost", "connection_id", l.key, "error", err)
+				im.log.Warn("importer: lease lost", "connection_id", l.key, "err", err)
 				lost()
 				return
 			}
@@ -109,7 +111,7 @@ func (im *Importer) withLease(ctx context.Context, connID string, fn func(ctx co
 	relCtx, relCancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer relCancel()
 	if rerr := l.release(relCtx); rerr != nil {
-		im.log.Warn("importer: release lease", "connection_id", connID, "error", rerr)
+		im.log.Warn("importer: release lease", "connection_id", connID, "err", rerr)
 	}
 	return err
 }

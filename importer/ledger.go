@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailgate/mailgate/connector"
+	"github.com/mailgate/mailgate/internal/kvrec"
 )
 
 // KV bucket names.
@@ -125,12 +126,12 @@ func bounded[T any](ctx context.Context, timeout time.Duration, req func(context
 	defer cancel()
 	v, err := req(rctx)
 	if err != nil && rctx.Err() != nil && ctx.Err() == nil {
-		err = connector.E("importer: kv", connector.Transient,
+		err = connector.E("", connector.Transient,
 			fmt.Errorf("NATS did not answer within %s: %w", timeout, nats.ErrTimeout))
 	}
 	switch {
 	case err == nil, ctx.Err() != nil, errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted),
-		errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		kvrec.Conflict(err):
 		return v, err
 	}
 	return v, infra(componentNATS, err)
@@ -249,7 +250,7 @@ func (l *ledger) claim(ctx context.Context, key, id string) (string, error) {
 	if err == nil {
 		return id, nil
 	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
+	if !kvrec.Conflict(err) {
 		return "", fmt.Errorf("importer: kv claim %s: %w", key, err)
 	}
 	// In a cluster, KV reads may be served by a replica that has not yet
@@ -299,7 +300,7 @@ func (l *ledger) cursor(ctx context.Context, connID string) (cursor, uint64, err
 
 // errCursorMoved means someone else committed the cursor since we read it:
 // another replica works the connection (our lease was lost).
-var errCursorMoved = errors.New("importer: cursor moved by another replica")
+var errCursorMoved = errors.New("cursor moved by another replica")
 
 // commitCursor writes c if the cursor is still at revision rev (0: absent)
 // and returns the new revision.
@@ -315,7 +316,7 @@ func (l *ledger) commitCursor(ctx context.Context, connID string, c cursor, rev 
 	} else {
 		nrev, err = l.cursors.Update(ctx, key, b, rev)
 	}
-	if casConflict(err) {
+	if kvrec.Conflict(err) {
 		return 0, fmt.Errorf("importer: commit cursor %s: %w", connID, errCursorMoved)
 	}
 	if err != nil {
@@ -330,21 +331,13 @@ func (l *ledger) dropCursor(ctx context.Context, connID string, rev uint64) erro
 		opts = append(opts, jetstream.LastRevision(rev))
 	}
 	err := l.cursors.Delete(ctx, cursorKey(connID), opts...)
-	if casConflict(err) {
+	if kvrec.Conflict(err) {
 		return fmt.Errorf("importer: drop cursor %s: %w", connID, errCursorMoved)
 	}
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("importer: drop cursor %s: %w", connID, err)
 	}
 	return nil
-}
-
-// casConflict reports whether a Create, Update or Delete with a revision
-// failed because the key was not at the revision given. A replicated
-// bucket reports that as error 10164, which matches only
-// ErrKeyRevisionMismatch; a single server's 10071 matches both.
-func casConflict(err error) bool {
-	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
 }
 
 func (l *ledger) status(ctx context.Context, connID string) (Status, uint64, error) {

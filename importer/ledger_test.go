@@ -3,6 +3,7 @@ package importer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -62,6 +63,13 @@ func TestBoundedKVFailsTransientNotAsDeadline(t *testing.T) {
 	}
 	if errors.Is(err, context.DeadlineExceeded) || stopped(err) {
 		t.Errorf("lost request: err = %v reads as the caller's deadline or a stop", err)
+	}
+	// Wrapped by the ledger, the package prefix appears once.
+	kv = boundedKV{KeyValue: &losingKV{lose: map[int]bool{1: true}}, timeout: 10 * time.Millisecond}
+	var v struct{}
+	_, _, err = getJSON(ctx, kv, "k", &v)
+	if got, want := fmt.Sprint(err), "importer: kv get k: nats: transient: NATS did not answer within 10ms: nats: timeout"; got != want {
+		t.Errorf("lost request: message %q, want %q", got, want)
 	}
 
 	kv = boundedKV{KeyValue: &losingKV{lose: map[int]bool{1: true}}, timeout: time.Hour}

@@ -2,7 +2,6 @@ package importer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,6 +13,7 @@ import (
 	"github.com/mailgate/mailgate/archive"
 	"github.com/mailgate/mailgate/connector"
 	"github.com/mailgate/mailgate/importer/policy"
+	"github.com/mailgate/mailgate/internal/kvrec"
 )
 
 // A mail that fails at any step (listing its attachments, a download, the
@@ -43,7 +43,7 @@ const (
 	maxParkedError = 512
 )
 
-var errTooManyParked = errors.New("importer: too many failing mails parked")
+var errTooManyParked = errors.New("too many failing mails parked")
 
 // backlog is a connection's unfinished business, in KV "cursors" under
 // "backlog.<connection>". The pass holding the lease writes it; an
@@ -111,36 +111,28 @@ func (l *ledger) backlog(ctx context.Context, connID string) (backlog, uint64, e
 // compare-and-set, reading it again after a conflict, and returns what it
 // wrote. An edit that returns errNoChange writes nothing.
 func (l *ledger) updateBacklog(ctx context.Context, connID string, edit func(*backlog) error) (backlog, error) {
-	key := backlogKey(connID)
-	for attempt := 0; ; attempt++ {
-		b, rev, err := l.backlog(ctx, connID)
-		if err != nil {
-			return backlog{}, err
-		}
+	var aborted bool // edit's own error goes back as is
+	rec := kvrec.Record[backlog]{KV: l.cursors, Codec: kvrec.JSON[backlog](), Create: true}
+	b, _, err := rec.Update(ctx, backlogKey(connID), func(b *backlog, _ uint64) error {
 		if b.Parked == nil {
 			b.Parked = make(map[string]*parkedMail)
 		}
-		if err := edit(&b); errors.Is(err, errNoChange) {
-			return b, nil
-		} else if err != nil {
-			return b, err
+		err := edit(b)
+		switch {
+		case errors.Is(err, errNoChange):
+			return kvrec.ErrUnchanged
+		case err != nil:
+			aborted = true
 		}
-		v, err := json.Marshal(b)
-		if err != nil {
-			return backlog{}, fmt.Errorf("importer: encode backlog: %w", err)
-		}
-		if rev == 0 {
-			_, err = l.cursors.Create(ctx, key, v)
-		} else {
-			_, err = l.cursors.Update(ctx, key, v, rev)
-		}
-		if err == nil {
-			return b, nil
-		}
-		if !casConflict(err) || attempt >= 20 {
-			return backlog{}, fmt.Errorf("importer: kv update %s: %w", key, err)
-		}
+		return err
+	})
+	switch {
+	case aborted:
+		return backlog{}, err
+	case err != nil:
+		return backlog{}, fmt.Errorf("importer: kv update backlog: %w", err)
 	}
+	return b, nil
 }
 
 var errNoChange = errors.New("no change")
@@ -192,7 +184,7 @@ func (p *pass) park(ctx context.Context, m connector.Message, cause error) error
 		return p.giveUp(ctx, key, pm)
 	}
 	im.log.Warn("importer: mail failed, parked for retry", "connection_id", p.conn.ID, "message_id", m.ID,
-		"attempt", pm.Attempts, "next_retry", pm.Next, "error", cause)
+		"attempt", pm.Attempts, "next_retry", pm.Next, "err", cause)
 	p.mu.Lock()
 	p.res.Failed++
 	p.mu.Unlock()
@@ -260,7 +252,7 @@ func (p *pass) giveUp(ctx context.Context, key string, pm parkedMail) error {
 	p.setBacklog(b)
 	im.metrics.givenUp.Inc()
 	im.log.Warn("importer: mail given up after retries", "connection_id", p.conn.ID, "message_id", m.ID,
-		"attempts", pm.Attempts, "error", pm.LastError)
+		"attempts", pm.Attempts, "err", pm.LastError)
 	return nil
 }
 

@@ -86,7 +86,7 @@ func (im *Importer) replicas(ctx context.Context, views chan<- []string) {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err := im.ledger.leases.Delete(dctx, key); err != nil {
-			im.log.Warn("importer: replica heartbeat: delete", "replica", self, "error", err)
+			im.log.Warn("importer: replica heartbeat: delete", "replica", self, "err", err)
 		}
 	}()
 	beating := true
@@ -96,7 +96,7 @@ func (im *Importer) replicas(ctx context.Context, views chan<- []string) {
 		_, err := im.ledger.leases.Put(bctx, key, []byte(self))
 		switch {
 		case err != nil && beating && ctx.Err() == nil:
-			im.log.Warn("importer: replica heartbeat", "replica", self, "error", err)
+			im.log.Warn("importer: replica heartbeat", "replica", self, "err", err)
 			beating = false
 		case err == nil && !beating:
 			im.log.Info("importer: replica heartbeat works again", "replica", self)
@@ -146,7 +146,7 @@ func (im *Importer) replicas(ctx context.Context, views chan<- []string) {
 		w, err := im.ledger.leases.Watch(ctx, replicaKeyPrefix+">")
 		if err != nil {
 			if ctx.Err() == nil && watching {
-				im.log.Warn("importer: watch replicas, watching again", "error", err)
+				im.log.Warn("importer: watch replicas, watching again", "err", err)
 			}
 			watching = false
 		} else {

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailgate/mailgate/connector"
+	"github.com/mailgate/mailgate/internal/kvrec"
 )
 
 // APIKey is a DMS API key. Only the SHA-256 of its secret is stored.
@@ -113,16 +114,14 @@ func (k *APIKeys) List(ctx context.Context) ([]APIKey, error) {
 
 // Revoke marks a key revoked; it stays listed.
 func (k *APIKeys) Revoke(ctx context.Context, id string) error {
-	rec, rev, err := k.get(ctx, id)
-	if err != nil {
-		return fmt.Errorf("apikeys: revoke %s: %w", id, err)
-	}
-	rec.Revoked = true
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("apikeys: revoke %s: %w", id, err)
-	}
-	if _, err := k.kv.Update(ctx, id, b, rev); err != nil {
+	rec := kvrec.Record[storedKey]{KV: k.kv, Codec: kvrec.JSON[storedKey]()}
+	if _, _, err := rec.Update(ctx, id, func(r *storedKey, _ uint64) error {
+		r.Revoked = true
+		return nil
+	}); err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+			err = errNotFound
+		}
 		return fmt.Errorf("apikeys: revoke %s: %w", id, err)
 	}
 	return nil

@@ -83,7 +83,7 @@ func (s *Server) ssoCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if e := q.Get("error"); e != "" {
-		s.log.InfoContext(ctx, "sso refused", "error", e)
+		s.log.InfoContext(ctx, "sso refused", "err", e)
 		s.message(w, r, http.StatusOK, messageData{Title: "consent.failed_title", Paragraphs: []string{s.tr(r, "sso.failed")},
 			Links: []link{{Href: "/login", Label: "login.title"}}})
 		return

@@ -220,6 +220,6 @@ func (s *Server) consentError(w http.ResponseWriter, r *http.Request, wz wizard,
 			adminLink()
 		}
 	}
-	s.log.InfoContext(ctx, "consent refused", "error", code, "aadsts", aadsts)
+	s.log.InfoContext(ctx, "consent refused", "err", code, "aadsts", aadsts)
 	s.message(w, r, http.StatusOK, m)
 }

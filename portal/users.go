@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mailgate/mailgate/connector"
+	"github.com/mailgate/mailgate/internal/kvrec"
 )
 
 // User is a portal user of the built-in directory.
@@ -94,7 +95,7 @@ func (u *Users) Add(ctx context.Context, name, customer, password string, groups
 		return fmt.Errorf("users: add %s: %w", name, err)
 	}
 	if _, err := u.kv.Create(ctx, userKey(name), b); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		if kvrec.Conflict(err) {
 			return fmt.Errorf("users: add %s: %w", name, ErrUserExists)
 		}
 		return fmt.Errorf("users: add %s: %w", name, err)

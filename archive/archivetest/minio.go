@@ -53,7 +53,12 @@ func StartMinIO(t testing.TB) *MinIO {
 }
 
 // Config is the S3 configuration of the server.
-func (m *MinIO) Config() archive.S3Config { return m.srv.Config() }
+func (m *MinIO) Config() archive.S3Config { return S3Config(m.srv.Endpoint()) }
+
+// S3Config is the archive's configuration for a MinIO endpoint.
+func S3Config(e minioproc.Endpoint) archive.S3Config {
+	return archive.S3Config{Endpoint: e.Addr, AccessKey: e.AccessKey, SecretKey: e.SecretKey, Bucket: e.Bucket, Region: e.Region}
+}
 
 // Start (re)starts the server on its address and data directory and waits
 // until it is live. It is a no-op while the server runs.

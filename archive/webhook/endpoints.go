@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailgate/mailgate/archive"
+	"github.com/mailgate/mailgate/internal/kvrec"
 )
 
 // Buckets of the webhook state.
@@ -320,23 +321,20 @@ func (s *Service) Delete(ctx context.Context, customer, id string) (Endpoint, er
 
 // update changes an endpoint with compare-and-set.
 func (s *Service) update(ctx context.Context, id string, fn func(*Endpoint) bool) (Endpoint, error) {
-	for {
-		st, rev, err := s.load(ctx, id)
-		if err != nil {
-			return Endpoint{}, err
-		}
+	rec := kvrec.Record[stored]{KV: s.endpoints, Codec: kvrec.JSON[stored]()}
+	st, _, err := rec.Update(ctx, id, func(st *stored, _ uint64) error {
 		if !fn(&st.Endpoint) {
-			return st.Endpoint, nil
+			return kvrec.ErrUnchanged
 		}
-		raw, _ := json.Marshal(st)
-		if _, err := s.endpoints.Update(ctx, id, raw, rev); err != nil {
-			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-				continue
-			}
-			return Endpoint{}, fmt.Errorf("webhook: update %s: %w", id, err)
-		}
-		return st.Endpoint, nil
+		return nil
+	})
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Endpoint{}, ErrNotFound
 	}
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("webhook: update endpoint: %w", err)
+	}
+	return st.Endpoint, nil
 }
 
 // Deliveries returns the delivery log of customer's endpoint, latest

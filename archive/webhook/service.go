@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mailgate/mailgate/archive"
+	"github.com/mailgate/mailgate/internal/kvrec"
 )
 
 // Sealer encrypts endpoint secrets at rest (*connector.Sealer).
@@ -324,36 +325,23 @@ func (s *Service) settled(ctx context.Context, id string, cons jetstream.Consume
 		return
 	}
 	floor := info.AckFloor.Stream
-	for {
-		old, rev, err := uint64(0), uint64(0), error(nil)
-		e, gerr := s.cursors.Get(ctx, id)
-		switch {
-		case gerr == nil:
-			rev = e.Revision()
-			old, err = strconv.ParseUint(string(e.Value()), 10, 64)
-		case !errors.Is(gerr, jetstream.ErrKeyNotFound):
-			err = gerr
+	rec := kvrec.Record[uint64]{KV: s.cursors, Codec: cursorCodec(), Create: true}
+	if _, _, err := rec.Update(ctx, id, func(old *uint64, _ uint64) error {
+		if floor <= *old {
+			return kvrec.ErrUnchanged
 		}
-		if err != nil {
-			s.log.WarnContext(ctx, "webhook: cursor", "endpoint_id", id, "err", err)
-			return
-		}
-		if floor <= old {
-			return
-		}
-		val := []byte(strconv.FormatUint(floor, 10))
-		if rev == 0 {
-			_, err = s.cursors.Create(ctx, id, val)
-		} else {
-			_, err = s.cursors.Update(ctx, id, val, rev)
-		}
-		if err == nil {
-			return
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			s.log.WarnContext(ctx, "webhook: cursor", "endpoint_id", id, "err", err)
-			return
-		}
+		*old = floor
+		return nil
+	}); err != nil {
+		s.log.WarnContext(ctx, "webhook: cursor", "endpoint_id", id, "err", err)
+	}
+}
+
+// cursorCodec stores an endpoint's cursor, a stream sequence, in decimal.
+func cursorCodec() kvrec.Codec[uint64] {
+	return kvrec.Codec[uint64]{
+		Encode: func(n uint64) ([]byte, error) { return strconv.AppendUint(nil, n, 10), nil },
+		Decode: func(b []byte) (uint64, error) { return strconv.ParseUint(string(b), 10, 64) },
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/mailgate/mailgate/connector"
+	"github.com/mailgate/mailgate/internal/kvrec"
 	"github.com/mailgate/mailgate/portal"
 )
 
@@ -222,7 +223,7 @@ func startControl(ctx context.Context, nc *nats.Conn, w *Wiring, secretKey []byt
 			return env, fmt.Errorf("control request refused: sent at %s, more than %s from this host's clock", env.Time.Format(time.RFC3339), controlWindow)
 		}
 		if _, err := seen.Create(ctx, env.ID, nil); err != nil {
-			if errors.Is(err, jetstream.ErrKeyExists) {
+			if kvrec.Conflict(err) {
 				return env, errors.New("control request refused: already answered (a replay)")
 			}
 			return env, fmt.Errorf("control: %w", err)

@@ -54,7 +54,7 @@ func (l *limiter) acquire(ctx context.Context) error {
 	r := l.budget.Reserve()
 	if !r.OK() {
 		l.inFlight.Release(1)
-		return errors.New("graph: request budget cannot be met")
+		return errors.New("request budget cannot be met")
 	}
 	budgetAt := time.Now().Add(r.Delay())
 	for {

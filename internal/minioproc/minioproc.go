@@ -1,6 +1,7 @@
 // Package minioproc runs a MinIO server as a child process on loopback
 // ports, for the tests (through archive/archivetest) and for
-// `mailgate bench`, which measures against real S3.
+// `mailgate bench`, which measures against real S3. It knows MinIO, not
+// mailgate: its callers turn an Endpoint into their own S3 configuration.
 package minioproc
 
 import (
@@ -17,15 +18,13 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/mailgate/mailgate/archive"
 )
 
 // Server is a minio server process. Stop and Start let a caller make S3
 // unreachable and bring it back with the same data directory and address.
 type Server struct {
 	bin, dir, addr, console string
-	cfg                     archive.S3Config
+	cfg                     Endpoint
 
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
@@ -79,15 +78,22 @@ func New(bin, dir, accessKey, bucket string) (*Server, error) {
 	}
 	return &Server{
 		bin: bin, dir: dir, addr: addr, console: console,
-		cfg: archive.S3Config{
-			Endpoint: addr, AccessKey: accessKey, SecretKey: hex.EncodeToString(secret),
+		cfg: Endpoint{
+			Addr: addr, AccessKey: accessKey, SecretKey: hex.EncodeToString(secret),
 			Bucket: bucket, Region: "us-east-1",
 		},
 	}, nil
 }
 
-// Config is the S3 configuration that reaches the server.
-func (s *Server) Config() archive.S3Config { return s.cfg }
+// Endpoint is what reaches a server over S3: its loopback host:port (plain
+// HTTP), the root credentials, the region, and the bucket name its caller
+// chose (the server does not create it).
+type Endpoint struct {
+	Addr, AccessKey, SecretKey, Bucket, Region string
+}
+
+// Endpoint returns how to reach the server.
+func (s *Server) Endpoint() Endpoint { return s.cfg }
 
 // Start (re)starts the server on its address and data directory and waits
 // until it is live. It is a no-op while the server runs.

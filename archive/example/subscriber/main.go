@@ -51,7 +51,7 @@ import (
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if err := run(log); err != nil {
-		log.Error("subscriber stopped", "error", err)
+		log.Error("subscriber stopped", "err", err)
 		os.Exit(1)
 	}
 }

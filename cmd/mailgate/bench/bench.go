@@ -308,6 +308,11 @@ type bencher struct {
 	raw   rawPutter
 }
 
+// s3Config is the archive's configuration for the bench's MinIO.
+func s3Config(e minioproc.Endpoint) archive.S3Config {
+	return archive.S3Config{Endpoint: e.Addr, AccessKey: e.AccessKey, SecretKey: e.SecretKey, Bucket: e.Bucket, Region: e.Region}
+}
+
 func (b *bencher) openStore(ctx context.Context, rep *Report) error {
 	if !b.opts.NoMinIO {
 		bin, err := minioproc.Find(b.opts.MinIO)
@@ -321,12 +326,12 @@ func (b *bencher) openStore(ctx context.Context, rep *Report) error {
 			if err := m.Start(ctx); err != nil {
 				return fmt.Errorf("bench: %w", err)
 			}
-			st, err := archive.NewS3(ctx, m.Config())
+			st, err := archive.NewS3(ctx, s3Config(m.Endpoint()))
 			if err != nil {
 				m.Stop()
 				return fmt.Errorf("bench: %w", err)
 			}
-			raw, err := newRawS3(m.Config())
+			raw, err := newRawS3(s3Config(m.Endpoint()))
 			if err != nil {
 				m.Stop()
 				return err
