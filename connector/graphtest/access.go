@@ -71,7 +71,7 @@ func (s *Server) accessDenied(p *principal, mb *mailbox, write bool) string {
 		if !p.roles["Mail.ReadWrite"] && (write || !p.roles["Mail.Read"]) {
 			return msg
 		}
-		if pol := s.appPolicy[p.clientID]; pol != nil && !pol[mb.ID] {
+		if pol := s.grants.appPolicy[p.clientID]; pol != nil && !pol[mb.ID] {
 			return "Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings."
 		}
 		return ""
@@ -81,7 +81,7 @@ func (s *Server) accessDenied(p *principal, mb *mailbox, write bool) string {
 	if own {
 		ok = ok || p.scopes["Mail.ReadWrite"] || (!write && p.scopes["Mail.Read"])
 	} else {
-		ok = ok && s.fullAccess[mb.ID][p.oid]
+		ok = ok && s.grants.fullAccess[mb.ID][p.oid]
 	}
 	if !ok {
 		return msg

@@ -79,31 +79,9 @@ func (s *Server) serveControl(c *call, segs []string) {
 	route := strings.Join(segs, "/")
 	switch {
 	case route == "mailboxes" && r.Method == http.MethodGet:
-		s.mu.Lock()
-		var out []map[string]any
-		for _, mb := range s.mailboxes {
-			out = append(out, map[string]any{"id": mb.ID, "address": mb.Address, "displayName": mb.DisplayName,
-				"shared": mb.Shared, "tenantId": mb.TenantID, "messages": len(mb.msgs)})
-		}
-		s.mu.Unlock()
-		sort.Slice(out, func(i, j int) bool { return out[i]["address"].(string) < out[j]["address"].(string) })
-		writeJSON(w, http.StatusOK, map[string]any{"value": out})
+		writeJSON(w, http.StatusOK, map[string]any{"value": s.controlMailboxes()})
 	case route == "users" && r.Method == http.MethodGet:
-		s.mu.Lock()
-		var out []map[string]any
-		for _, u := range s.users {
-			var groups []string
-			for _, g := range s.groupsOf(u) {
-				groups = append(groups, g.DisplayName)
-			}
-			out = append(out, map[string]any{"id": u.ID, "userPrincipalName": u.UPN, "displayName": u.DisplayName,
-				"tenantId": u.TenantID, "admin": u.Admin, "groups": groups})
-		}
-		s.mu.Unlock()
-		sort.Slice(out, func(i, j int) bool {
-			return out[i]["userPrincipalName"].(string) < out[j]["userPrincipalName"].(string)
-		})
-		writeJSON(w, http.StatusOK, map[string]any{"value": out})
+		writeJSON(w, http.StatusOK, map[string]any{"value": s.controlUsers()})
 	case route == "counters" && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, s.Counters())
 	case route == "counters" && r.Method == http.MethodDelete:
@@ -118,7 +96,7 @@ func (s *Server) serveControl(c *call, segs []string) {
 		s.Inject(Fault{Method: f.Method, PathContains: f.PathContains, Status: f.Status, Code: f.Code, Count: f.Count,
 			RetryAfter: time.Duration(f.RetryAfter * float64(time.Second)), Delay: time.Duration(f.Delay * float64(time.Second)),
 			Truncate: f.Truncate, Malformed: f.Malformed, DuplicateDelta: f.DuplicateDelta,
-			AADSTS: f.AADSTS, Suberror: f.Suberror, Description: f.Description, Grant: f.Grant})
+			Token: TokenFault{AADSTS: f.AADSTS, Suberror: f.Suberror, Description: f.Description, Grant: f.Grant}})
 		w.WriteHeader(http.StatusNoContent)
 	case route == "faults" && r.Method == http.MethodDelete:
 		s.ClearFaults()
@@ -172,4 +150,34 @@ func (s *Server) serveControl(c *call, segs []string) {
 	default:
 		controlError(w, http.StatusNotFound, "not_found", "no such control endpoint: "+r.Method+" /_sim/"+route)
 	}
+}
+
+func (s *Server) controlMailboxes() []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for _, mb := range s.mail.mailboxes {
+		out = append(out, map[string]any{"id": mb.ID, "address": mb.Address, "displayName": mb.DisplayName,
+			"shared": mb.Shared, "tenantId": mb.TenantID, "messages": len(mb.msgs)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i]["address"].(string) < out[j]["address"].(string) })
+	return out
+}
+
+func (s *Server) controlUsers() []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for _, u := range s.dir.users {
+		var groups []string
+		for _, g := range s.groupsOf(u) {
+			groups = append(groups, g.DisplayName)
+		}
+		out = append(out, map[string]any{"id": u.ID, "userPrincipalName": u.UPN, "displayName": u.DisplayName,
+			"tenantId": u.TenantID, "admin": u.Admin, "groups": groups})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i]["userPrincipalName"].(string) < out[j]["userPrincipalName"].(string)
+	})
+	return out
 }

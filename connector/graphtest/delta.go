@@ -58,7 +58,7 @@ func (g *graphCall) delta() result {
 		st = syncState{mailboxID: g.mb.ID, folderID: f.id, epoch: g.mb.epoch, until: g.mb.seq,
 			sel: q.Get("$select"), filter: q.Get("$filter"), changeType: q.Get("changeType"), user: g.rt.user}
 	} else {
-		old := s.syncs[token]
+		old := s.mail.syncs[token]
 		if old == nil || old.mailboxID != g.mb.ID || old.folderID != f.id || old.epoch != g.mb.epoch {
 			res := fail(http.StatusGone, "SyncStateNotFound", "The sync state generation is no longer valid. Please restart the synchronization.")
 			if old != nil && old.mailboxID == g.mb.ID {
@@ -140,7 +140,7 @@ func (g *graphCall) delta() result {
 		next.since, next.cursor, next.until = st.until, st.until, 0
 		resp["@odata.deltaLink"] = g.deltaURL(st.user, f.id, url.Values{"$deltatoken": {tok}})
 	}
-	s.syncs[tok] = &next
+	s.mail.syncs[tok] = &next
 	res.status, res.body = http.StatusOK, resp
 	return res
 }

@@ -14,7 +14,14 @@
 // simulator: audience, expiry, scp or roles) → mailbox resolution and access
 // check (own mailbox, full access, application access policy) → per app and
 // mailbox throttling (concurrency and request budget) → injected faults →
-// the handler. Every request is counted by endpoint and status, and each
+// the handler. The model (directory, mailboxes, grants, tokens) sits under
+// one lock; a Graph handler runs with it held and returns a result, which
+// respond writes once the lock is released (a body built from stored bytes
+// is written by the result's write function from a snapshot). The files
+// follow the resources: routes.go (routing and this pipeline), access.go,
+// directory.go, folders.go, messages.go, attachments.go, delta.go,
+// query.go (OData query options), respond.go; faults.go and throttle.go sit
+// beside the model they break. Every request is counted by endpoint and status, and each
 // mailbox keeps a log of request times, so tests can prove a client honoured
 // Retry-After.
 //
