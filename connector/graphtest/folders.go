@@ -8,29 +8,7 @@ import (
 )
 
 // resolveFolder finds the route's folder by id or well-known name; s.mu held.
-func (g *graphCall) resolveFolder() *folder {
-	var f *folder
-	for i, key := range g.rt.folders {
-		var next *folder
-		if i == 0 {
-			next = g.mb.folders[key]
-			if next == nil {
-				for _, c := range g.mb.folders {
-					if c.wellKnown != "" && strings.EqualFold(c.wellKnown, key) {
-						next = c
-					}
-				}
-			}
-		} else if c := g.mb.folders[key]; c != nil && c.parentID == f.id {
-			next = c
-		}
-		if next == nil {
-			return nil
-		}
-		f = next
-	}
-	return f
-}
+func (g *graphCall) resolveFolder() *folder { return g.mb.resolve(g.rt.folders) }
 
 // parentFolder is the route's folder, or the root without one; s.mu held.
 func (g *graphCall) parentFolder() *folder {

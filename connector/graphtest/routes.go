@@ -147,6 +147,10 @@ const maxRequestBody = 4 << 20
 // serveGraph runs a Graph request through routing, authentication, mailbox
 // access, throttling and faults to its handler, then writes the answer.
 func (s *Server) serveGraph(c *call, segs []string) {
+	if len(segs) > 0 && segs[0] == "subscriptions" {
+		s.serveSubscriptions(c, segs[1:])
+		return
+	}
 	rt, ok := parseGraph(c.r.Method, segs)
 	if !ok {
 		c.endpoint = "unknown"

@@ -151,6 +151,8 @@ type Server struct {
 	tokens tokenModel     // codes and refresh tokens issued
 	lim    limits         // throttle and request counters
 	faults faultSet       // injected faults, beside the model they break
+	subs   subModel       // change notification subscriptions
+	notify notifier       // their delivery, knobs beside the model
 	hooks  testHooks
 }
 
@@ -198,6 +200,9 @@ type testHooks struct {
 	// concurrency slot back, after its answer; tests await it where a
 	// client gave up before the server noticed.
 	onRelease func()
+	// onPosted is called (without the lock) once a notification POST's
+	// outcome is counted in NotificationStats.
+	onPosted func()
 }
 
 type user struct {
@@ -224,7 +229,9 @@ func NewUnstartedServer() *Server {
 		tokens: tokenModel{codes: map[string]*authCode{}, refresh: map[string]*refreshToken{}, revokedAt: map[string]time.Time{}, tokenTTL: time.Hour},
 		lim: limits{limiters: map[string]*limiter{}, inFlight: map[string]int{},
 			throttle: Throttle{MaxConcurrent: 4, Requests: 10000, Window: 10 * time.Minute}},
+		subs: subModel{subs: map[string]*subscription{}, writes: map[string][]time.Time{}},
 	}
+	s.notify.init()
 	s.lim.counters = newCounters()
 	s.AddTenant(Tenant{ID: DefaultTenantID, Domain: DefaultTenantDomain, DisplayName: "Firma GmbH"})
 	s.AddApp(App{
@@ -246,8 +253,10 @@ func (s *Server) LoginURL() string { return s.URL }
 // GraphURL is the Graph base (what https://graph.microsoft.com/v1.0 is).
 func (s *Server) GraphURL() string { return s.URL + "/v1.0" }
 
-// Close stops a started server.
+// Close stops a started server and the delivery of notifications
+// (of an unstarted one too).
 func (s *Server) Close() {
+	s.stopNotifier()
 	if s.hs != nil {
 		s.hs.Close()
 	}
@@ -540,7 +549,9 @@ func (s *Server) addMailbox(m Mailbox) {
 	if m.DisplayName == "" {
 		m.DisplayName = m.Address
 	}
-	s.mail.mailboxes[strings.ToLower(m.Address)] = newMailbox(m)
+	mb := newMailbox(m)
+	mb.onChange = func(ch mailChange) { s.enqueueChange(mb, ch) }
+	s.mail.mailboxes[strings.ToLower(m.Address)] = mb
 }
 
 // userByID finds a user by oid or UPN; s.mu held.
