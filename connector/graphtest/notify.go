@@ -191,10 +191,7 @@ func withQuery(raw, k, v string) string {
 // text/plain and the decoded token. It reports the live service's error
 // texts for the ways it fails.
 func (s *Server) validateEndpoint(ctx context.Context, target string) *result {
-	s.mu.Lock()
-	timeout := s.notify.cfg.ValidationTimeout
-	s.notify.stats.Validations++
-	s.mu.Unlock()
+	timeout := s.countNotify(func(st *NotificationStats) { st.Validations++ }).ValidationTimeout
 	token := "Validation: Testing client application reachability for subscription Request-Id: " + newGUID()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -365,14 +362,26 @@ func (s *Server) schedule(d *delivery) {
 
 // stopNotifier stops the sender and waits for it and its calls.
 func (s *Server) stopNotifier() {
-	s.mu.Lock()
-	stop := s.notify.stop
-	s.notify.closed = true
-	s.mu.Unlock()
-	if stop != nil {
+	if stop := s.closeNotifier(); stop != nil {
 		stop()
 	}
 	s.notify.wg.Wait()
+}
+
+// closeNotifier marks the notifier closed and hands back its stop.
+func (s *Server) closeNotifier() context.CancelFunc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.notify.closed = true
+	return s.notify.stop
+}
+
+// countNotify updates the stats and returns the knobs in force.
+func (s *Server) countNotify(count func(*NotificationStats)) Notifications {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	count(&s.notify.stats)
+	return s.notify.cfg
 }
 
 // sendLoop posts deliveries as they fall due, each in its own goroutine
@@ -434,10 +443,7 @@ func (s *Server) post(ctx context.Context, d *delivery) {
 		return
 	}
 	body, _ := json.Marshal(d.payload)
-	s.mu.Lock()
-	cfg := s.notify.cfg
-	s.notify.stats.Posts++
-	s.mu.Unlock()
+	cfg := s.countNotify(func(st *NotificationStats) { st.Posts++ })
 	cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	start := time.Now()
@@ -454,19 +460,16 @@ func (s *Server) post(ctx context.Context, d *delivery) {
 	if ctx.Err() != nil {
 		return // closing
 	}
-	s.recordPost(d, ok, took, cfg)
+	if posted := s.recordPost(d, ok, took, cfg); posted != nil {
+		posted()
+	}
 }
 
-// recordPost counts a POST's outcome and schedules a retry of a failure.
-func (s *Server) recordPost(d *delivery, ok bool, took time.Duration, cfg Notifications) {
+// recordPost counts a POST's outcome and schedules a retry of a failure;
+// it hands back the test hook to call once the lock is released.
+func (s *Server) recordPost(d *delivery, ok bool, took time.Duration, cfg Notifications) (posted func()) {
 	s.mu.Lock()
-	posted := s.hooks.onPosted
-	defer func() {
-		s.mu.Unlock()
-		if posted != nil {
-			posted()
-		}
-	}()
+	defer s.mu.Unlock()
 	n := &s.notify
 	slow := took > cfg.SlowAfter
 	if !d.life {
@@ -497,6 +500,7 @@ func (s *Server) recordPost(d *delivery, ok bool, took time.Duration, cfg Notifi
 			n.stats.Dropped++
 		}
 	}
+	return s.hooks.onPosted
 }
 
 // admit applies the slow endpoint rule before a change notification is

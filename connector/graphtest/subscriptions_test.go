@@ -339,7 +339,7 @@ func TestSubscriptionHTTPSEndpoint(t *testing.T) {
 func TestSubscriptionValidationFailures(t *testing.T) {
 	s := NewServer()
 	defer s.Close()
-	s.SetNotifications(Notifications{ValidationTimeout: 200 * time.Millisecond})
+	s.SetNotifications(Notifications{ValidationTimeout: 2 * time.Second})
 	tok := defaultAppToken(t, s)
 	for _, tt := range []struct {
 		mode, code, message string
@@ -486,10 +486,10 @@ func TestSlowEndpointRule(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := NewServer()
 			defer s.Close()
-			s.SetNotifications(Notifications{SlowAfter: 20 * time.Millisecond, EvaluateAfter: 10, ThrottleDelay: 10 * time.Millisecond})
+			s.SetNotifications(Notifications{SlowAfter: 300 * time.Millisecond, EvaluateAfter: 10, ThrottleDelay: 10 * time.Millisecond})
 			posted := watchPosts(s)
 			h, life := newHook(t), newHook(t)
-			h.set(func(h *hook) { h.slowN, h.slowFor = tt.slow, 60*time.Millisecond })
+			h.set(func(h *hook) { h.slowN, h.slowFor = tt.slow, 600*time.Millisecond })
 			mustSubscribe(t, s, defaultAppToken(t, s), map[string]any{"notificationUrl": h.URL, "lifecycleNotificationUrl": life.URL})
 			for i := range 10 {
 				if _, err := s.Deliver(DefaultMailbox, Mail{Subject: "RE-" + itoaTest(i)}); err != nil {
