@@ -74,8 +74,8 @@ func TestTokenRefusals(t *testing.T) {
 							t.Fatal(err)
 						}
 					}
-					e.sim.Inject(graphtest.Fault{PathContains: "/oauth2/v2.0/token", Grant: grant, Status: tt.status,
-						Code: tt.oauth, AADSTS: tt.aadsts, Suberror: tt.suberror, Count: 1})
+					e.sim.Inject(graphtest.Fault{PathContains: "/oauth2/v2.0/token", Status: tt.status, Code: tt.oauth, Count: 1,
+						Token: graphtest.TokenFault{Grant: grant, AADSTS: tt.aadsts, Suberror: tt.suberror}})
 					t.Cleanup(e.sim.ClearFaults)
 					before := e.sim.Counters().Total("token")
 

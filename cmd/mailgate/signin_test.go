@@ -64,9 +64,9 @@ func TestRefusedSignInStopsAtOnce(t *testing.T) {
 	}
 
 	// Microsoft ends the grant with a code mailgate has never seen.
-	in.sim.Inject(graphtest.Fault{PathContains: "/oauth2/v2.0/token", Grant: "refresh_token",
-		AADSTS: unknown, Suberror: "token_expired",
-		Description: "The refresh token has expired or is invalid due to a policy of the tenant."})
+	in.sim.Inject(graphtest.Fault{PathContains: "/oauth2/v2.0/token", Token: graphtest.TokenFault{
+		Grant: "refresh_token", AADSTS: unknown, Suberror: "token_expired",
+		Description: "The refresh token has expired or is invalid due to a policy of the tenant."}})
 	injectedAt := time.Now()
 	var stopped connector.Connection
 	eventually(t, 2*time.Minute, "the connection to need consent", func() bool {
@@ -203,7 +203,7 @@ func TestReconnectAfterRefusal(t *testing.T) {
 
 	// Microsoft ends the grant with a code no list knows. The access token
 	// is cached in memory, so a restart makes the importer refresh at once.
-	in.sim.Inject(graphtest.Fault{PathContains: "/oauth2/v2.0/token", Grant: "refresh_token", AADSTS: 99999})
+	in.sim.Inject(graphtest.Fault{PathContains: "/oauth2/v2.0/token", Token: graphtest.TokenFault{Grant: "refresh_token", AADSTS: 99999}})
 	p.stop()
 	p = startProc(t, bin, env, "serve")
 	p.waitFor(t, regexp.MustCompile(`mailgate (listening) on`), time.Minute)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -68,6 +69,42 @@ type faultJSON struct {
 	Grant          string  `json:"grant"`
 }
 
+// notificationsJSON is Notifications in the control API (durations in
+// seconds).
+type notificationsJSON struct {
+	Delay                 float64 `json:"delaySeconds"`
+	DropRate              float64 `json:"dropRate"`
+	DuplicateRate         float64 `json:"duplicateRate"`
+	Seed                  uint64  `json:"seed"`
+	Timeout               float64 `json:"timeoutSeconds"`
+	SlowAfter             float64 `json:"slowAfterSeconds"`
+	EvaluateAfter         int     `json:"evaluateAfter"`
+	EvaluationWindow      float64 `json:"evaluationWindowSeconds"`
+	ThrottleDelay         float64 `json:"throttleDelaySeconds"`
+	RetryDelay            float64 `json:"retryDelaySeconds"`
+	RetryFor              float64 `json:"retryForSeconds"`
+	ValidationTimeout     float64 `json:"validationTimeoutSeconds"`
+	RequireHTTPS          bool    `json:"requireHttps"`
+	AcceptSharedDelegated bool    `json:"acceptSharedDelegated"`
+	MaxLifetime           float64 `json:"maxLifetimeMinutes"`
+	MaxPerMailbox         int     `json:"maxPerMailbox"`
+	WriteLimit            int     `json:"writeLimit"`
+	WriteWindow           float64 `json:"writeWindowSeconds"`
+}
+
+func (n notificationsJSON) config() Notifications {
+	sec := func(v float64) time.Duration { return time.Duration(v * float64(time.Second)) }
+	return Notifications{
+		Delay: sec(n.Delay), DropRate: n.DropRate, DuplicateRate: n.DuplicateRate, Seed: n.Seed,
+		Timeout: sec(n.Timeout), SlowAfter: sec(n.SlowAfter), EvaluateAfter: n.EvaluateAfter,
+		EvaluationWindow: sec(n.EvaluationWindow), ThrottleDelay: sec(n.ThrottleDelay),
+		RetryDelay: sec(n.RetryDelay), RetryFor: sec(n.RetryFor), ValidationTimeout: sec(n.ValidationTimeout),
+		RequireHTTPS: n.RequireHTTPS, AcceptSharedDelegated: n.AcceptSharedDelegated,
+		MaxLifetime: time.Duration(n.MaxLifetime * float64(time.Minute)), MaxPerMailbox: n.MaxPerMailbox,
+		WriteLimit: n.WriteLimit, WriteWindow: sec(n.WriteWindow),
+	}
+}
+
 func controlError(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }
@@ -79,31 +116,9 @@ func (s *Server) serveControl(c *call, segs []string) {
 	route := strings.Join(segs, "/")
 	switch {
 	case route == "mailboxes" && r.Method == http.MethodGet:
-		s.mu.Lock()
-		var out []map[string]any
-		for _, mb := range s.mailboxes {
-			out = append(out, map[string]any{"id": mb.ID, "address": mb.Address, "displayName": mb.DisplayName,
-				"shared": mb.Shared, "tenantId": mb.TenantID, "messages": len(mb.msgs)})
-		}
-		s.mu.Unlock()
-		sort.Slice(out, func(i, j int) bool { return out[i]["address"].(string) < out[j]["address"].(string) })
-		writeJSON(w, http.StatusOK, map[string]any{"value": out})
+		writeJSON(w, http.StatusOK, map[string]any{"value": s.controlMailboxes()})
 	case route == "users" && r.Method == http.MethodGet:
-		s.mu.Lock()
-		var out []map[string]any
-		for _, u := range s.users {
-			var groups []string
-			for _, g := range s.groupsOf(u) {
-				groups = append(groups, g.DisplayName)
-			}
-			out = append(out, map[string]any{"id": u.ID, "userPrincipalName": u.UPN, "displayName": u.DisplayName,
-				"tenantId": u.TenantID, "admin": u.Admin, "groups": groups})
-		}
-		s.mu.Unlock()
-		sort.Slice(out, func(i, j int) bool {
-			return out[i]["userPrincipalName"].(string) < out[j]["userPrincipalName"].(string)
-		})
-		writeJSON(w, http.StatusOK, map[string]any{"value": out})
+		writeJSON(w, http.StatusOK, map[string]any{"value": s.controlUsers()})
 	case route == "counters" && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, s.Counters())
 	case route == "counters" && r.Method == http.MethodDelete:
@@ -118,7 +133,7 @@ func (s *Server) serveControl(c *call, segs []string) {
 		s.Inject(Fault{Method: f.Method, PathContains: f.PathContains, Status: f.Status, Code: f.Code, Count: f.Count,
 			RetryAfter: time.Duration(f.RetryAfter * float64(time.Second)), Delay: time.Duration(f.Delay * float64(time.Second)),
 			Truncate: f.Truncate, Malformed: f.Malformed, DuplicateDelta: f.DuplicateDelta,
-			AADSTS: f.AADSTS, Suberror: f.Suberror, Description: f.Description, Grant: f.Grant})
+			Token: TokenFault{AADSTS: f.AADSTS, Suberror: f.Suberror, Description: f.Description, Grant: f.Grant}})
 		w.WriteHeader(http.StatusNoContent)
 	case route == "faults" && r.Method == http.MethodDelete:
 		s.ClearFaults()
@@ -169,7 +184,73 @@ func (s *Server) serveControl(c *call, segs []string) {
 	case len(segs) == 3 && segs[0] == "users" && segs[2] == "revoke" && r.Method == http.MethodPost:
 		s.RevokeRefreshTokens(segs[1])
 		w.WriteHeader(http.StatusNoContent)
+	case route == "notifications" && r.Method == http.MethodPost:
+		var n notificationsJSON
+		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
+			controlError(w, http.StatusBadRequest, "bad_request", "notifications: "+err.Error())
+			return
+		}
+		s.SetNotifications(n.config())
+		w.WriteHeader(http.StatusNoContent)
+	case route == "notifications" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, s.NotificationStats())
+	case route == "subscriptions" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, map[string]any{"value": s.Subscriptions(r.URL.Query().Get("mailbox"))})
+	case len(segs) == 3 && (segs[0] == "subscriptions" || segs[0] == "mailboxes") && segs[2] == "lifecycle" && r.Method == http.MethodPost:
+		var body struct {
+			Event string `json:"event"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			controlError(w, http.StatusBadRequest, "bad_request", "lifecycle: "+err.Error())
+			return
+		}
+		if !validEvent(body.Event) {
+			controlError(w, http.StatusBadRequest, "bad_request", "lifecycle: unknown event "+strconv.Quote(body.Event))
+			return
+		}
+		n := 1
+		var err error
+		if segs[0] == "subscriptions" {
+			err = s.Lifecycle(segs[1], body.Event)
+		} else {
+			n, err = s.LifecycleMailbox(segs[1], body.Event)
+		}
+		if err != nil {
+			controlError(w, http.StatusNotFound, "not_found", err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"count": n})
 	default:
 		controlError(w, http.StatusNotFound, "not_found", "no such control endpoint: "+r.Method+" /_sim/"+route)
 	}
+}
+
+func (s *Server) controlMailboxes() []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for _, mb := range s.mail.mailboxes {
+		out = append(out, map[string]any{"id": mb.ID, "address": mb.Address, "displayName": mb.DisplayName,
+			"shared": mb.Shared, "tenantId": mb.TenantID, "messages": len(mb.msgs)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i]["address"].(string) < out[j]["address"].(string) })
+	return out
+}
+
+func (s *Server) controlUsers() []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for _, u := range s.dir.users {
+		var groups []string
+		for _, g := range s.groupsOf(u) {
+			groups = append(groups, g.DisplayName)
+		}
+		out = append(out, map[string]any{"id": u.ID, "userPrincipalName": u.UPN, "displayName": u.DisplayName,
+			"tenantId": u.TenantID, "admin": u.Admin, "groups": groups})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i]["userPrincipalName"].(string) < out[j]["userPrincipalName"].(string)
+	})
+	return out
 }

@@ -31,51 +31,41 @@ type deltaItem struct {
 	rem *removal
 }
 
-func (g *graphCall) delta() {
+func (g *graphCall) delta() result {
 	q := g.r.URL.Query()
 	s := g.s
 	token := firstNonEmpty(q.Get("$skiptoken"), q.Get("$deltatoken"))
-	s.mu.Lock()
 	f := g.resolveFolder()
 	if f == nil {
-		s.mu.Unlock()
-		g.notFound()
-		return
+		return notFound()
 	}
 	var st syncState
 	if token == "" {
 		for k := range q {
 			if k != "$select" && k != "$filter" && k != "changeType" && k != "$orderby" {
-				s.mu.Unlock()
-				g.fail(http.StatusBadRequest, "ErrorInvalidUrlQuery",
+				return fail(http.StatusBadRequest, "ErrorInvalidUrlQuery",
 					"The following parameters are not supported with change tracking over the 'Messages' resource: '"+k+"'.")
-				return
 			}
 		}
 		switch q.Get("changeType") {
 		case "", "created", "updated", "deleted":
 		default:
-			s.mu.Unlock()
-			g.fail(http.StatusBadRequest, "ErrorInvalidUrlQuery", "The changeType '"+q.Get("changeType")+"' is not supported; use created, updated or deleted.")
-			return
+			return fail(http.StatusBadRequest, "ErrorInvalidUrlQuery", "The changeType '"+q.Get("changeType")+"' is not supported; use created, updated or deleted.")
 		}
 		if _, bad := parseMessageFilter(q.Get("$filter"), true); bad != "" {
-			s.mu.Unlock()
-			g.fail(http.StatusBadRequest, "ErrorInvalidUrlQueryFilter", bad)
-			return
+			return fail(http.StatusBadRequest, "ErrorInvalidUrlQueryFilter", bad)
 		}
 		st = syncState{mailboxID: g.mb.ID, folderID: f.id, epoch: g.mb.epoch, until: g.mb.seq,
 			sel: q.Get("$select"), filter: q.Get("$filter"), changeType: q.Get("changeType"), user: g.rt.user}
 	} else {
-		old := s.syncs[token]
+		old := s.mail.syncs[token]
 		if old == nil || old.mailboxID != g.mb.ID || old.folderID != f.id || old.epoch != g.mb.epoch {
+			res := fail(http.StatusGone, "SyncStateNotFound", "The sync state generation is no longer valid. Please restart the synchronization.")
 			if old != nil && old.mailboxID == g.mb.ID {
 				// Per docs the service sometimes names a fresh start.
-				g.w.Header().Set("Location", g.deltaURL(old.user, f.id, url.Values{"$select": {old.sel}, "$filter": {old.filter}}))
+				res = res.withHeader("Location", g.deltaURL(old.user, f.id, url.Values{"$select": {old.sel}, "$filter": {old.filter}}))
 			}
-			s.mu.Unlock()
-			g.fail(http.StatusGone, "SyncStateNotFound", "The sync state generation is no longer valid. Please restart the synchronization.")
-			return
+			return res
 		}
 		st = *old
 		if st.until == 0 {
@@ -108,9 +98,10 @@ func (g *graphCall) delta() {
 		}
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i].seq < items[j].seq })
+	var res result
 	size := preferPageSize(g.r)
 	if size > 0 {
-		g.w.Header().Add("Preference-Applied", "odata.maxpagesize="+strconv.Itoa(size))
+		res = res.withHeader("Preference-Applied", "odata.maxpagesize="+strconv.Itoa(size))
 	} else {
 		size = defaultDeltaPageSize
 	}
@@ -118,7 +109,7 @@ func (g *graphCall) delta() {
 	if more {
 		items = items[:size]
 	}
-	page := make([]any, 0, len(items)+1)
+	values := make([]any, 0, len(items)+1)
 	var firstMsg map[string]any
 	for _, it := range items {
 		if it.rem != nil {
@@ -126,7 +117,7 @@ func (g *graphCall) delta() {
 			if g.immutable {
 				id = it.rem.immutableID
 			}
-			page = append(page, map[string]any{"@odata.type": "#microsoft.graph.message", "id": id, "@removed": map[string]any{"reason": "deleted"}})
+			values = append(values, map[string]any{"@odata.type": "#microsoft.graph.message", "id": id, "@removed": map[string]any{"reason": "deleted"}})
 			continue
 		}
 		obj := selectFields(g.messageJSON(it.msg), st.sel)
@@ -134,13 +125,13 @@ func (g *graphCall) delta() {
 		if firstMsg == nil {
 			firstMsg = obj
 		}
-		page = append(page, obj)
+		values = append(values, obj)
 	}
 	if g.dupDelta && firstMsg != nil {
-		page = append(page, firstMsg)
+		values = append(values, firstMsg)
 	}
 	next := st
-	resp := map[string]any{"@odata.context": baseURL(g.r) + "/v1.0/$metadata#Collection(message)", "value": page}
+	resp := map[string]any{"@odata.context": baseURL(g.r) + "/v1.0/$metadata#Collection(message)", "value": values}
 	tok := randToken(24)
 	if more {
 		next.cursor = items[len(items)-1].seq
@@ -149,9 +140,9 @@ func (g *graphCall) delta() {
 		next.since, next.cursor, next.until = st.until, st.until, 0
 		resp["@odata.deltaLink"] = g.deltaURL(st.user, f.id, url.Values{"$deltatoken": {tok}})
 	}
-	s.syncs[tok] = &next
-	s.mu.Unlock()
-	writeJSON(g.w, http.StatusOK, resp)
+	s.mail.syncs[tok] = &next
+	res.status, res.body = http.StatusOK, resp
+	return res
 }
 
 // deltaURL builds a delta link on the host the client used.

@@ -151,10 +151,10 @@ func (s *Server) tenantFor(seg string) (t *Tenant, ok bool) {
 	case "common", "organizations":
 		return nil, true
 	}
-	if t := s.tenants[strings.ToLower(seg)]; t != nil {
+	if t := s.dir.tenants[strings.ToLower(seg)]; t != nil {
 		return t, true
 	}
-	for _, t := range s.tenants {
+	for _, t := range s.dir.tenants {
 		if strings.EqualFold(t.Domain, seg) || strings.EqualFold(t.ID, seg) {
 			return t, true
 		}
@@ -333,7 +333,7 @@ func (s *Server) authorize(c *call, tenantSeg string, admin bool) {
 	}
 	clientID := form.Get("client_id")
 	s.mu.Lock()
-	app := s.apps[clientID]
+	app := s.dir.apps[clientID]
 	s.mu.Unlock()
 	if app == nil {
 		s.errorPage(c, 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clientID, tenantSeg))
@@ -416,10 +416,10 @@ func (s *Server) authorize(c *call, tenantSeg string, admin bool) {
 	}
 	login, passwd := c.r.PostForm.Get("login"), c.r.PostForm.Get("passwd")
 	s.mu.Lock()
-	u := s.users[strings.ToLower(login)]
+	u := s.dir.users[strings.ToLower(login)]
 	var ut *Tenant
 	if u != nil {
-		ut = s.tenants[u.TenantID]
+		ut = s.dir.tenants[u.TenantID]
 	}
 	s.mu.Unlock()
 	switch {
@@ -444,7 +444,7 @@ func (s *Server) authorize(c *call, tenantSeg string, admin bool) {
 	}
 	s.mu.Lock()
 	consentKey := ut.ID + "|" + app.ClientID + "|" + u.ID
-	covered := s.adminOK[ut.ID+"|"+app.ClientID]
+	covered := s.grants.adminOK[ut.ID+"|"+app.ClientID]
 	for _, sc := range scopes {
 		covered = covered && (oidcScopes[sc] || containsFold(app.Scopes, sc))
 	}
@@ -456,14 +456,14 @@ func (s *Server) authorize(c *call, tenantSeg string, admin bool) {
 		redirectError(c, redirect, state, "consent_required", 65001, fmt.Sprintf("The user or administrator has not consented to use the application with ID '%s' named '%s'. Send an interactive authorization request for this user and resource.", app.ClientID, app.DisplayName))
 		return
 	}
-	if s.userOK[consentKey] == nil {
-		s.userOK[consentKey] = map[string]bool{}
+	if s.grants.userOK[consentKey] == nil {
+		s.grants.userOK[consentKey] = map[string]bool{}
 	}
 	for _, sc := range scopes {
-		s.userOK[consentKey][sc] = true
+		s.grants.userOK[consentKey][sc] = true
 	}
 	code := "1.A" + randToken(48)
-	s.codes[code] = &authCode{
+	s.tokens.codes[code] = &authCode{
 		clientID: app.ClientID, redirectURI: form.Get("redirect_uri"), challenge: form.Get("code_challenge"),
 		method: form.Get("code_challenge_method"), oid: u.ID, tid: ut.ID, nonce: form.Get("nonce"),
 		scopes: scopes, issued: s.now(),
@@ -546,7 +546,7 @@ func (s *Server) tokenResponse(c *call, tenantSeg string) (map[string]any, *toke
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	app := s.apps[clientID]
+	app := s.dir.apps[clientID]
 	if app == nil {
 		return nil, badRequest("unauthorized_client", 700016, "Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clientID, tenantSeg)
 	}
@@ -556,7 +556,7 @@ func (s *Server) tokenResponse(c *call, tenantSeg string) (map[string]any, *toke
 			return nil, &tokenErr{http.StatusUnauthorized, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."}
 		case subtle.ConstantTimeCompare([]byte(secret), []byte(app.ClientSecret)) != 1:
 			return nil, &tokenErr{http.StatusUnauthorized, "invalid_client", 7000215, fmt.Sprintf("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", clientID)}
-		case s.expired[clientID]:
+		case s.grants.expired[clientID]:
 			return nil, &tokenErr{http.StatusUnauthorized, "invalid_client", 7000222, fmt.Sprintf("The provided client secret keys for app '%s' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds.", clientID)}
 		}
 	}
@@ -581,11 +581,11 @@ func (s *Server) tokenResponse(c *call, tenantSeg string) (map[string]any, *toke
 		claims["idtyp"] = "app"
 		spID := servicePrincipalID(tenant.ID, app.ClientID)
 		claims["oid"], claims["sub"] = spID, spID
-		if s.adminOK[tenant.ID+"|"+app.ClientID] {
+		if s.grants.adminOK[tenant.ID+"|"+app.ClientID] {
 			claims["roles"] = app.Roles
 		}
 		return map[string]any{
-			"token_type": "Bearer", "expires_in": int(s.tokenTTL.Seconds()), "ext_expires_in": int(s.tokenTTL.Seconds()),
+			"token_type": "Bearer", "expires_in": int(s.tokens.tokenTTL.Seconds()), "ext_expires_in": int(s.tokens.tokenTTL.Seconds()),
 			"access_token": s.signJWT(claims),
 		}, nil
 	}
@@ -599,7 +599,7 @@ func (s *Server) redeemCode(c *call, app *App, now time.Time) (map[string]any, *
 	if raw == "" {
 		return nil, badRequest("invalid_request", 900144, "The request body must contain the following parameter: 'code'.")
 	}
-	code := s.codes[raw]
+	code := s.tokens.codes[raw]
 	switch {
 	case code == nil:
 		return nil, badRequest("invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
@@ -643,14 +643,14 @@ func (s *Server) redeemRefresh(c *call, app *App, now time.Time) (map[string]any
 	if raw == "" {
 		return nil, badRequest("invalid_request", 900144, "The request body must contain the following parameter: 'refresh_token'.")
 	}
-	rt := s.refresh[raw]
+	rt := s.tokens.refresh[raw]
 	if rt == nil {
 		return nil, badRequest("invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
 	}
 	if rt.clientID != app.ClientID {
 		return nil, badRequest("invalid_grant", 70000, "The provided value for the 'refresh_token' parameter is not valid. The token was issued to a different client.")
 	}
-	if at, ok := s.revokedAt[rt.oid]; ok && !rt.issued.After(at) {
+	if at, ok := s.tokens.revokedAt[rt.oid]; ok && !rt.issued.After(at) {
 		return nil, badRequest("invalid_grant", 50173, "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password. The grant was issued on '%s' and the TokensValidFrom date (before which tokens are not valid) for this user is '%s'.",
 			rt.issued.UTC().Format("2006-01-02T15:04:05.0000000Z"), at.UTC().Format("2006-01-02T15:04:05.0000000Z"))
 	}
@@ -671,8 +671,8 @@ func (s *Server) redeemRefresh(c *call, app *App, now time.Time) (map[string]any
 		if bad != "" {
 			return nil, badRequest("invalid_scope", 70011, "The provided value for the input parameter 'scope' is not valid. The scope '%s' is not valid.", bad)
 		}
-		consented := s.userOK[rt.tid+"|"+app.ClientID+"|"+u.ID]
-		admin := s.adminOK[rt.tid+"|"+app.ClientID]
+		consented := s.grants.userOK[rt.tid+"|"+app.ClientID+"|"+u.ID]
+		admin := s.grants.adminOK[rt.tid+"|"+app.ClientID]
 		for _, sc := range want {
 			if !oidcScopes[sc] && !consented[sc] && !(admin && containsFold(app.Scopes, sc)) {
 				return nil, badRequest("invalid_grant", 65001, "The user or administrator has not consented to use the application with ID '%s' named '%s'. Send an interactive authorization request for this user and resource.", app.ClientID, app.DisplayName)
@@ -711,12 +711,12 @@ func (s *Server) userTokens(c *call, app *App, u *user, tid string, scopes []str
 	claims["scp"] = strings.Join(graph, " ")
 	resp := map[string]any{
 		"token_type": "Bearer", "scope": strings.Join(granted, " "),
-		"expires_in": int(s.tokenTTL.Seconds()), "ext_expires_in": int(s.tokenTTL.Seconds()),
+		"expires_in": int(s.tokens.tokenTTL.Seconds()), "ext_expires_in": int(s.tokens.tokenTTL.Seconds()),
 		"access_token": s.signJWT(claims),
 	}
 	if has["offline_access"] {
 		tok := "1.A" + randToken(96)
-		s.refresh[tok] = &refreshToken{clientID: app.ClientID, oid: u.ID, tid: tid, scopes: scopes, issued: now, lastUsed: now}
+		s.tokens.refresh[tok] = &refreshToken{clientID: app.ClientID, oid: u.ID, tid: tid, scopes: scopes, issued: now, lastUsed: now}
 		resp["refresh_token"] = tok
 	}
 	if has["openid"] {
@@ -728,7 +728,7 @@ func (s *Server) userTokens(c *call, app *App, u *user, tid string, scopes []str
 func (s *Server) baseAccessClaims(c *call, tid, clientID string, now time.Time) map[string]any {
 	return map[string]any{
 		"aud": graphResource, "iss": "https://sts.windows.net/" + tid + "/",
-		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(s.tokenTTL).Unix(),
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(s.tokens.tokenTTL).Unix(),
 		"appid": clientID, "appidacr": "1", "tid": tid, "ver": "1.0", "uti": randToken(16),
 		"xms_sim_host": c.r.Host,
 	}

@@ -409,7 +409,7 @@ func TestTokenFaultAADSTS(t *testing.T) {
 	_, rt := userToken(t, s, DefaultUser)
 	refresh := url.Values{"grant_type": {"refresh_token"}, "client_id": {DefaultClientID}, "client_secret": {DefaultClientSecret}, "refresh_token": {rt}}
 
-	s.Inject(Fault{PathContains: "/oauth2/v2.0/token", Grant: "refresh_token", AADSTS: 99999, Suberror: "token_expired", Count: 1})
+	s.Inject(Fault{PathContains: "/oauth2/v2.0/token", Token: TokenFault{Grant: "refresh_token", AADSTS: 99999, Suberror: "token_expired"}, Count: 1})
 	// Another grant passes the fault by.
 	appToken(t, s, DefaultClientID, DefaultClientSecret)
 	st, body := tokenCall(t, s, "organizations", refresh)

@@ -69,7 +69,7 @@ func (s *Server) jwks(issuer string) map[string]any {
 		"x5t":    kid,
 		"n":      base64.RawURLEncoding.EncodeToString(key.PublicKey.N.Bytes()),
 		"e":      base64.RawURLEncoding.EncodeToString(big.NewInt(int64(key.PublicKey.E)).Bytes()),
-		"x5c":    []string{base64.StdEncoding.EncodeToString(s.cert)},
+		"x5c":    []string{base64.StdEncoding.EncodeToString(s.keys.cert)},
 		"issuer": issuer,
 	}}}
 }

@@ -37,8 +37,8 @@ func TestThrottleConcurrency(t *testing.T) {
 	access, _ := userToken(t, s, DefaultUser)
 	held, released := make(chan struct{}, 4), make(chan struct{}, 8)
 	s.mu.Lock()
-	s.onHold = func() { held <- struct{}{} }
-	s.onRelease = func() { released <- struct{}{} }
+	s.hooks.onHold = func() { held <- struct{}{} }
+	s.hooks.onRelease = func() { released <- struct{}{} }
 	s.mu.Unlock()
 	s.Inject(Fault{PathContains: "/messages", Delay: time.Minute, Count: 4})
 	path := "/v1.0/users/" + DefaultMailbox + "/messages"

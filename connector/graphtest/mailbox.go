@@ -25,6 +25,24 @@ type mailbox struct {
 	msgs    map[string]*message
 	seq     int64 // last change sequence
 	epoch   int   // bumped by ResetDelta
+	// onChange hears every change to a message in a folder (s.mu held):
+	// change notifications hook in here.
+	onChange func(mailChange)
+}
+
+// mailChange is one change to a message in one folder.
+type mailChange struct {
+	folderID        string
+	id, immutableID string
+	etag            string
+	changeType      string // created, updated, deleted
+}
+
+func (mb *mailbox) changed(folderID string, m *message, changeType string) {
+	if mb.onChange != nil {
+		mb.onChange(mailChange{folderID: folderID, id: m.id, immutableID: m.immutableID,
+			etag: `W/"` + m.changeKey() + `"`, changeType: changeType})
+	}
 }
 
 type folder struct {
@@ -69,6 +87,32 @@ func newMailbox(m Mailbox) *mailbox {
 		mb.folders[f.id] = f
 	}
 	return mb
+}
+
+// resolve finds a folder chain (a top folder by id or well-known name,
+// then child folder ids), or nil.
+func (mb *mailbox) resolve(keys []string) *folder {
+	var f *folder
+	for i, key := range keys {
+		var next *folder
+		if i == 0 {
+			next = mb.folders[key]
+			if next == nil {
+				for _, c := range mb.folders {
+					if c.wellKnown != "" && strings.EqualFold(c.wellKnown, key) {
+						next = c
+					}
+				}
+			}
+		} else if c := mb.folders[key]; c != nil && c.parentID == f.id {
+			next = c
+		}
+		if next == nil {
+			return nil
+		}
+		f = next
+	}
+	return f
 }
 
 func (mb *mailbox) root() *folder {
@@ -184,6 +228,7 @@ func (mb *mailbox) deliver(f *folder, m Mail, now time.Time) *message {
 	}
 	msg.mail.Attachments = nil
 	mb.msgs[msg.immutableID] = msg
+	mb.changed(f.id, msg, "created")
 	return msg
 }
 
@@ -192,6 +237,7 @@ func (mb *mailbox) touch(m *message, now time.Time) {
 	m.seq = mb.nextSeq()
 	m.version++
 	m.modified = now
+	mb.changed(m.folderID, m, "updated")
 }
 
 // move moves m to f: a new mutable id, a tombstone in the folder it left.
@@ -201,17 +247,20 @@ func (mb *mailbox) move(m *message, f *folder) {
 	}
 	old := mb.folders[m.folderID]
 	old.removed = append(old.removed, removal{seq: mb.nextSeq(), id: m.id, immutableID: m.immutableID})
+	mb.changed(old.id, m, "deleted")
 	m.folderID = f.id
 	m.id = exchangeID("AAMkAD")
 	m.seq = mb.nextSeq()
 	m.enterSeq = m.seq
 	m.version++
+	mb.changed(f.id, m, "created")
 }
 
 func (mb *mailbox) remove(m *message) {
 	old := mb.folders[m.folderID]
 	old.removed = append(old.removed, removal{seq: mb.nextSeq(), id: m.id, immutableID: m.immutableID})
 	delete(mb.msgs, m.immutableID)
+	mb.changed(old.id, m, "deleted")
 }
 
 func (m *message) hasAttachments() bool {

@@ -130,43 +130,9 @@ type MessageState struct {
 	FolderID          string
 }
 
-// Throttle sets the per app and mailbox limits.
-type Throttle struct {
-	MaxConcurrent int           // default 4
-	Requests      int           // default 10000
-	Window        time.Duration // default 10m
-}
-
-// Fault is an injected failure for requests whose method and path match.
-type Fault struct {
-	Method       string // empty = any
-	PathContains string // matched against the decoded and the raw request URI
-	Status       int    // answer with this status and a service-shaped error body
-	Code         string // error code for Status (default by status, e.g. 410 SyncStateNotFound)
-	RetryAfter   time.Duration
-	Count        int           // how many requests it hits; 0 = until ClearFaults
-	Delay        time.Duration // wait before answering (honours the request context)
-	Truncate     bool          // send half the body then close the connection
-	Malformed    bool          // send half the body as a complete response (invalid JSON)
-	// DuplicateDelta repeats the first message of a delta page at the end of
-	// the page, as the real service sometimes does.
-	DuplicateDelta bool
-	// AADSTS makes an identity platform answer (Status, default 400) carry
-	// this AADSTS code, known to Microsoft's error reference or not, in the
-	// platform's documented error body: Code as the OAuth error (default
-	// invalid_grant), error_description "AADSTS<n>: <Description>" with trace
-	// and correlation ids, error_codes, Suberror when set, trace_id,
-	// correlation_id and timestamp. Without it an identity answer is a
-	// transient AADSTS90033.
-	AADSTS      int
-	Suberror    string
-	Description string
-	// Grant limits the fault to token requests of this grant_type
-	// ("refresh_token", "client_credentials", "authorization_code").
-	Grant string
-}
-
-// Server is the simulator. Its methods are safe for concurrent use.
+// Server is the simulator. Its methods are safe for concurrent use: one
+// lock, mu, guards the model (dir, mail, grants, tokens), the throttle
+// and the faults; handlers run under it and answer after it (see respond).
 type Server struct {
 	// URL is the base URL, e.g. http://127.0.0.1:41234. It is empty for an
 	// unstarted server; set it when serving Handler at a known address so
@@ -174,36 +140,59 @@ type Server struct {
 	// Host).
 	URL string
 
-	hs *httptest.Server
+	hs   *httptest.Server
+	keys signingKeys
 
-	keyOnce sync.Once
-	key     *rsa.PrivateKey
-	cert    []byte // DER, self-signed
-	kid     string
+	mu     sync.Mutex
+	now    func() time.Time
+	dir    directoryModel // tenants, users, apps, groups
+	mail   mailModel      // mailboxes and delta sync states
+	grants grantModel     // consent, mailbox permissions, access policies
+	tokens tokenModel     // codes and refresh tokens issued
+	lim    limits         // throttle and request counters
+	faults faultSet       // injected faults, beside the model they break
+	subs   subModel       // change notification subscriptions
+	notify notifier       // their delivery, knobs beside the model
+	hooks  testHooks
+}
 
-	mu         sync.Mutex
-	now        func() time.Time
-	tenants    map[string]*Tenant // by id
-	users      map[string]*user   // by lower UPN
-	mailboxes  map[string]*mailbox
-	apps       map[string]*App
-	groups     map[string]*Group
+// signingKeys is the token signing key, made on first use.
+type signingKeys struct {
+	once sync.Once
+	key  *rsa.PrivateKey
+	cert []byte // DER, self-signed
+	kid  string
+}
+
+type directoryModel struct {
+	tenants map[string]*Tenant // by id
+	users   map[string]*user   // by lower UPN
+	apps    map[string]*App
+	groups  map[string]*Group
+}
+
+type mailModel struct {
+	mailboxes map[string]*mailbox   // by lower address
+	syncs     map[string]*syncState // by delta or skip token
+}
+
+type grantModel struct {
 	fullAccess map[string]map[string]bool // mailbox id -> user oid
 	appPolicy  map[string]map[string]bool // client id -> mailbox id
 	adminOK    map[string]bool            // tenant|client
 	userOK     map[string]map[string]bool // tenant|client|oid -> scopes
 	expired    map[string]bool            // client ids with expired secrets
-	codes      map[string]*authCode
-	refresh    map[string]*refreshToken
-	revokedAt  map[string]time.Time // user oid -> refresh tokens issued before are revoked
-	syncs      map[string]*syncState
-	throttle   Throttle
-	limits     map[string]*limiter
-	faults     []*Fault
-	counters   Counters
-	inFlight   map[string]int
-	tokenTTL   time.Duration
+}
 
+type tokenModel struct {
+	codes     map[string]*authCode
+	refresh   map[string]*refreshToken
+	revokedAt map[string]time.Time // user oid -> refresh tokens issued before are revoked
+	tokenTTL  time.Duration
+}
+
+// testHooks let the package's tests await events inside a request.
+type testHooks struct {
 	// onHold is called (without the lock) when a request starts waiting on
 	// an injected Delay; tests use it to know requests are in flight.
 	onHold func()
@@ -211,6 +200,9 @@ type Server struct {
 	// concurrency slot back, after its answer; tests await it where a
 	// client gave up before the server noticed.
 	onRelease func()
+	// onPosted is called (without the lock) once a notification POST's
+	// outcome is counted in NotificationStats.
+	onPosted func()
 }
 
 type user struct {
@@ -229,27 +221,18 @@ func NewServer() *Server {
 // listen; serve Handler yourself.
 func NewUnstartedServer() *Server {
 	s := &Server{
-		now:        time.Now,
-		tenants:    map[string]*Tenant{},
-		users:      map[string]*user{},
-		mailboxes:  map[string]*mailbox{},
-		apps:       map[string]*App{},
-		groups:     map[string]*Group{},
-		fullAccess: map[string]map[string]bool{},
-		appPolicy:  map[string]map[string]bool{},
-		adminOK:    map[string]bool{},
-		userOK:     map[string]map[string]bool{},
-		expired:    map[string]bool{},
-		codes:      map[string]*authCode{},
-		refresh:    map[string]*refreshToken{},
-		revokedAt:  map[string]time.Time{},
-		syncs:      map[string]*syncState{},
-		limits:     map[string]*limiter{},
-		inFlight:   map[string]int{},
-		tokenTTL:   time.Hour,
-		throttle:   Throttle{MaxConcurrent: 4, Requests: 10000, Window: 10 * time.Minute},
+		now:  time.Now,
+		dir:  directoryModel{tenants: map[string]*Tenant{}, users: map[string]*user{}, apps: map[string]*App{}, groups: map[string]*Group{}},
+		mail: mailModel{mailboxes: map[string]*mailbox{}, syncs: map[string]*syncState{}},
+		grants: grantModel{fullAccess: map[string]map[string]bool{}, appPolicy: map[string]map[string]bool{},
+			adminOK: map[string]bool{}, userOK: map[string]map[string]bool{}, expired: map[string]bool{}},
+		tokens: tokenModel{codes: map[string]*authCode{}, refresh: map[string]*refreshToken{}, revokedAt: map[string]time.Time{}, tokenTTL: time.Hour},
+		lim: limits{limiters: map[string]*limiter{}, inFlight: map[string]int{},
+			throttle: Throttle{MaxConcurrent: 4, Requests: 10000, Window: 10 * time.Minute}},
+		subs: subModel{subs: map[string]*subscription{}, writes: map[string][]time.Time{}},
 	}
-	s.counters = newCounters()
+	s.notify.init()
+	s.lim.counters = newCounters()
 	s.AddTenant(Tenant{ID: DefaultTenantID, Domain: DefaultTenantDomain, DisplayName: "Firma GmbH"})
 	s.AddApp(App{
 		ClientID: DefaultClientID, ClientSecret: DefaultClientSecret, DisplayName: "mailgate",
@@ -270,8 +253,10 @@ func (s *Server) LoginURL() string { return s.URL }
 // GraphURL is the Graph base (what https://graph.microsoft.com/v1.0 is).
 func (s *Server) GraphURL() string { return s.URL + "/v1.0" }
 
-// Close stops a started server.
+// Close stops a started server and the delivery of notifications
+// (of an unstarted one too).
 func (s *Server) Close() {
+	s.stopNotifier()
 	if s.hs != nil {
 		s.hs.Close()
 	}
@@ -288,13 +273,13 @@ func (s *Server) SetNow(now func() time.Time) {
 func (s *Server) SetTokenLifetime(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tokenTTL = d
+	s.tokens.tokenTTL = d
 }
 
 // signingKey generates the RSA key on first use, so servers that never
 // issue a token stay cheap.
 func (s *Server) signingKey() (*rsa.PrivateKey, string) {
-	s.keyOnce.Do(func() {
+	s.keys.once.Do(func() {
 		k, err := rsa.GenerateKey(rand.Reader, 2048)
 		if err != nil {
 			panic(fmt.Sprintf("graphtest: generate key: %v", err))
@@ -310,10 +295,10 @@ func (s *Server) signingKey() (*rsa.PrivateKey, string) {
 			panic(fmt.Sprintf("graphtest: certificate: %v", err))
 		}
 		sum := sha1.Sum(der)
-		s.key, s.cert = k, der
-		s.kid = base64.RawURLEncoding.EncodeToString(sum[:])
+		s.keys.key, s.keys.cert = k, der
+		s.keys.kid = base64.RawURLEncoding.EncodeToString(sum[:])
 	})
-	return s.key, s.kid
+	return s.keys.key, s.keys.kid
 }
 
 // AddTenant adds or replaces a tenant.
@@ -323,7 +308,7 @@ func (s *Server) AddTenant(t Tenant) {
 	if t.ID == "" {
 		t.ID = newGUID()
 	}
-	s.tenants[t.ID] = &t
+	s.dir.tenants[t.ID] = &t
 }
 
 // AddUser adds or replaces a user and gives it a mailbox of its own.
@@ -340,7 +325,7 @@ func (s *Server) AddUser(u User) {
 		u.DisplayName = u.UPN
 	}
 	key := strings.ToLower(u.UPN)
-	s.users[key] = &user{User: u}
+	s.dir.users[key] = &user{User: u}
 	if s.mailboxByAddress(u.UPN) == nil {
 		s.addMailbox(Mailbox{ID: u.ID, Address: u.UPN, DisplayName: u.DisplayName, TenantID: u.TenantID})
 	}
@@ -369,8 +354,8 @@ func (s *Server) AddApp(a App) {
 	if len(a.Scopes) == 0 {
 		a.Scopes = []string{"User.Read", "Mail.ReadWrite", "Mail.ReadWrite.Shared"}
 	}
-	s.apps[a.ClientID] = &a
-	delete(s.expired, a.ClientID)
+	s.dir.apps[a.ClientID] = &a
+	delete(s.grants.expired, a.ClientID)
 }
 
 // AddGroup adds or replaces a group.
@@ -383,21 +368,21 @@ func (s *Server) AddGroup(g Group) {
 	if g.TenantID == "" {
 		g.TenantID = DefaultTenantID
 	}
-	s.groups[g.ID] = &g
+	s.dir.groups[g.ID] = &g
 }
 
 // GrantFullAccess gives a user full access to a mailbox.
 func (s *Server) GrantFullAccess(userUPN, mailbox string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	u, mb := s.users[strings.ToLower(userUPN)], s.mailboxByAddress(mailbox)
+	u, mb := s.dir.users[strings.ToLower(userUPN)], s.mailboxByAddress(mailbox)
 	if u == nil || mb == nil {
 		return
 	}
-	if s.fullAccess[mb.ID] == nil {
-		s.fullAccess[mb.ID] = map[string]bool{}
+	if s.grants.fullAccess[mb.ID] == nil {
+		s.grants.fullAccess[mb.ID] = map[string]bool{}
 	}
-	s.fullAccess[mb.ID][u.ID] = true
+	s.grants.fullAccess[mb.ID][u.ID] = true
 }
 
 // AllowAppMailbox adds a mailbox to the app's application access policy:
@@ -409,10 +394,10 @@ func (s *Server) AllowAppMailbox(clientID, mailbox string) {
 	if mb == nil {
 		return
 	}
-	if s.appPolicy[clientID] == nil {
-		s.appPolicy[clientID] = map[string]bool{}
+	if s.grants.appPolicy[clientID] == nil {
+		s.grants.appPolicy[clientID] = map[string]bool{}
 	}
-	s.appPolicy[clientID][mb.ID] = true
+	s.grants.appPolicy[clientID][mb.ID] = true
 }
 
 // GrantAdminConsent consents to an app for a whole tenant (delegated
@@ -420,7 +405,7 @@ func (s *Server) AllowAppMailbox(clientID, mailbox string) {
 func (s *Server) GrantAdminConsent(tenantID, clientID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.adminOK[tenantID+"|"+clientID] = true
+	s.grants.adminOK[tenantID+"|"+clientID] = true
 }
 
 // RevokeRefreshTokens revokes every refresh token of the user issued so far
@@ -428,8 +413,8 @@ func (s *Server) GrantAdminConsent(tenantID, clientID string) {
 func (s *Server) RevokeRefreshTokens(upn string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if u := s.users[strings.ToLower(upn)]; u != nil {
-		s.revokedAt[u.ID] = s.now()
+	if u := s.dir.users[strings.ToLower(upn)]; u != nil {
+		s.tokens.revokedAt[u.ID] = s.now()
 	}
 }
 
@@ -438,7 +423,7 @@ func (s *Server) RevokeRefreshTokens(upn string) {
 func (s *Server) ExpireClientSecret(clientID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.expired[clientID] = true
+	s.grants.expired[clientID] = true
 }
 
 // ResetDelta invalidates every outstanding delta and next link of the
@@ -449,37 +434,6 @@ func (s *Server) ResetDelta(mailbox string) {
 	if mb := s.mailboxByAddress(mailbox); mb != nil {
 		mb.epoch++
 	}
-}
-
-// SetThrottle sets the per app and mailbox limits; zero fields keep the defaults.
-func (s *Server) SetThrottle(t Throttle) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if t.MaxConcurrent <= 0 {
-		t.MaxConcurrent = 4
-	}
-	if t.Requests <= 0 {
-		t.Requests = 10000
-	}
-	if t.Window <= 0 {
-		t.Window = 10 * time.Minute
-	}
-	s.throttle = t
-	s.limits = map[string]*limiter{}
-}
-
-// Inject adds a fault; the first matching fault applies to a request.
-func (s *Server) Inject(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, &f)
-}
-
-// ClearFaults removes all faults.
-func (s *Server) ClearFaults() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = nil
 }
 
 // Deliver puts a mail into the mailbox, into m.Folder or the inbox.
@@ -574,10 +528,10 @@ func (s *Server) DeleteMessage(mailbox, messageID string) error {
 
 // mailboxByAddress finds a mailbox by address or id; s.mu held.
 func (s *Server) mailboxByAddress(key string) *mailbox {
-	if mb := s.mailboxes[strings.ToLower(key)]; mb != nil {
+	if mb := s.mail.mailboxes[strings.ToLower(key)]; mb != nil {
 		return mb
 	}
-	for _, mb := range s.mailboxes {
+	for _, mb := range s.mail.mailboxes {
 		if strings.EqualFold(mb.ID, key) {
 			return mb
 		}
@@ -595,15 +549,17 @@ func (s *Server) addMailbox(m Mailbox) {
 	if m.DisplayName == "" {
 		m.DisplayName = m.Address
 	}
-	s.mailboxes[strings.ToLower(m.Address)] = newMailbox(m)
+	mb := newMailbox(m)
+	mb.onChange = func(ch mailChange) { s.enqueueChange(mb, ch) }
+	s.mail.mailboxes[strings.ToLower(m.Address)] = mb
 }
 
 // userByID finds a user by oid or UPN; s.mu held.
 func (s *Server) userByID(key string) *user {
-	if u := s.users[strings.ToLower(key)]; u != nil {
+	if u := s.dir.users[strings.ToLower(key)]; u != nil {
 		return u
 	}
-	for _, u := range s.users {
+	for _, u := range s.dir.users {
 		if strings.EqualFold(u.ID, key) {
 			return u
 		}
@@ -614,7 +570,7 @@ func (s *Server) userByID(key string) *user {
 // groupsOf lists the group ids of a user, sorted; s.mu held.
 func (s *Server) groupsOf(u *user) []*Group {
 	var out []*Group
-	for _, g := range s.groups {
+	for _, g := range s.dir.groups {
 		for _, m := range g.Members {
 			if strings.EqualFold(m, u.UPN) {
 				out = append(out, g)
